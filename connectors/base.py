@@ -1,0 +1,97 @@
+"""What every connector shares: the machine config base, the ``Connector`` protocol, its state.
+
+A connector turns one machine's config into ``Batch``es of ``Sample``s. It never publishes,
+stores or writes to a machine. It never raises for one bad tag: that tag gets bad quality and
+the rest of the batch goes on. Whole-request failures raise a ``ConnectorError`` subclass so the
+runtime can reconnect with backoff.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge_agent.durations import Duration
+from edge_agent.samples import Batch
+
+MACHINE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Machine ids end up in MQTT topics and InfluxDB tags, so no '/', '+', '#', spaces or commas."""
+
+TAG_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConnectionState(StrEnum):
+    """What the status page, logs and metrics say about a machine's link."""
+
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+    CLOSED = "closed"
+
+
+class MachineConfigBase(StrictModel):
+    """Keys every machine has, whatever its protocol."""
+
+    id: str = Field(pattern=MACHINE_ID_PATTERN, description="Unique machine id, used in topics and tags.")
+    description: str | None = None
+    area: str | None = Field(default=None, description="Overrides site.area for this machine.")
+    line: str | None = Field(default=None, description="Overrides site.line for this machine.")
+    enabled: bool = True
+    interval: Duration = Field(default=1.0, description="Time between polls.")
+    timeout: Duration | None = Field(
+        default=None, description="Time one poll may take; default 80 % of the interval."
+    )
+
+    @model_validator(mode="after")
+    def _timing_is_sane(self) -> Self:
+        if self.interval <= 0:
+            raise ValueError(
+                f"interval must be greater than 0 (got {self.interval:g} s). Fix: set e.g. interval: 1s"
+            )
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"timeout must be greater than 0 (got {self.timeout:g} s). Fix: set e.g. timeout: 500ms")
+        if self.timeout is not None and self.timeout >= self.interval:
+            raise ValueError(
+                f"timeout ({self.timeout:g} s) must be shorter than interval ({self.interval:g} s), "
+                "or polls would pile up. Fix: lower timeout or raise interval"
+            )
+        return self
+
+    @property
+    def effective_timeout(self) -> float:
+        """The timeout for one poll: configured, or 80 % of the interval."""
+        return self.timeout if self.timeout is not None else self.interval * 0.8
+
+
+class Connector(Protocol):
+    """One machine's link. Created closed; the runtime calls connect, read (repeatedly), close."""
+
+    @property
+    def machine_id(self) -> str:
+        """The id of the machine this connector reads."""
+        ...
+
+    @property
+    def state(self) -> ConnectionState:
+        """The link's current state, for status and metrics."""
+        ...
+
+    async def connect(self) -> None:
+        """Open the link. Raises ``ConnectError`` when the machine cannot be reached."""
+        ...
+
+    async def read(self) -> Batch:
+        """Read every configured tag once. Raises ``ConnectorError`` only if the whole poll failed."""
+        ...
+
+    async def close(self) -> None:
+        """Close the link. Idempotent; never raises."""
+        ...

@@ -1,0 +1,62 @@
+"""Config of an OPC UA machine: the endpoint, how to log in, and which nodes to read."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from connectors.base import TAG_NAME_PATTERN, MachineConfigBase, StrictModel
+
+if TYPE_CHECKING:
+    from connectors.base import Connector
+
+
+class OpcUaTag(StrictModel):
+    """One value to read, addressed by a node id.
+
+    ``node`` is an OPC UA node id string. Prefer the namespace-URI form
+    ``nsu=urn:vendor:app;s=Machine.Signal`` over ``ns=2;s=...``: the index can change when the
+    server restarts, the URI cannot.
+    """
+
+    name: str = Field(pattern=TAG_NAME_PATTERN)
+    node: str
+    unit: str | None = None
+
+    @field_validator("node")
+    @classmethod
+    def _node_has_identifier(cls, node: str) -> str:
+        parts = dict(p.split("=", 1) for p in node.split(";") if "=" in p)
+        if not any(k in parts for k in ("s", "i", "g", "b")):
+            raise ValueError(
+                f"{node!r} is not an OPC UA node id. Fix: write it as "
+                "'nsu=<namespace uri>;s=<string id>' or 'ns=<index>;i=<number>'"
+            )
+        if not ("nsu" in parts or "ns" in parts or "i" in parts):
+            raise ValueError(f"{node!r} names no namespace. Fix: prefix it with 'nsu=<namespace uri>;'")
+        return node
+
+
+class OpcUaSecurity(StrictModel):
+    """Transport security. Only ``None`` is implemented in this release (see issue tracker)."""
+
+    policy: Literal["None"] = "None"
+    mode: Literal["None"] = "None"
+
+
+class OpcUaMachine(MachineConfigBase):
+    """A machine read over OPC UA (client side of the protocol, read-only)."""
+
+    type: Literal["opcua"]
+    endpoint: str = Field(pattern=r"^opc\.tcp://", description="opc.tcp://host:port/path")
+    security: OpcUaSecurity = OpcUaSecurity()
+    username: str | None = None
+    password: SecretStr | None = None
+    tags: list[OpcUaTag] = Field(min_length=1)
+
+    def build_connector(self) -> Connector:
+        """Make the connector for this machine."""
+        from connectors.opcua.client import OpcUaConnector
+
+        return OpcUaConnector(self)

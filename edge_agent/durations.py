@@ -1,0 +1,42 @@
+"""Human durations in config ("500ms", "2s", "5m", "1h30m", "7d") parsed to float seconds."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(raw: object) -> float:
+    """Parse a duration; a bare number means seconds. Raises ValueError with the accepted forms."""
+    if isinstance(raw, bool):
+        raise ValueError("expected a duration such as '500ms', '2s', '5m', '1h' or a number of seconds")
+    if isinstance(raw, int | float):
+        return float(raw)
+    if not isinstance(raw, str):
+        raise ValueError("expected a duration such as '500ms', '2s', '5m', '1h' or a number of seconds")
+    text = raw.strip().replace(" ", "")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    position = 0
+    total = 0.0
+    for match in _PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise ValueError(
+            f"{raw!r} is not a duration; write e.g. '500ms', '2s', '5m', '1h30m', '7d' or a number of seconds"
+        )
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A config field holding seconds, written by a person as '500ms', '2s', ..."""
