@@ -46,16 +46,12 @@ class MachineConfigBase(StrictModel):
     line: str | None = Field(default=None, description="Overrides site.line for this machine.")
     enabled: bool = True
     interval: Duration = Field(default=1.0, description="Time between polls.")
-    timeout: Duration | None = Field(
-        default=None, description="Time one poll may take; default 80 % of the interval."
-    )
+    timeout: Duration | None = Field(default=None, description="Time one poll may take; default 80 % of the interval.")
 
     @model_validator(mode="after")
     def _timing_is_sane(self) -> Self:
         if self.interval <= 0:
-            raise ValueError(
-                f"interval must be greater than 0 (got {self.interval:g} s). Fix: set e.g. interval: 1s"
-            )
+            raise ValueError(f"interval must be greater than 0 (got {self.interval:g} s). Fix: set e.g. interval: 1s")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"timeout must be greater than 0 (got {self.timeout:g} s). Fix: set e.g. timeout: 500ms")
         if self.timeout is not None and self.timeout >= self.interval:

@@ -14,11 +14,11 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 def parse_duration(raw: object) -> float:
     """Parse a duration; a bare number means seconds. Raises ValueError with the accepted forms."""
     if isinstance(raw, bool):
-        raise ValueError("expected a duration such as '500ms', '2s', '5m', '1h' or a number of seconds")
+        raise ValueError("expected a duration such as '500ms', '2s', '5m', '1h' or a number of seconds")  # noqa: TRY004 - pydantic reports ValueError
     if isinstance(raw, int | float):
         return float(raw)
     if not isinstance(raw, str):
-        raise ValueError("expected a duration such as '500ms', '2s', '5m', '1h' or a number of seconds")
+        raise ValueError("expected a duration such as '500ms', '2s', '5m', '1h' or a number of seconds")  # noqa: TRY004 - pydantic reports ValueError
     text = raw.strip().replace(" ", "")
     try:
         return float(text)

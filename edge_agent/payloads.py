@@ -49,7 +49,9 @@ class Origin:
 def _finite(sample: Sample) -> Sample:
     """NaN and infinity are not valid JSON nor line protocol: report them as bad readings."""
     if isinstance(sample.value, float) and not math.isfinite(sample.value):
-        return Sample.bad(sample.tag, f"value is not a finite number ({sample.value})", sample.timestamp_ns, sample.unit)
+        return Sample.bad(
+            sample.tag, f"value is not a finite number ({sample.value})", sample.timestamp_ns, sample.unit
+        )
     return sample
 
 
@@ -58,7 +60,12 @@ def encode_json(batch: Batch, origin: Origin) -> bytes:
     samples: list[dict[str, Any]] = []
     for raw in batch.samples:
         sample = _finite(raw)
-        item: dict[str, Any] = {"tag": sample.tag, "t": sample.timestamp_ns, "v": sample.value, "q": str(sample.quality)}
+        item: dict[str, Any] = {
+            "tag": sample.tag,
+            "t": sample.timestamp_ns,
+            "v": sample.value,
+            "q": str(sample.quality),
+        }
         if sample.reason:
             item["reason"] = sample.reason
         if sample.unit:

@@ -1,0 +1,196 @@
+"""``edge-agent``: run, demo, check-config, ingest.
+
+Exit codes: 0 success, 1 a run-time failure (e.g. a machine failed in ``run --once``),
+2 a configuration or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from edge_agent import __version__
+from edge_agent.config import AgentConfig
+from edge_agent.errors import ConfigError
+from edge_agent.loader import load_config
+
+log = logging.getLogger("edge_agent")
+
+EXAMPLES = """\
+examples:
+  edge-agent demo                          simulated machines, live values in the terminal
+  edge-agent demo --mqtt 127.0.0.1:1883    ... and publish them to a local broker
+  edge-agent check-config config.yaml      validate a config without connecting anywhere
+  edge-agent run config.yaml               poll the machines and publish to MQTT
+  edge-agent run config.yaml --once        poll every machine once, print, exit
+  edge-agent ingest config.yaml            MQTT -> InfluxDB bridge
+"""
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("asyncua", "pymodbus", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if level != "DEBUG" else logging.INFO)
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main(stop)`` and set ``stop`` on SIGINT or SIGTERM, so shutdown is always clean."""
+
+    async def wrapper() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await main(stop)
+
+    asyncio.run(wrapper())
+
+
+def _load(path: str) -> AgentConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate without connecting to anything."""
+    config = _load(args.config)
+    print(f"{args.config}: OK")
+    for machine in config.machines:
+        where = getattr(machine, "endpoint", None) or f"{getattr(machine, 'host', '?')}:{getattr(machine, 'port', '?')}"
+        state = "" if machine.enabled else " (disabled)"
+        tags = f"{len(machine.tags)} tag(s) every {machine.interval:g} s"
+        print(f"  machine {machine.id}: {machine.type} {where}, {tags}{state}")
+    print(f"  mqtt: {f'{config.mqtt.host}:{config.mqtt.port}' if config.mqtt else 'not configured (no publishing)'}")
+    influx = config.influxdb
+    print(f"  influxdb: {f'v{influx.version} at {influx.url}' if influx else 'not configured (ingest unavailable)'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Poll the configured machines until stopped (or once)."""
+    config = _load(args.config)
+    _setup_logging(config.logging.level)
+    if args.once:
+        return _run_once(config)
+    from edge_agent.runtime import Agent
+
+    agent = Agent(config)
+    _run_until_signal(agent.run)
+    return 0
+
+
+def _run_once(config: AgentConfig) -> int:
+    from edge_agent.live_view import format_value
+    from edge_agent.runtime import poll_once
+
+    results = asyncio.run(poll_once(config))
+    failed = 0
+    for machine, outcome in results:
+        if isinstance(outcome, str):
+            failed += 1
+            print(f"{machine.id}: FAILED: {outcome}")
+            continue
+        print(f"{machine.id}: {len(outcome.samples)} tag(s), {outcome.good_count} good")
+        for sample in outcome.samples:
+            print(f"  {sample.tag:<24} {format_value(sample)}")
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Simulated machines and the agent in one process."""
+    _setup_logging("WARNING" if not args.verbose else "INFO")
+    from edge_agent.demo import run_demo
+
+    mqtt = None
+    if args.mqtt:
+        host, _, port = args.mqtt.partition(":")
+        mqtt = {"host": host or "127.0.0.1", "port": int(port or 1883)}
+
+    async def main(stop: asyncio.Event) -> None:
+        if args.duration:
+            asyncio.get_running_loop().call_later(args.duration, stop.set)
+        await run_demo(stop, mqtt=mqtt, seed=args.seed)
+
+    _run_until_signal(main)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """The MQTT -> InfluxDB bridge."""
+    config = _load(args.config)
+    if config.mqtt is None or config.influxdb is None:
+        missing = " and ".join(k for k, v in (("mqtt", config.mqtt), ("influxdb", config.influxdb)) if v is None)
+        print(
+            f"error: {args.config}: ingest needs the {missing} section(s). Fix: add them (see config.example.yaml)",
+            file=sys.stderr,
+        )
+        return 2
+    _setup_logging(config.logging.level)
+    from edge_agent.ingest.bridge import run_ingest
+
+    async def main(stop: asyncio.Event) -> None:
+        await run_ingest(config, stop)
+
+    _run_until_signal(main)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render --help in the docs)."""
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Read-only shop-floor edge agent: OPC UA / Modbus -> MQTT -> InfluxDB.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="poll the configured machines and publish")
+    run.add_argument("config", help="path to the YAML config")
+    run.add_argument(
+        "--once", action="store_true", help="poll every machine once, print the values, exit (1 if any failed)"
+    )
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="simulated machines + agent, live values in the terminal")
+    demo.add_argument("--mqtt", metavar="HOST[:PORT]", help="also publish to this MQTT broker")
+    demo.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (default: run until Ctrl+C)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="simulation seed (same seed, same machines)")
+    demo.add_argument("--verbose", action="store_true", help="show the agent's log lines too")
+    demo.set_defaults(func=cmd_demo)
+
+    check = sub.add_parser("check-config", help="validate a config file without connecting to anything")
+    check.add_argument("config")
+    check.set_defaults(func=cmd_check_config)
+
+    ingest = sub.add_parser("ingest", help="subscribe to telemetry and write it to InfluxDB")
+    ingest.add_argument("config")
+    ingest.set_defaults(func=cmd_ingest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    raise SystemExit(func(args))
+
+
+if __name__ == "__main__":
+    main()

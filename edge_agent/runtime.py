@@ -1,0 +1,105 @@
+"""The agent process: one supervised poll task per machine feeding the sinks, until told to stop.
+
+Every task is named (``poll:<machine>``) so a stack dump or a log line says whose it is. A
+poller never ends on its own (it reconnects forever), so a task that does end is a bug: it is
+logged and restarted, and the other machines go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from connectors import MachineConfig
+from edge_agent.config import AgentConfig
+from edge_agent.errors import ConnectorError
+from edge_agent.payloads import Origin
+from edge_agent.poller import MachinePoller
+from edge_agent.publisher import MqttPublisher
+from edge_agent.samples import Batch
+from edge_agent.sinks import Sink
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 3.0
+
+
+def origin_of(config: AgentConfig, machine: MachineConfig) -> Origin:
+    """The plant position of a machine: its own area/line, else the site's."""
+    return Origin(config.site.name, machine.area or config.site.area, machine.line or config.site.line, machine.id)
+
+
+class Agent:
+    """Owns the pollers and sinks of one configuration."""
+
+    def __init__(self, config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> None:
+        self.config = config
+        self.sinks: list[Sink] = list(extra_sinks)
+        self.publisher: MqttPublisher | None = None
+        if config.mqtt is not None:
+            self.publisher = MqttPublisher(config.mqtt, config.site.name)
+            self.sinks.append(self.publisher)
+        self.pollers = [
+            MachinePoller(machine, origin_of(config, machine), self.sinks)
+            for machine in config.machines
+            if machine.enabled
+        ]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set, then shut down within a few seconds."""
+        for sink in self.sinks:
+            await sink.start()
+        tasks = {self._spawn(poller): poller for poller in self.pollers}
+        log.info("agent: polling %d machine(s)", len(tasks))
+        stop_waiter = asyncio.create_task(_wait_for(stop), name="agent:stop")
+        try:
+            while not stop.is_set():
+                done, _ = await asyncio.wait({*tasks, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done - {stop_waiter}:
+                    poller = tasks.pop(task)
+                    log.error(
+                        "agent: poll task %s ended unexpectedly (%r); restarting it", task.get_name(), task.exception()
+                    )
+                    tasks[self._spawn(poller)] = poller
+        finally:
+            stop_waiter.cancel()
+            await self._shutdown(list(tasks))
+
+    def _spawn(self, poller: MachinePoller) -> asyncio.Task[None]:
+        return asyncio.create_task(poller.run(), name=f"poll:{poller.machine.id}")
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+            for task in pending:
+                log.warning("agent: %s did not stop within %.0f s; abandoning it", task.get_name(), SHUTDOWN_GRACE_S)
+        for sink in self.sinks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sink.close(), timeout=SHUTDOWN_GRACE_S)
+        log.info("agent: stopped")
+
+
+async def _wait_for(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+async def poll_once(config: AgentConfig) -> list[tuple[MachineConfig, Batch | str]]:
+    """Poll every enabled machine once, concurrently: a batch, or the reason it failed."""
+
+    async def one(machine: MachineConfig) -> tuple[MachineConfig, Batch | str]:
+        connector = machine.build_connector()
+        try:
+            await asyncio.wait_for(connector.connect(), timeout=max(machine.effective_timeout, 5.0))
+            return machine, await asyncio.wait_for(connector.read(), timeout=machine.effective_timeout)
+        except ConnectorError as exc:
+            return machine, str(exc)
+        except TimeoutError:
+            return machine, f"machine {machine.id!r}: no answer within the timeout"
+        finally:
+            await connector.close()
+
+    return list(await asyncio.gather(*(one(m) for m in config.machines if m.enabled)))
