@@ -20,8 +20,10 @@ def parse_duration(raw: object) -> float:
     if not isinstance(raw, str):
         raise ValueError("expected a duration such as '500ms', '2s', '5m', '1h' or a number of seconds")  # noqa: TRY004 - pydantic reports ValueError
     text = raw.strip().replace(" ", "")
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text.lstrip("+-")
     try:
-        return float(text)
+        return sign * float(text)
     except ValueError:
         pass
     position = 0
@@ -35,7 +37,7 @@ def parse_duration(raw: object) -> float:
         raise ValueError(
             f"{raw!r} is not a duration; write e.g. '500ms', '2s', '5m', '1h30m', '7d' or a number of seconds"
         )
-    return total
+    return sign * total
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -230,6 +230,11 @@ def _semantic_problems(config: AgentConfig) -> list[tuple[Location, str]]:
     return problems
 
 
+def _line_of(lines: dict[Location, int], location: Location) -> int:
+    """The line of the deepest part of ``location`` that exists in the YAML (0 if none)."""
+    return next((lines[location[:n]] for n in range(len(location), -1, -1) if location[:n] in lines), 0)
+
+
 def load_config(path: str | Path) -> AgentConfig:
     """Read, expand and validate a config file. Raises ``ConfigError`` listing every problem."""
     file = str(path)
@@ -258,7 +263,7 @@ def parse_config(text: str, file: str = "<config>") -> AgentConfig:
     lines = dict(_line_index(node)) if node is not None else {}
 
     def located(location: Location, message: str) -> str:
-        line = next((lines[location[:n]] for n in range(len(location), -1, -1) if location[:n] in lines), None)
+        line = _line_of(lines, location)
         prefix = f"line {line}: " if line else ""
         return f"{prefix}{_dotted(location)}: {message}"
 
@@ -269,7 +274,8 @@ def parse_config(text: str, file: str = "<config>") -> AgentConfig:
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(file, [located(*_describe(error)) for error in exc.errors()]) from None
+        described = sorted((_describe(error) for error in exc.errors()), key=lambda item: _line_of(lines, item[0]))
+        raise ConfigError(file, [located(loc, msg) for loc, msg in described]) from None
     semantic = _semantic_problems(config)
     if semantic:
         raise ConfigError(file, [located(loc, msg) for loc, msg in semantic])
