@@ -122,6 +122,17 @@ def _unwrap(annotation: Any) -> list[Any]:
 
 
 def _model_at(location: Location) -> tuple[type[BaseModel] | None, Location]:
+    owner, clean, _ = _walk(location)
+    return owner, clean
+
+
+def _value_model(location: Location) -> type[BaseModel] | None:
+    """The model that the value at ``location`` must be (e.g. ModbusTag for machines[0].tags[1])."""
+    _, _, candidates = _walk(location)
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+def _walk(location: Location) -> tuple[type[BaseModel] | None, Location, list[Any]]:
     """Walk the config models along a pydantic error location.
 
     Returns the model owning the last key, and the location with pydantic's discriminator
@@ -146,7 +157,7 @@ def _model_at(location: Location) -> tuple[type[BaseModel] | None, Location]:
         owner = models[0] if models else None
         field = owner.model_fields.get(part) if owner else None
         candidates = _unwrap(field.annotation) if field else []
-    return owner, tuple(clean)
+    return owner, tuple(clean), candidates
 
 
 def _type_literal(model: type[BaseModel]) -> str | None:
@@ -163,7 +174,7 @@ def _describe(error: ErrorDetails) -> tuple[Location, str]:
     kind = error["type"]
     key = location[-1] if location else ""
     if kind == "extra_forbidden":
-        parent, _ = _model_at(tuple(error["loc"])[:-1])
+        parent = _value_model(tuple(error["loc"])[:-1])
         valid = sorted(parent.model_fields) if parent else []
         close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
         fix = f"did you mean {close[0]!r}?" if close else f"valid keys here: {', '.join(valid)}"

@@ -34,7 +34,8 @@ def problems_of(text: str) -> list[str]:
 def test_example_config_validates() -> None:
     config = load_config(ROOT / "config.example.yaml")
     assert [m.id for m in config.machines] == ["pump-1", "press-1"]
-    assert config.mqtt is not None and config.influxdb is not None
+    assert config.mqtt is not None
+    assert config.influxdb is not None
 
 
 def test_connector_sample_configs_validate() -> None:
@@ -89,7 +90,8 @@ def test_duplicate_machine_id() -> None:
 @pytest.mark.parametrize("interval", ["0s", "-1s"])
 def test_interval_must_be_positive(interval: str) -> None:
     [problem] = problems_of(GOOD_MODBUS.replace("    host:", f"    interval: {interval}\n    host:"))
-    assert "interval must be greater than 0" in problem and "Fix:" in problem
+    assert "interval must be greater than 0" in problem
+    assert "Fix:" in problem
 
 
 def test_timeout_must_be_shorter_than_interval() -> None:
@@ -117,25 +119,29 @@ def test_modbus_address_out_of_range(address: int) -> None:
 def test_unknown_data_type_lists_the_valid_ones() -> None:
     [problem] = problems_of(GOOD_MODBUS.replace("float32", "float33"))
     assert "machines[0].tags[0].type" in problem
-    assert "'float32'" in problem and "(got 'float33')" in problem
+    assert "'float32'" in problem
+    assert "(got 'float33')" in problem
 
 
 def test_unknown_protocol_lists_the_known_ones() -> None:
     [problem] = problems_of(GOOD_MODBUS.replace("type: modbus", "type: profinet"))
-    assert "'opcua'" in problem and "'modbus'" in problem
+    assert "'opcua'" in problem
+    assert "'modbus'" in problem
 
 
 def test_all_problems_are_reported_at_once_in_line_order() -> None:
     text = GOOD_MODBUS.replace("address: 0", "address: 99999").replace("    host:", "    colour: red\n    host:")
     problems = problems_of(text)
     assert len(problems) == 2
-    assert problems[0].startswith("line 4:") and problems[1].startswith("line 7:")
+    assert problems[0].startswith("line 4:")
+    assert problems[1].startswith("line 7:")
 
 
 def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_MQTT_PASSWORD", "s3cret-value")
     config = parse_config(GOOD_MODBUS + "mqtt:\n  username: agent\n  password: ${TEST_MQTT_PASSWORD}\n")
-    assert config.mqtt is not None and config.mqtt.password is not None
+    assert config.mqtt is not None
+    assert config.mqtt.password is not None
     assert config.mqtt.password.get_secret_value() == "s3cret-value"
     assert "s3cret-value" not in repr(config)
 
@@ -146,7 +152,8 @@ def test_secret_from_a_file(tmp_path: Path) -> None:
     config = parse_config(
         GOOD_MODBUS + f"influxdb:\n  url: http://x:8086\n  org: o\n  bucket: b\n  token: ${{file:{secret}}}\n"
     )
-    assert config.influxdb is not None and config.influxdb.token is not None
+    assert config.influxdb is not None
+    assert config.influxdb.token is not None
     assert config.influxdb.token.get_secret_value() == "tok-123"
 
 
@@ -159,7 +166,9 @@ def test_unset_environment_variable_is_a_located_error(monkeypatch: pytest.Monke
 
 def test_influx_v2_needs_org_and_bucket() -> None:
     [problem] = problems_of(GOOD_MODBUS + "influxdb:\n  version: 2\n")
-    assert "org" in problem and "bucket" in problem and "Fix:" in problem
+    assert "org" in problem
+    assert "bucket" in problem
+    assert "Fix:" in problem
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -191,4 +200,5 @@ def test_bad_config_exits_2_names_the_file_and_changes_nothing(tmp_path: Path, c
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     result = _cli("check-config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
-    assert "cannot read the file" in result.stderr and "Traceback" not in result.stderr
+    assert "cannot read the file" in result.stderr
+    assert "Traceback" not in result.stderr
