@@ -1,0 +1,3 @@
+"""Shared fixtures: real servers on loopback (tests/servers.py) for every test folder."""
+
+pytest_plugins = ["tests.servers"]
