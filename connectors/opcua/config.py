@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import TAG_NAME_PATTERN, MachineConfigBase, StrictModel
+from edge_agent.durations import Duration
 
 if TYPE_CHECKING:
     from connectors.base import Connector
@@ -27,6 +28,9 @@ class OpcUaTag(StrictModel):
     @field_validator("node")
     @classmethod
     def _node_has_identifier(cls, node: str) -> str:
+        from asyncua import ua
+        from asyncua.ua.uaerrors import UaStringParsingError
+
         parts = dict(p.split("=", 1) for p in node.split(";") if "=" in p)
         if not any(k in parts for k in ("s", "i", "g", "b")):
             raise ValueError(
@@ -35,6 +39,14 @@ class OpcUaTag(StrictModel):
             )
         if not ("nsu" in parts or "ns" in parts or "i" in parts):
             raise ValueError(f"{node!r} names no namespace. Fix: prefix it with 'nsu=<namespace uri>;'")
+        try:
+            ua.NodeId.from_string(node)
+        except (UaStringParsingError, ValueError) as exc:
+            raise ValueError(
+                f"{node!r} is not a valid OPC UA node id. Fix: write it as "
+                "'nsu=<namespace uri>;s=<string id>', 'ns=<index>;i=<number>', 'ns=<index>;g=<guid>' "
+                "or 'ns=<index>;b=<base64>'"
+            ) from exc
         return node
 
 
@@ -53,7 +65,32 @@ class OpcUaMachine(MachineConfigBase):
     security: OpcUaSecurity = OpcUaSecurity()
     username: str | None = None
     password: SecretStr | None = None
+    connect_timeout: Duration | None = Field(
+        default=None, description="Time opening the connection and session may take; default: timeout."
+    )
     tags: list[OpcUaTag] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tag_names_are_unique(self) -> Self:
+        seen: dict[str, int] = {}
+        for index, tag in enumerate(self.tags):
+            if tag.name in seen:
+                raise ValueError(
+                    f"tags[{index}] and tags[{seen[tag.name]}] are both named {tag.name!r}. "
+                    "Fix: give every tag of a machine its own name"
+                )
+            seen[tag.name] = index
+        if self.connect_timeout is not None and self.connect_timeout <= 0:
+            raise ValueError(
+                f"connect_timeout must be greater than 0 (got {self.connect_timeout:g} s). Fix: set e.g. "
+                "connect_timeout: 5s"
+            )
+        return self
+
+    @property
+    def effective_connect_timeout(self) -> float:
+        """The time connecting may take: ``connect_timeout``, else the poll timeout."""
+        return self.connect_timeout if self.connect_timeout is not None else self.effective_timeout
 
     def build_connector(self) -> Connector:
         """Make the connector for this machine."""

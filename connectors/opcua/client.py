@@ -1,0 +1,271 @@
+"""The OPC UA connector: one batched Read service call per poll (chunked by the server's limit).
+
+After every connect the server's namespace array is read and each ``nsu=<uri>;...`` node id is
+resolved to the namespace index the server uses now; ``ns=<index>;...`` ids are used as written.
+Only the Read service is used (plus what the session itself needs): never Write, never Call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+
+from connectors.base import ConnectionState
+from connectors.opcua.config import OpcUaMachine, OpcUaTag
+from connectors.opcua.convert import status_name, to_sample
+from edge_agent.errors import ConnectError, DeviceError, ReadTimeout
+from edge_agent.samples import Batch, Sample, now_ns
+
+_log = logging.getLogger(__name__)
+
+_LOST_LINK_CODES = frozenset(
+    {
+        StatusCodes.BadSessionIdInvalid,
+        StatusCodes.BadSessionClosed,
+        StatusCodes.BadSessionNotActivated,
+        StatusCodes.BadSecureChannelIdInvalid,
+        StatusCodes.BadSecureChannelClosed,
+        StatusCodes.BadConnectionClosed,
+        StatusCodes.BadServerNotConnected,
+        StatusCodes.BadServerHalted,
+        StatusCodes.BadShutdown,
+        StatusCodes.BadCommunicationError,
+    }
+)
+"""Service results that mean the session or channel is gone: reconnect rather than retry."""
+
+_T = TypeVar("_T")
+
+_LINK_ERRORS: tuple[type[BaseException], ...] = (OSError, ConnectionError, EOFError, UaError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A configured tag and the node id it resolved to on the current connection (None: unresolved)."""
+
+    tag: OpcUaTag
+    node_id: ua.NodeId | None
+    problem: str | None = None
+
+
+def resolve_node(node: str, namespaces: Sequence[str]) -> ua.NodeId:
+    """The NodeId for ``node`` on a server with this namespace array.
+
+    ``nsu=<uri>;...`` is looked up in ``namespaces``; a missing URI raises ``LookupError`` naming
+    the URIs the server has. ``ns=<index>;...`` is returned as written.
+    """
+    parsed = ua.NodeId.from_string(node)
+    if isinstance(parsed, ua.ExpandedNodeId) and parsed.NamespaceUri:
+        try:
+            index = list(namespaces).index(parsed.NamespaceUri)
+        except ValueError:
+            known = ", ".join(repr(uri) for uri in namespaces) or "none"
+            raise LookupError(
+                f"the server has no namespace {parsed.NamespaceUri!r} (it has: {known}). "
+                "Fix: correct the nsu= part of the node id"
+            ) from None
+        return ua.NodeId(parsed.Identifier, ua.Int16(index), parsed.NodeIdType)
+    return ua.NodeId(parsed.Identifier, parsed.NamespaceIndex, parsed.NodeIdType)
+
+
+def chunked(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
+    """``items`` in consecutive slices of at most ``size`` (``size`` 0 means no limit)."""
+    if size <= 0 or len(items) <= size:
+        return [items]
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class OpcUaConnector:
+    """Reads one OPC UA server; see ``connectors/opcua/README.md``."""
+
+    def __init__(self, config: OpcUaMachine) -> None:
+        self._config = config
+        self._client: Client | None = None
+        self._state = ConnectionState.CLOSED
+        self._targets: list[_Target] = []
+        self._server_max_nodes_per_read = 0
+        self.namespaces: tuple[str, ...] = ()
+        """The server's namespace array as read at the last connect."""
+
+    @property
+    def machine_id(self) -> str:
+        """The id of the machine this connector reads."""
+        return self._config.id
+
+    @property
+    def state(self) -> ConnectionState:
+        """The link's current state."""
+        return self._state
+
+    @property
+    def nodes_per_read(self) -> int:
+        """How many nodes go into one Read request (0: all of them), from the server's MaxNodesPerRead."""
+        return self._server_max_nodes_per_read
+
+    @property
+    def reads_per_cycle(self) -> int:
+        """How many Read service calls one poll makes."""
+        readable = sum(1 for t in self._targets if t.node_id is not None)
+        return len(chunked(range(readable), self.nodes_per_read)) if readable else 0
+
+    async def connect(self) -> None:
+        """Open a session, then resolve every node id against the server's current namespace array."""
+        await self._drop_client()
+        self._state = ConnectionState.CONNECTING
+        config = self._config
+        client = Client(config.endpoint, timeout=config.effective_timeout)
+        client.name = client.description = f"edge-agent {config.id}"
+        if config.username is not None:
+            client.set_user(config.username)
+        if config.password is not None:
+            client.set_password(config.password.get_secret_value())
+        try:
+            async with asyncio.timeout(config.effective_connect_timeout):
+                await client.connect()
+        except TimeoutError as exc:
+            await self._discard(client)
+            self._state = ConnectionState.DOWN
+            raise ConnectError(
+                config.id,
+                f"no answer from {config.endpoint} within {config.effective_connect_timeout:g} s. "
+                "Check the endpoint and that the server is running",
+            ) from exc
+        except _LINK_ERRORS as exc:
+            await self._discard(client)
+            self._state = ConnectionState.DOWN
+            raise ConnectError(config.id, f"cannot connect to {config.endpoint}: {_describe(exc)}") from exc
+        self._client = client
+        try:
+            await self._resolve(client)
+        except BaseException:
+            await self._drop_client()
+            self._state = ConnectionState.DOWN
+            raise
+        self._state = ConnectionState.UP
+
+    async def _resolve(self, client: Client) -> None:
+        """Read the namespace array and MaxNodesPerRead in one Read, then map every tag to a NodeId."""
+        namespace_array, max_nodes = await self._read_service(
+            client,
+            [
+                ua.NodeId(ua.Int32(ObjectIds.Server_NamespaceArray)),
+                ua.NodeId(ua.Int32(ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead)),
+            ],
+            ua.TimestampsToReturn.Neither,
+            self._config.effective_connect_timeout,
+        )
+        namespaces = namespace_array.Value.Value if namespace_array.Value is not None else None
+        status = namespace_array.StatusCode or ua.StatusCode()
+        if not status.is_good() or not isinstance(namespaces, list):
+            raise ConnectError(self.machine_id, f"cannot read the server's namespace array ({status_name(status)})")
+        self.namespaces = tuple(str(uri) for uri in namespaces)
+        limit = max_nodes.Value.Value if max_nodes.Value is not None else None
+        limit_ok = (max_nodes.StatusCode or ua.StatusCode()).is_good() and isinstance(limit, int)
+        self._server_max_nodes_per_read = limit if limit_ok and isinstance(limit, int) else 0
+        targets = []
+        for tag in self._config.tags:
+            try:
+                targets.append(_Target(tag, resolve_node(tag.node, self.namespaces)))
+            except LookupError as exc:
+                _log.warning("machine %r: tag %r: %s", self.machine_id, tag.name, exc)
+                targets.append(_Target(tag, None, str(exc)))
+        self._targets = targets
+
+    async def read(self) -> Batch:
+        """Read the Value attribute of every tag: one Read service call per chunk of nodes."""
+        client = self._client
+        if client is None:
+            self._state = ConnectionState.DOWN
+            raise ConnectError(self.machine_id, "not connected. The runtime reconnects")
+        polled_at = now_ns()
+        readable = [t for t in self._targets if t.node_id is not None]
+        results: list[ua.DataValue] = []
+        if readable:
+            node_ids = [t.node_id for t in readable if t.node_id is not None]
+            results = await self._read_service(
+                client, node_ids, ua.TimestampsToReturn.Both, self._config.effective_timeout
+            )
+        received = now_ns()
+        by_tag = dict(zip((t.tag.name for t in readable), results, strict=True))
+        samples: list[Sample] = []
+        for target in self._targets:
+            tag = target.tag
+            if target.node_id is None:
+                samples.append(Sample.bad(tag.name, target.problem or "node id not resolved", received, tag.unit))
+                continue
+            samples.append(to_sample(tag.name, by_tag[tag.name], received, tag.unit, tag.node))
+        self._state = ConnectionState.UP
+        return Batch(self.machine_id, tuple(samples), polled_at_ns=polled_at)
+
+    async def _read_service(
+        self,
+        client: Client,
+        node_ids: Sequence[ua.NodeId],
+        timestamps: ua.TimestampsToReturn,
+        time_limit: float,
+    ) -> list[ua.DataValue]:
+        """Read the Value attribute of ``node_ids``, chunked by MaxNodesPerRead, translating failures."""
+        results: list[ua.DataValue] = []
+        try:
+            async with asyncio.timeout(time_limit):
+                for chunk in chunked(node_ids, self.nodes_per_read):
+                    params = ua.ReadParameters()
+                    params.MaxAge = 0
+                    params.TimestampsToReturn = timestamps
+                    params.NodesToRead = [ua.ReadValueId(NodeId=n, AttributeId=AttributeIds.Value) for n in chunk]
+                    answer = await client.uaclient.read(params)
+                    if len(answer) != len(chunk):
+                        raise DeviceError(
+                            self.machine_id,
+                            f"the server answered {len(answer)} results for {len(chunk)} nodes",
+                        )
+                    results.extend(answer)
+        except TimeoutError as exc:
+            self._state = ConnectionState.DOWN
+            raise ReadTimeout(self.machine_id, f"no answer to Read within {time_limit:g} s") from exc
+        except UaStatusCodeError as exc:
+            self._state = ConnectionState.DOWN
+            if exc.code in _LOST_LINK_CODES:
+                raise ConnectError(self.machine_id, f"session lost: {_describe(exc)}") from exc
+            raise DeviceError(self.machine_id, f"the server refused the Read: {_describe(exc)}") from exc
+        except _LINK_ERRORS as exc:
+            self._state = ConnectionState.DOWN
+            raise ConnectError(self.machine_id, f"connection lost: {_describe(exc)}") from exc
+        return results
+
+    async def _discard(self, client: Client) -> None:
+        """Tear ``client`` down as far as it got; never raises."""
+        try:
+            async with asyncio.timeout(self._config.effective_connect_timeout):
+                await client.disconnect()
+        except Exception:  # noqa: BLE001 - teardown of a failed link must never raise
+            _log.debug("machine %r: error while disconnecting", self.machine_id, exc_info=True)
+        try:
+            client.disconnect_socket()
+        except Exception:  # noqa: BLE001
+            _log.debug("machine %r: error while closing the socket", self.machine_id, exc_info=True)
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await self._discard(client)
+
+    async def close(self) -> None:
+        """Close the session and the connection. Idempotent; never raises."""
+        await self._drop_client()
+        self._state = ConnectionState.CLOSED
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,117 @@
+"""Pure conversions from OPC UA service results to ``Sample``s. No sockets here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+
+from asyncua import ua
+from asyncua.ua.status_codes import StatusCodes
+
+from edge_agent.samples import Quality, Sample, Value
+
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+OPC_NULL_TIME = datetime(1601, 1, 1, tzinfo=UTC)
+"""OPC UA encodes "no timestamp" as 0, which asyncua decodes as 1601-01-01."""
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def datetime_to_ns(moment: datetime) -> int:
+    """UTC nanoseconds since the Unix epoch, exact to the microsecond asyncua keeps. Naive means UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - UNIX_EPOCH) // _MICROSECOND * 1000
+
+
+def _is_set(moment: datetime | None) -> bool:
+    if moment is None:
+        return False
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware > OPC_NULL_TIME
+
+
+def timestamp_ns(data_value: ua.DataValue, received_ns: int) -> int:
+    """SourceTimestamp, else ServerTimestamp, else the time the answer arrived."""
+    if _is_set(data_value.SourceTimestamp):
+        assert data_value.SourceTimestamp is not None
+        return datetime_to_ns(data_value.SourceTimestamp)
+    if _is_set(data_value.ServerTimestamp):
+        assert data_value.ServerTimestamp is not None
+        return datetime_to_ns(data_value.ServerTimestamp)
+    return received_ns
+
+
+def quality_of(status: ua.StatusCode | None) -> Quality:
+    """Good, uncertain or bad from the status code's severity bits (a missing status means good)."""
+    if status is None or status.is_good():
+        return Quality.GOOD
+    if status.is_uncertain():
+        return Quality.UNCERTAIN
+    return Quality.BAD
+
+
+def status_name(status: ua.StatusCode) -> str:
+    """The symbolic name of a status code, e.g. 'BadNodeIdUnknown', or its hex value if unknown."""
+    try:
+        name: str | None = status.name
+    except (KeyError, AttributeError):
+        name = None
+    return name or f"0x{status.value:08X}"
+
+
+class UnsupportedValue(ValueError):
+    """A value the agent cannot carry (arrays, structures, ...); the message says what it was."""
+
+
+def to_value(raw: object) -> Value:
+    """A value a ``Sample`` can carry. Raises ``UnsupportedValue`` for arrays, structures and the like."""
+    if isinstance(raw, bool | str):
+        return raw
+    if isinstance(raw, Enum) and isinstance(raw.value, int):
+        return int(raw.value)
+    if isinstance(raw, int):
+        return int(raw)
+    if isinstance(raw, float):
+        return float(raw)
+    if isinstance(raw, ua.LocalizedText):
+        return raw.Text or ""
+    if isinstance(raw, datetime):
+        aware = raw if raw.tzinfo is not None else raw.replace(tzinfo=UTC)
+        return aware.isoformat()
+    if isinstance(raw, list | tuple):
+        raise UnsupportedValue(f"the node holds an array of {len(raw)} values; only scalars are supported")
+    raise UnsupportedValue(f"the node holds a {type(raw).__name__}; only numbers, booleans and text are supported")
+
+
+def to_sample(
+    tag: str,
+    data_value: ua.DataValue,
+    received_ns: int,
+    unit: str | None = None,
+    node: str | None = None,
+) -> Sample:
+    """Map one DataValue of a Read (or a data change) to a ``Sample``.
+
+    Bad status: no value, the status name as the reason. Uncertain: the value with the status
+    name as the reason. A value the agent cannot carry comes out bad with the reason.
+    """
+    moment = timestamp_ns(data_value, received_ns)
+    status = data_value.StatusCode
+    quality = quality_of(status)
+    if quality is Quality.BAD:
+        assert status is not None
+        reason = status_name(status)
+        if status.value == StatusCodes.BadNodeIdUnknown and node is not None:
+            reason += f": the server has no node {node}. Fix: check the node id in an OPC UA browser"
+        return Sample.bad(tag, reason, moment, unit)
+    variant = data_value.Value
+    raw = variant.Value if variant is not None else None
+    if raw is None:
+        return Sample.bad(tag, "the server returned no value", moment, unit)
+    try:
+        value = to_value(raw)
+    except UnsupportedValue as exc:
+        return Sample.bad(tag, str(exc), moment, unit)
+    note = status_name(status) if quality is Quality.UNCERTAIN and status is not None else None
+    return Sample(tag, value, moment, quality, note, unit)

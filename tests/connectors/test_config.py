@@ -1,0 +1,224 @@
+"""Config models: the samples validate, and bad input is rejected with the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from connectors import MachineConfig
+from connectors.modbus.config import ModbusMachine
+from connectors.opcua.config import OpcUaMachine
+
+ROOT = Path(__file__).resolve().parents[2] / "connectors"
+
+
+def modbus(*tags: dict[str, Any], **machine: Any) -> ModbusMachine:
+    return ModbusMachine.model_validate(
+        {"type": "modbus", "id": "m", "host": "127.0.0.1", "tags": list(tags), **machine}
+    )
+
+
+def opcua(*tags: dict[str, Any], **machine: Any) -> OpcUaMachine:
+    return OpcUaMachine.model_validate(
+        {"type": "opcua", "id": "o", "endpoint": "opc.tcp://127.0.0.1:4840", "tags": list(tags), **machine}
+    )
+
+
+def error_text(exc: pytest.ExceptionInfo[ValidationError]) -> str:
+    return str(exc.value)
+
+
+@pytest.mark.parametrize("folder", ["modbus", "opcua"])
+def test_sample_yaml_validates(folder: str) -> None:
+    section = yaml.safe_load((ROOT / folder / "sample.yaml").read_text())
+    machine = TypeAdapter(MachineConfig).validate_python(section)
+    assert machine.type == folder
+    assert machine.build_connector().machine_id == machine.id
+
+
+@pytest.mark.parametrize("folder", ["modbus", "opcua"])
+def test_sample_yaml_documents_every_key(folder: str) -> None:
+    text = (ROOT / folder / "sample.yaml").read_text()
+    model = ModbusMachine if folder == "modbus" else OpcUaMachine
+    for key in model.model_fields:
+        assert f"{key}:" in text, f"sample.yaml does not mention {key!r}"
+    tag_model = model.model_fields["tags"].annotation.__args__[0]  # type: ignore[union-attr]
+    for key in tag_model.model_fields:
+        assert f"{key}:" in text, f"sample.yaml does not mention tag key {key!r}"
+
+
+@pytest.mark.parametrize("folder", ["modbus", "opcua"])
+def test_readme_has_the_fixed_sections(folder: str) -> None:
+    text = (ROOT / folder / "README.md").read_text()
+    headings = [line[3:].strip() for line in text.splitlines() if line.startswith("## ")]
+    assert headings[:6] == ["Summary", "Configuration", "Readings produced", "Errors", "Troubleshooting", "Simulator"]
+
+
+@pytest.mark.parametrize("folder", ["modbus", "opcua"])
+def test_readme_embeds_the_sample_verbatim(folder: str) -> None:
+    readme = (ROOT / folder / "README.md").read_text()
+    sample = (ROOT / folder / "sample.yaml").read_text()
+    assert f"```yaml\n{sample}```\n" in readme, "README's Configuration block differs from sample.yaml"
+
+
+# --- Modbus -----------------------------------------------------------------------------------
+
+
+def test_modbus_defaults() -> None:
+    machine = modbus({"name": "a", "address": 0})
+    assert (machine.port, machine.unit_id, machine.max_gap) == (502, 1, 10)
+    tag = machine.tags[0]
+    assert (tag.table, tag.type, tag.byte_order, tag.scale, tag.offset) == ("holding", "uint16", "ABCD", 1.0, 0.0)
+
+
+@pytest.mark.parametrize("address", [-1, 65536, 100000])
+def test_modbus_address_out_of_range(address: int) -> None:
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "a", "address": address})
+    text = error_text(exc)
+    assert "tags.0.address" in text
+    assert "65535" in text or "greater than or equal to 0" in text
+
+
+def test_modbus_register_span_past_the_end() -> None:
+    modbus({"name": "ok", "address": 65534, "type": "float32"})
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "late", "address": 65535, "type": "float32"})
+    text = error_text(exc)
+    assert "'late'" in text
+    assert "65535-65536" in text
+    assert "Fix: correct the address (at most 65534 for a float32)" in text
+
+
+def test_modbus_unknown_type_lists_the_choices() -> None:
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "a", "address": 0, "type": "float"})
+    text = error_text(exc)
+    assert "tags.0.type" in text
+    assert "'float32'" in text
+    assert "'int16'" in text
+
+
+def test_modbus_unknown_key_is_rejected() -> None:
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "a", "address": 0, "adress": 1})
+    assert "tags.0.adress" in error_text(exc)
+
+
+def test_modbus_overlapping_tags_with_different_types() -> None:
+    with pytest.raises(ValidationError) as exc:
+        modbus(
+            {"name": "speed", "address": 10, "type": "float32"},
+            {"name": "other", "address": 5},
+            {"name": "status", "address": 11, "type": "int16"},
+        )
+    text = error_text(exc)
+    assert "tags[0] 'speed' (holding 10-11, float32 ABCD)" in text
+    assert "tags[2] 'status' (holding 11, int16 ABCD)" in text
+    assert "Fix:" in text
+
+
+def test_modbus_overlapping_tags_with_different_byte_orders() -> None:
+    with pytest.raises(ValidationError) as exc:
+        modbus(
+            {"name": "a", "address": 0, "type": "int32"},
+            {"name": "b", "address": 0, "type": "int32", "byte_order": "CDAB"},
+        )
+    assert "'a'" in error_text(exc)
+    assert "'b'" in error_text(exc)
+
+
+def test_modbus_overlaps_that_are_fine() -> None:
+    # The same registers read the same way (e.g. raw and scaled), or in different tables.
+    modbus(
+        {"name": "raw", "address": 0, "type": "int32"},
+        {"name": "scaled", "address": 0, "type": "int32", "scale": 0.5},
+        {"name": "input", "address": 1, "type": "int32", "table": "input"},
+        {"name": "next", "address": 2, "type": "int32"},
+    )
+
+
+def test_modbus_duplicate_tag_names() -> None:
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "a", "address": 0}, {"name": "a", "address": 1})
+    assert "tags[1] and tags[0] are both named 'a'" in error_text(exc)
+
+
+def test_modbus_needs_tags() -> None:
+    with pytest.raises(ValidationError) as exc:
+        modbus()
+    assert "tags" in error_text(exc)
+
+
+# --- OPC UA -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        "nsu=urn:x;s=Machine.Speed",
+        "ns=2;s=Machine.Speed",
+        "ns=3;i=1001",
+        "i=2258",
+        "ns=1;g=09087e75-8e5e-499b-954f-f2a9603db28a",
+        "ns=1;b=YWJj",
+    ],
+)
+def test_opcua_node_ids_that_parse(node: str) -> None:
+    assert opcua({"name": "a", "node": node}).tags[0].node == node
+
+
+@pytest.mark.parametrize(
+    ("node", "hint"),
+    [
+        ("Machine.Speed", "is not an OPC UA node id"),
+        ("ns=2;x=1", "is not an OPC UA node id"),
+        ("s=Machine.Speed", "names no namespace"),
+        ("ns=abc;s=1", "is not a valid OPC UA node id"),
+        ("ns=1;g=not-a-guid", "is not a valid OPC UA node id"),
+    ],
+)
+def test_opcua_node_ids_that_do_not_parse(node: str, hint: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        opcua({"name": "a", "node": node})
+    text = error_text(exc)
+    assert "tags.0.node" in text
+    assert hint in text
+    assert "Fix:" in text
+
+
+def test_opcua_endpoint_must_be_opc_tcp() -> None:
+    with pytest.raises(ValidationError) as exc:
+        opcua({"name": "a", "node": "i=2258"}, endpoint="http://host:4840")
+    assert "endpoint" in error_text(exc)
+
+
+def test_opcua_security_other_than_none_is_refused() -> None:
+    with pytest.raises(ValidationError) as exc:
+        opcua({"name": "a", "node": "i=2258"}, security={"policy": "Basic256Sha256", "mode": "SignAndEncrypt"})
+    assert "security.policy" in error_text(exc)
+
+
+def test_opcua_duplicate_tag_names() -> None:
+    with pytest.raises(ValidationError) as exc:
+        opcua({"name": "a", "node": "i=2258"}, {"name": "a", "node": "i=2259"})
+    assert "both named 'a'" in error_text(exc)
+
+
+def test_opcua_connect_timeout_defaults_to_timeout() -> None:
+    machine = opcua({"name": "a", "node": "i=2258"}, interval="2s")
+    assert machine.effective_connect_timeout == pytest.approx(1.6)
+    assert opcua({"name": "a", "node": "i=2258"}, connect_timeout="5s").effective_connect_timeout == 5.0
+    with pytest.raises(ValidationError) as exc:
+        opcua({"name": "a", "node": "i=2258"}, connect_timeout=0)
+    assert "connect_timeout" in error_text(exc)
+
+
+def test_password_is_not_shown() -> None:
+    machine = opcua({"name": "a", "node": "i=2258"}, username="u", password="s3cret")
+    assert "s3cret" not in repr(machine)
+    assert "s3cret" not in str(machine.model_dump())
