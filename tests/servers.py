@@ -448,7 +448,8 @@ class VictoriaMetrics(Server):
 
     InfluxDB 2 is not packaged for Debian, so tests of the v2 write path run against this.
     Mapping to keep in mind: line protocol ``measurement`` + field ``f`` becomes the metric
-    ``measurement_f``; string fields are dropped; timestamps are stored in milliseconds.
+    ``measurement_f``; string fields lose their text (VictoriaMetrics stores 0); booleans become 1/0;
+    timestamps are stored in milliseconds.
     Data is visible to reads only after a flush: ``export`` calls ``/internal/force_flush`` first.
     """
 

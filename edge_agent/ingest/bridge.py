@@ -1,0 +1,549 @@
+"""The ingest bridge: telemetry from MQTT into InfluxDB, acknowledged only once it is stored.
+
+How nothing gets lost (DESIGN.md invariant 2) and nothing duplicates (invariant 3):
+
+- The bridge holds a persistent MQTT session (fixed client id, clean start off, session never
+  expires) with a QoS 1 subscription, so the broker keeps every message for it while it is away.
+- It acknowledges manually (paho ``manual_ack=True``): a PUBACK goes out only after the message's
+  points were written, so a message in flight when the bridge or InfluxDB dies is redelivered.
+- Every point carries its sample timestamp and full identity (see ``edge_agent.payloads``), so a
+  redelivered message overwrites itself in InfluxDB instead of adding a second copy.
+- While InfluxDB is down, writes are retried with capped, jittered backoff and the messages stay
+  unacked. The broker stops sending once the client's receive window is full, so memory stays
+  bounded and the backlog waits in the broker (size its ``max_queued_messages`` for the longest
+  outage to survive).
+- A malformed payload is counted, logged once per kind and acked: it can never succeed, and holding
+  it back would stop the stream for every machine behind it.
+
+MQTT 5 is used always, not only for shared subscriptions: it lets the bridge set the session
+expiry explicitly and announce a Receive Maximum, the number of unacked messages the broker may
+send. Knowing that window, the bridge flushes as soon as it is full instead of waiting for the
+flush interval (with MQTT 3.1.1 the broker's own in-flight limit, 20 in Mosquitto, would throttle
+it silently). Brokers that cap the window lower still work: a short quiet gap also flushes.
+
+Threads: paho runs its network loop in its own thread; callbacks only hand messages over to the
+event loop with ``call_soon_threadsafe``. Everything else runs in the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.config import AgentConfig, IngestConfig, MqttConfig
+from edge_agent.errors import ConfigError, PayloadError
+from edge_agent.ingest.lineproto import check_line_protocol
+from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
+from edge_agent.payloads import decode_json, to_line_protocol
+
+__all__ = ["IngestBridge", "IngestStats", "parse_payload", "run_ingest", "telemetry_subscription"]
+
+log = logging.getLogger(__name__)
+
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+MAX_RECEIVE_MAXIMUM = 65535
+_MAX_KINDS = 200
+_FINAL_FLUSH_TIMEOUT = 2.0
+_THREAD_STOP_TIMEOUT = 2.0
+
+
+@dataclass
+class IngestStats:
+    """Counters for the status page and tests. Messages are MQTT messages; points are InfluxDB points."""
+
+    received: int = 0
+    written_points: int = 0
+    malformed: int = 0
+    rejected: int = 0
+    write_errors: int = 0
+    acked: int = 0
+    connected: bool = False
+    influx_ok: bool | None = None
+    malformed_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Message:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    generation: int
+
+
+@dataclass(slots=True)
+class _Parsed:
+    message: _Message
+    lines: list[str]
+
+
+class _OncePerKind:
+    """Remembers which kinds of trouble were already logged at WARNING, so logs stay readable."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def first(self, kind: str) -> bool:
+        if kind in self._seen or len(self._seen) >= _MAX_KINDS:
+            return False
+        self._seen.add(kind)
+        return True
+
+
+def problem_kind(message: str) -> str:
+    """A payload error's message without its particulars (indices, numbers, quoted values)."""
+    kind = re.sub(r"'[^']*'|\"[^\"]*\"", "…", message)
+    kind = re.sub(r"\d+", "N", kind)
+    return kind[:120]
+
+
+def parse_payload(payload: bytes) -> list[str]:
+    """The line-protocol points of one MQTT payload: JSON schema 1 if it starts with ``{``, else line protocol.
+
+    Raises ``PayloadError`` saying what is wrong.
+    """
+    if payload.lstrip()[:1] == b"{":
+        return to_line_protocol(decode_json(payload))
+    return check_line_protocol(payload)
+
+
+def telemetry_subscription(topic_prefix: str, share_group: str | None) -> str:
+    """``{prefix}/+/+/+/+/telemetry``, behind ``$share/<group>/`` when bridges share the load."""
+    topic = f"{topic_prefix.rstrip('/')}/+/+/+/+/telemetry"
+    return f"$share/{share_group}/{topic}" if share_group else topic
+
+
+class IngestBridge:
+    """Subscribes to telemetry, writes it to InfluxDB in batches, acks each message after its write.
+
+    ``await bridge.run(stop)`` runs until ``stop`` is set (then flushes what it holds if InfluxDB
+    answers within 2 s, and disconnects) or until cancelled (then disconnects at once; unacked
+    messages are redelivered to the next run). ``await wait_ready()`` returns once the subscription is
+    active. ``stats`` counts what happened.
+
+    ``backoff_initial``/``backoff_max`` bound the retry delay while InfluxDB is down; ``linger`` is
+    the quiet gap after which a partial batch is written without waiting for ``flush_interval``.
+    """
+
+    def __init__(
+        self,
+        mqtt_config: MqttConfig,
+        ingest: IngestConfig,
+        writer: InfluxWriter,
+        *,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        linger: float = 0.05,
+    ) -> None:
+        self.mqtt_config = mqtt_config
+        self.ingest = ingest
+        self.writer = writer
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.linger = min(linger, ingest.flush_interval)
+        self.receive_maximum = max(1, min(ingest.batch_size, MAX_RECEIVE_MAXIMUM))
+        self.topic = telemetry_subscription(mqtt_config.topic_prefix, ingest.share_group)
+        self.stats = IngestStats()
+        self._warned = _OncePerKind()
+        self._inbox: asyncio.Queue[_Message | None] = asyncio.Queue()
+        self._ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+        self._generation = 0  # bumped on every (re)connect, in paho's thread
+        self._stopping = asyncio.Event()
+        self._broker_down_logged = False
+        self._refused_logged = False
+
+    # ------------------------------------------------------------------ public
+    async def wait_ready(self) -> None:
+        """Return once the broker confirmed the subscription (wrap in ``asyncio.timeout``)."""
+        await self._ready.wait()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Bridge until ``stop`` is set or the task is cancelled."""
+        self._loop = asyncio.get_running_loop()
+        await self._health_check()
+        self._client = self._make_client()
+        self._start_client(self._client)
+        consumer = asyncio.create_task(self._consume(), name="ingest-consumer")
+        stopper = asyncio.create_task(stop.wait(), name="ingest-stop")
+        try:
+            done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if consumer in done:
+                consumer.result()  # a bug in the consumer: surface it
+            else:
+                self._stopping.set()
+                self._inbox.put_nowait(None)  # wake the consumer for its final flush
+                try:
+                    async with asyncio.timeout(_FINAL_FLUSH_TIMEOUT + 1.0):
+                        await consumer
+                except TimeoutError:
+                    log.warning("ingest: final flush did not finish in time; unacked messages will be redelivered")
+        finally:
+            for task in (consumer, stopper):
+                task.cancel()
+            await asyncio.gather(consumer, stopper, return_exceptions=True)
+            await self._stop_client()
+
+    # ------------------------------------------------------------------ MQTT (paho thread)
+    def _make_client(self) -> mqtt.Client:
+        config = self.mqtt_config
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.ingest.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if config.username:
+            password = config.password.get_secret_value() if config.password else None
+            client.username_pw_set(config.username, password)
+        if config.tls is not None:
+            client.tls_set(
+                ca_certs=config.tls.ca_file,
+                certfile=config.tls.cert_file,
+                keyfile=config.tls.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(config.tls.insecure_skip_hostname_check)
+        client.connect_timeout = config.connect_timeout
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _start_client(self, client: mqtt.Client) -> None:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+        properties.ReceiveMaximum = self.receive_maximum
+        # connect_async does no network I/O here; paho's thread connects and reconnects.
+        client.connect_async(
+            self.mqtt_config.host,
+            self.mqtt_config.port,
+            keepalive=round(self.mqtt_config.keepalive),
+            clean_start=False,
+            properties=properties,
+        )
+        client.loop_start()
+        log.info(
+            "ingest: connecting to MQTT broker %s:%d as %r, subscribing to %s",
+            self.mqtt_config.host,
+            self.mqtt_config.port,
+            self.ingest.client_id,
+            self.topic,
+        )
+
+    async def _stop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+
+        def stop() -> None:
+            client.disconnect()
+            client.loop_stop()
+
+        try:
+            async with asyncio.timeout(_THREAD_STOP_TIMEOUT):
+                await asyncio.to_thread(stop)
+        except TimeoutError:
+            log.warning("ingest: MQTT network thread did not stop within %.0f s", _THREAD_STOP_TIMEOUT)
+        self.stats.connected = False
+
+    def _call_in_loop(self, callback: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop closed between the check and the call
+                loop.call_soon_threadsafe(callback, *args)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            if self._refused_logged:
+                return
+            self._refused_logged = True
+            log.error(
+                "ingest: MQTT broker %s:%d refused the connection: %s. Fix: check mqtt.username/password and the "
+                "broker's ACL for client id %r",
+                self.mqtt_config.host,
+                self.mqtt_config.port,
+                reason,
+                self.ingest.client_id,
+            )
+            return
+        self._generation += 1
+        self._refused_logged = False
+        self.stats.connected = True
+        if self._broker_down_logged:
+            log.info("ingest: reconnected to MQTT broker (session present: %s)", flags.session_present)
+            self._broker_down_logged = False
+        else:
+            log.info("ingest: connected to MQTT broker (session present: %s)", flags.session_present)
+        client.subscribe(self.topic, qos=1)
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        self.stats.connected = False
+        if not self._broker_down_logged:
+            self._broker_down_logged = True
+            log.warning(
+                "ingest: cannot reach MQTT broker %s:%d; retrying (messages wait in the broker's session)",
+                self.mqtt_config.host,
+                self.mqtt_config.port,
+            )
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self.stats.connected = False
+        if self._stopping.is_set() or self._client is None:
+            return
+        if not self._broker_down_logged:
+            self._broker_down_logged = True
+            log.warning(
+                "ingest: lost MQTT connection (%s); reconnecting. Messages not yet acked will be redelivered",
+                reason,
+            )
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _mid: int,
+        reasons: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            log.error(
+                "ingest: the broker refused the subscription to %s: %s. Fix: allow this client to read the topic",
+                self.topic,
+                failed[0],
+            )
+            return
+        self._call_in_loop(self._ready.set)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        item = _Message(message.mid, message.qos, message.topic, bytes(message.payload), self._generation)
+        self._call_in_loop(self._inbox.put_nowait, item)
+
+    # ------------------------------------------------------------------ event loop
+    async def _health_check(self) -> None:
+        try:
+            await self.writer.ping()
+        except WriteFailed as exc:
+            self.stats.influx_ok = False
+            log.warning("ingest: %s; messages will wait in the broker until it answers", exc)
+        else:
+            self.stats.influx_ok = True
+            log.info("ingest: InfluxDB at %s answers", self.writer.target)
+
+    async def _consume(self) -> None:
+        """Collect messages into a batch; write it when full, when the window is full, or when due."""
+        batch: list[_Parsed] = []
+        points = 0
+        first_at = last_at = 0.0
+        while True:
+            timeout: float | None = None
+            if batch:
+                now = time.monotonic()
+                timeout = max(0.0, min(first_at + self.ingest.flush_interval, last_at + self.linger) - now)
+            try:
+                async with asyncio.timeout(timeout):
+                    item = await self._inbox.get()
+            except TimeoutError:
+                await self._flush(batch)
+                batch, points = [], 0
+                continue
+            if item is None:  # stop requested
+                if batch:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_FINAL_FLUSH_TIMEOUT):
+                            await self._flush(batch, final=True)
+                return
+            parsed = self._parse(item)
+            if parsed is None:
+                if not batch:
+                    self._ack([item])  # nothing ahead of it: ack now, acks stay in arrival order
+                else:
+                    batch.append(_Parsed(item, []))
+                continue
+            now = time.monotonic()
+            if not batch:
+                first_at = now
+            last_at = now
+            batch.append(parsed)
+            points += len(parsed.lines)
+            if points >= self.ingest.batch_size or len(batch) >= self.receive_maximum:
+                await self._flush(batch)
+                batch, points = [], 0
+
+    def _parse(self, message: _Message) -> _Parsed | None:
+        self.stats.received += 1
+        try:
+            lines = parse_payload(message.payload)
+        except PayloadError as exc:
+            self._count_malformed(message, str(exc))
+            return None
+        return _Parsed(message, lines)
+
+    def _count_malformed(self, message: _Message, reason: str) -> None:
+        kind = problem_kind(reason)
+        self.stats.malformed += 1
+        self.stats.malformed_by_kind[kind] = self.stats.malformed_by_kind.get(kind, 0) + 1
+        if self._warned.first(kind):
+            log.warning(
+                "ingest: set aside a malformed payload on %s: %s (further payloads with this problem are only "
+                "counted; details at DEBUG)",
+                message.topic,
+                reason,
+            )
+        log.debug(
+            "ingest: malformed payload on %s: %s; payload starts %r", message.topic, reason, message.payload[:200]
+        )
+
+    async def _flush(self, batch: Sequence[_Parsed], *, final: bool = False) -> None:
+        """Write the batch (retrying while InfluxDB is unavailable), then ack its messages in order."""
+        lines = [line for parsed in batch for line in parsed.lines]
+        if lines:
+            try:
+                written = await self._write_with_retry(lines, final=final)
+            except RejectedPoints as exc:
+                written = await self._isolate_rejected(batch, exc, final=final)
+            if written is None:
+                return  # stopping while InfluxDB is down: leave the messages unacked for redelivery
+        self._ack([parsed.message for parsed in batch])
+
+    async def _write_with_retry(self, lines: list[str], *, final: bool) -> bool | None:
+        """True once written; None if stopping before success. ``RejectedPoints`` propagates."""
+        attempt = 0
+        while True:
+            try:
+                await self.writer.write(lines)
+            except RejectedPoints:
+                self.stats.write_errors += 1
+                raise
+            except WriteFailed as exc:
+                self.stats.write_errors += 1
+                if self.stats.influx_ok is not False:
+                    log.warning("ingest: %s; retrying with backoff, messages stay unacked in the broker", exc)
+                self.stats.influx_ok = False
+                if final or self._stopping.is_set():
+                    return None
+                delay = min(self.backoff_max, self.backoff_initial * 2**attempt) * random.uniform(0.5, 1.0)
+                attempt += 1
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+                if self._stopping.is_set():
+                    return None
+                continue
+            if self.stats.influx_ok is False:
+                log.info(
+                    "ingest: InfluxDB at %s accepts writes again after %d failed attempt(s)",
+                    self.writer.target,
+                    attempt,
+                )
+            self.stats.influx_ok = True
+            self.stats.written_points += len(lines)
+            return True
+
+    async def _isolate_rejected(self, batch: Sequence[_Parsed], first: RejectedPoints, *, final: bool) -> bool | None:
+        """InfluxDB refused part of a batch: write message by message to find and count the culprits.
+
+        Rewriting the accepted points is harmless (same identity, same values: they overwrite).
+        """
+        if len(batch) == 1:
+            self._count_rejected(batch[0].message, first)
+            return True
+        for parsed in batch:
+            if not parsed.lines:
+                continue
+            try:
+                result = await self._write_with_retry(parsed.lines, final=final)
+            except RejectedPoints as exc:
+                self._count_rejected(parsed.message, exc)
+                continue
+            if result is None:
+                return None
+        return True
+
+    def _count_rejected(self, message: _Message, exc: RejectedPoints) -> None:
+        self.stats.rejected += 1
+        kind = "rejected: " + problem_kind(exc.detail or str(exc))
+        if self._warned.first(kind):
+            log.error(
+                "ingest: InfluxDB refused points of a message on %s, which are lost: %s (further refusals of "
+                "this kind are only counted; details at DEBUG)",
+                message.topic,
+                exc,
+            )
+        log.debug("ingest: refused message on %s: %s", message.topic, exc)
+
+    def _ack(self, messages: Sequence[_Message]) -> None:
+        """PUBACK each message of the current connection; older ones will be redelivered and acked then."""
+        client = self._client
+        if client is None:
+            return
+        generation = self._generation
+        for message in messages:
+            if message.qos == 0 or message.generation != generation:
+                continue
+            client.ack(message.mid, message.qos)
+            self.stats.acked += 1
+
+
+async def run_ingest(config: AgentConfig, stop: asyncio.Event) -> None:
+    """``edge-agent ingest``: bridge MQTT telemetry into InfluxDB until ``stop`` is set.
+
+    Needs the ``mqtt`` and ``influxdb`` sections; raises ``ConfigError`` naming the missing one.
+    """
+    problems = []
+    if config.mqtt is None:
+        problems.append(
+            "mqtt: section missing; the bridge reads telemetry from this broker. Fix: add mqtt: {host: ...}"
+        )
+    if config.influxdb is None:
+        problems.append(
+            "influxdb: section missing; the bridge writes to this database. Fix: add influxdb: {version: ..., url: ...}"
+        )
+    if config.mqtt is None or config.influxdb is None:
+        raise ConfigError("configuration", problems)
+    writer = make_writer(config.influxdb)
+    bridge = IngestBridge(config.mqtt, config.ingest, writer)
+    try:
+        await bridge.run(stop)
+    finally:
+        await writer.close()
+        log.info(
+            "ingest: stopped; received %d messages, wrote %d points, %d malformed, %d refused by InfluxDB",
+            bridge.stats.received,
+            bridge.stats.written_points,
+            bridge.stats.malformed,
+            bridge.stats.rejected,
+        )

@@ -1,0 +1,190 @@
+"""The ingest bridge end to end: real Mosquitto → IngestBridge → real InfluxDB 1.x, read back with InfluxQL.
+
+Payloads are built with ``edge_agent.payloads.encode_json`` (the publisher's own encoder), so the
+tests check the contract between the agent and the bridge, not a copy of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AbstractAsyncContextManager
+
+from edge_agent.config import InfluxConfig
+from edge_agent.ingest import IngestBridge
+from edge_agent.payloads import Origin, encode_json, encode_line_protocol
+from edge_agent.samples import Batch, Quality, Sample
+from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until
+from tests.servers import InfluxDB1, Mosquitto, unique_name
+
+T0 = 1_763_800_000_123_456_789  # ns, deliberately not a round millisecond
+
+
+def influx_v1(server: InfluxDB1, database: str) -> InfluxConfig:
+    return InfluxConfig(version=1, url=server.url, database=database, timeout=5.0)
+
+
+def v1_bridge(
+    broker: Mosquitto, influx: InfluxDB1, database: str, prefix: str
+) -> AbstractAsyncContextManager[IngestBridge]:
+    return running_bridge(mqtt_config(broker, prefix), ingest_config(), influx_v1(influx, database))
+
+
+def sample_batch(machine: str, t0: int = T0) -> Batch:
+    return Batch(
+        machine,
+        (
+            Sample("flow", 12.5, t0, unit="m3/h"),
+            Sample("count", 7, t0 + 1),
+            Sample("running", True, t0 + 2),
+            Sample("mode", "AUTO", t0 + 3),
+            Sample("pressure", 3.25, t0 + 4, Quality.UNCERTAIN, "sensor warming up"),
+            Sample.bad("temperature", "Modbus exception 2 (illegal data address)", t0 + 5),
+        ),
+        polled_at_ns=t0 + 10,
+    )
+
+
+def row(origin: Origin, time: int, tag: str, quality: str, **fields: object) -> dict[str, object]:
+    expected: dict[str, object] = {
+        "time": time,
+        "site": origin.site,
+        "area": origin.area,
+        "line": origin.line,
+        "machine": origin.machine,
+        "tag": tag,
+        "quality": quality,
+        "reason": None,
+        "value": None,
+        "value_bool": None,
+        "value_str": None,
+    }
+    expected.update(fields)
+    return expected
+
+
+async def count_points(influx: InfluxDB1, database: str) -> int:
+    rows = await asyncio.to_thread(influx.query, "SELECT count(quality) FROM telemetry", database)
+    return int(rows[0]["count"]) if rows else 0
+
+
+async def test_json_telemetry_arrives_with_exact_values_timestamps_and_tags(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, publisher: Publisher
+) -> None:
+    database, prefix = unique_name("db"), unique_name("edge")
+    influxdb1.create_database(database)
+    origin = Origin("plant-1", "press shop", "line=2", "pump,1")  # spaces, '=' and ',' need escaping
+    async with v1_bridge(mosquitto, influxdb1, database, prefix) as bridge:
+        await publisher.apublish(origin.topic(prefix, "telemetry"), encode_json(sample_batch(origin.machine), origin))
+        await wait_until(lambda: bridge.stats.acked == 1, "the message to be written and acked")
+
+    rows = await asyncio.to_thread(influxdb1.query, "SELECT * FROM telemetry", database)
+    assert sorted(rows, key=lambda r: int(r["time"])) == [
+        row(origin, T0, "flow", "good", value=12.5),
+        row(origin, T0 + 1, "count", "good", value=7.0),
+        row(origin, T0 + 2, "running", "good", value_bool=True),
+        row(origin, T0 + 3, "mode", "good", value_str="AUTO"),
+        row(origin, T0 + 4, "pressure", "uncertain", value=3.25, reason="sensor warming up"),
+        row(origin, T0 + 5, "temperature", "bad", reason="Modbus exception 2 (illegal data address)"),
+    ]
+    assert bridge.stats.received == 1
+    assert bridge.stats.written_points == 6
+    assert bridge.stats.malformed == 0
+
+
+async def test_line_protocol_payload_is_passed_through(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, publisher: Publisher
+) -> None:
+    database, prefix = unique_name("db"), unique_name("edge")
+    influxdb1.create_database(database)
+    origin = Origin("s", "a", "l", "press-3")
+    batch = Batch("press-3", (Sample("force", 101.5, T0), Sample("closed", False, T0)))
+    async with v1_bridge(mosquitto, influxdb1, database, prefix) as bridge:
+        await publisher.apublish(origin.topic(prefix, "telemetry"), encode_line_protocol(batch, origin))
+        await wait_until(lambda: bridge.stats.acked == 1, "the message to be written and acked")
+    rows = await asyncio.to_thread(influxdb1.query, 'SELECT "tag", value, value_bool, quality FROM telemetry', database)
+    assert sorted(rows, key=lambda r: str(r["tag"])) == [
+        {"time": T0, "tag": "closed", "value": None, "value_bool": False, "quality": "good"},
+        {"time": T0, "tag": "force", "value": 101.5, "value_bool": None, "quality": "good"},
+    ]
+
+
+async def test_redelivered_message_overwrites_instead_of_duplicating(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, publisher: Publisher
+) -> None:
+    database, prefix = unique_name("db"), unique_name("edge")
+    influxdb1.create_database(database)
+    origin = Origin("s", "a", "l", "m1")
+    payload = encode_json(sample_batch("m1"), origin)
+    async with v1_bridge(mosquitto, influxdb1, database, prefix) as bridge:
+        await publisher.apublish(origin.topic(prefix, "telemetry"), payload)
+        await wait_until(lambda: bridge.stats.acked == 1, "the first copy to be acked")
+        assert await count_points(influxdb1, database) == 6
+        await publisher.apublish(origin.topic(prefix, "telemetry"), payload)
+        await wait_until(lambda: bridge.stats.acked == 2, "the second copy to be acked")
+    assert bridge.stats.written_points == 12  # written twice ...
+    assert await count_points(influxdb1, database) == 6  # ... stored once
+
+
+async def test_malformed_payloads_are_counted_and_do_not_block_the_stream(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, publisher: Publisher
+) -> None:
+    database, prefix = unique_name("db"), unique_name("edge")
+    influxdb1.create_database(database)
+    origin = Origin("s", "a", "l", "m2")
+    topic = origin.topic(prefix, "telemetry")
+    good = encode_json(Batch("m2", (Sample("flow", 1.5, T0),)), origin)
+    nan = good.replace(b'"v":1.5', b'"v":NaN')
+    overflow = good.replace(b'"v":1.5', b'"v":1e999')  # parses as infinity in Python's json
+    malformed = [
+        b"{this is not json",
+        good.replace(b'"schema":1', b'"schema":2'),
+        nan,
+        overflow,
+        good.replace(b'"machine":"m2",', b""),
+        good.replace(b'"tag":"flow",', b""),
+        b'"just a string"',
+        b"hello",
+        b"telemetry,machine=m2 value=1.0",  # line protocol without a timestamp
+        b"telemetry,machine=m2 value=1.0 1763800000",  # seconds, not nanoseconds
+        b"",
+    ]
+    assert nan != good
+    assert overflow != good
+    async with v1_bridge(mosquitto, influxdb1, database, prefix) as bridge:
+        for payload in malformed:
+            await publisher.apublish(topic, payload)
+        await publisher.apublish(topic, good)
+        await wait_until(lambda: bridge.stats.acked == len(malformed) + 1, "every message to be acked")
+    assert bridge.stats.malformed == len(malformed)
+    assert bridge.stats.received == len(malformed) + 1
+    assert bridge.stats.written_points == 1
+    rows = await asyncio.to_thread(influxdb1.query, "SELECT value, quality FROM telemetry", database)
+    assert rows == [{"time": T0, "value": 1.5, "quality": "good"}]
+    assert sum(bridge.stats.malformed_by_kind.values()) == len(malformed)
+
+
+async def test_points_refused_by_influxdb_are_counted_and_the_rest_of_the_batch_arrives(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, publisher: Publisher
+) -> None:
+    """A field type conflict is a 400 from InfluxDB: the bridge isolates that message and acks it."""
+    database, prefix = unique_name("db"), unique_name("edge")
+    influxdb1.create_database(database)
+    origin = Origin("s", "a", "l", "m3")
+    topic = origin.topic(prefix, "telemetry")
+    conflicting = (
+        b'telemetry,site=s,area=a,line=l,machine=m3,tag=flow value="text",quality="good" ' + str(T0 + 1).encode()
+    )
+    # A long flush interval and a long linger so all three land in one batch.
+    async with running_bridge(
+        mqtt_config(mosquitto, prefix),
+        ingest_config(flush_interval=1.0),
+        influx_v1(influxdb1, database),
+        linger=1.0,
+    ) as bridge:
+        await publisher.apublish(topic, encode_json(Batch("m3", (Sample("flow", 1.0, T0),)), origin))
+        await publisher.apublish(topic, conflicting)
+        await publisher.apublish(topic, encode_json(Batch("m3", (Sample("flow", 2.0, T0 + 2),)), origin))
+        await wait_until(lambda: bridge.stats.acked == 3, "all three messages to be acked")
+    assert bridge.stats.rejected == 1
+    rows = await asyncio.to_thread(influxdb1.query, "SELECT value FROM telemetry", database)
+    assert rows == [{"time": T0, "value": 1.0}, {"time": T0 + 2, "value": 2.0}]
