@@ -91,7 +91,8 @@ class ModbusConnector:
         """Run every request of the plan once and decode each tag."""
         client = self._client
         if client is None or not client.connected:
-            self._state = ConnectionState.DOWN
+            if self._state is not ConnectionState.CLOSED:
+                self._state = ConnectionState.DOWN
             raise ConnectError(self.machine_id, "not connected (connection closed or lost). The runtime reconnects")
         polled_at = now_ns()
         samples: list[Sample] = []

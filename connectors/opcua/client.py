@@ -185,7 +185,8 @@ class OpcUaConnector:
         """Read the Value attribute of every tag: one Read service call per chunk of nodes."""
         client = self._client
         if client is None:
-            self._state = ConnectionState.DOWN
+            if self._state is not ConnectionState.CLOSED:
+                self._state = ConnectionState.DOWN
             raise ConnectError(self.machine_id, "not connected. The runtime reconnects")
         polled_at = now_ns()
         readable = [t for t in self._targets if t.node_id is not None]
