@@ -1,0 +1,225 @@
+"""The OPC UA face of a simulation: an asyncua server whose values the plant updates.
+
+Address space: ``Objects/Machines/<machine>`` objects in namespace ``urn:edge-agent:simulator``,
+a Double variable per signal (string node id ``<machine>.<signal>``) with an EngineeringUnits
+property, and status variables ``<machine>.state``, ``.state_code``, ``.parts_count``.
+
+Variables are not writable; every Write and Call service request from a client is counted
+(``write_count``) so tests can prove the agent never writes. The server's own value updates go
+straight to the address space and are not counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from asyncua import ua
+from asyncua.common.callback import CallbackType
+from asyncua.server.server import Server
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
+
+from simulators.physics import MachineState
+from simulators.plant import Reading
+from simulators.register_map import ENDPOINT_PATH, NAMESPACE_URI
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNECE_URI = "http://www.opcfoundation.org/UA/units/un/cefact"
+_UNECE_CODES = {
+    "m3/h": "MQH",
+    "bar": "BAR",
+    "A": "AMP",
+    "°C": "CEL",
+    "mm/s": "C16",
+    "s": "SEC",
+    "rpm": "RPM",
+    "%": "P1",
+    "m/s": "MTS",
+    "kW": "KWT",
+}
+
+
+def to_datetime(timestamp_ns: int) -> datetime:
+    """UTC datetime of a nanosecond timestamp, truncated to whole microseconds (exact, no float)."""
+    return _EPOCH + timedelta(microseconds=timestamp_ns // 1000)
+
+
+def eu_information(unit: str) -> ua.EUInformation:
+    """EngineeringUnits for a unit text: UNECE code where we know one, else display name only."""
+    code = _UNECE_CODES.get(unit)
+    unit_id = -1
+    if code is not None:
+        unit_id = 0
+        for char in code:
+            unit_id = (unit_id << 8) | ord(char)
+    return ua.EUInformation(
+        NamespaceUri=ua.String(_UNECE_URI),
+        UnitId=ua.Int32(unit_id),
+        DisplayName=ua.LocalizedText(unit),
+        Description=ua.LocalizedText(unit),
+    )
+
+
+def string_node(identifier: str, namespace_index: int) -> ua.NodeId:
+    """A string node id (asyncua's constructor wants its own str/int subclasses)."""
+    return ua.NodeId(ua.String(identifier), ua.Int16(namespace_index))
+
+
+def status(code: int) -> ua.StatusCode:
+    """A StatusCode from one of ``asyncua.ua.status_codes.StatusCodes``."""
+    return ua.StatusCode(ua.UInt32(code))
+
+
+ReadHook = Callable[[], Awaitable[None]]
+
+
+class OpcUaSimServer:
+    """An asyncua server serving one plant on ``host:port`` (port 0: ephemeral, see ``.port``)."""
+
+    def __init__(self, host: str, port: int, machines: Iterable[tuple[str, list[tuple[str, str]]]]) -> None:
+        self.host = host
+        self._requested_port = port
+        self._machines = [(mid, list(signals)) for mid, signals in machines]
+        self._server: Any = None
+        self._nodes: dict[tuple[str, str], Any] = {}
+        self._port: int | None = None
+        self.write_count = 0
+        self.signal_status: dict[str, int] = {}
+        """Machine id -> StatusCodes value given to its signals (protocol fault injection)."""
+        self.read_hooks: list[ReadHook] = []
+        """Awaited before every Read request; protocol faults use them to add latency."""
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (valid once started)."""
+        if self._port is None:
+            raise RuntimeError("the OPC UA server is not started")
+        return self._port
+
+    @property
+    def endpoint(self) -> str:
+        """``opc.tcp://host:port/edge-sim/``."""
+        return f"opc.tcp://{_url_host(self.host)}:{self.port}{ENDPOINT_PATH}"
+
+    @property
+    def namespace_uri(self) -> str:
+        """The namespace of every simulator node."""
+        return NAMESPACE_URI
+
+    async def start(self) -> None:
+        """Build the address space and listen."""
+        server = Server()
+        await server.init()
+        server.set_endpoint(f"opc.tcp://{_url_host(self.host)}:{self._requested_port}{ENDPOINT_PATH}")
+        server.set_server_name("edge-agent machine simulator")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        await server.set_application_uri("urn:edge-agent:simulator:server")
+        idx = await server.register_namespace(NAMESPACE_URI)
+        folder = await server.nodes.objects.add_folder(string_node("Machines", idx), ua.QualifiedName("Machines", idx))
+        for machine_id, signals in self._machines:
+            obj = await folder.add_object(string_node(machine_id, idx), ua.QualifiedName(machine_id, idx))
+            for name, unit in signals:
+                var = await obj.add_variable(
+                    string_node(f"{machine_id}.{name}", idx), ua.QualifiedName(name, idx), 0.0, ua.VariantType.Double
+                )
+                await var.add_property(
+                    string_node(f"{machine_id}.{name}.EngineeringUnits", idx),
+                    ua.QualifiedName("EngineeringUnits", 0),
+                    eu_information(unit),
+                    ua.VariantType.ExtensionObject,
+                    ObjectIds.EUInformation,
+                )
+                self._nodes[(machine_id, name)] = var.nodeid
+            for name, value, vtype in (
+                ("state", MachineState.RUNNING.name.lower(), ua.VariantType.String),
+                ("state_code", int(MachineState.RUNNING), ua.VariantType.UInt16),
+                ("parts_count", 0, ua.VariantType.UInt32),
+            ):
+                var = await obj.add_variable(
+                    string_node(f"{machine_id}.{name}", idx), ua.QualifiedName(name, idx), value, vtype
+                )
+                self._nodes[(machine_id, name)] = var.nodeid
+        server.subscribe_server_callback(CallbackType.PreWrite, self._on_write)
+        server.subscribe_server_callback(CallbackType.PreRead, self._on_read)
+        _count_calls(server, self)
+        await server.start()
+        self._server = server
+        if server.bserver is None:
+            raise RuntimeError("asyncua started without a binary server")
+        self._port = int(server.bserver.port)
+        log.info("OPC UA simulator listening on %s", self.endpoint)
+
+    async def stop(self) -> None:
+        """Close client connections and stop listening. Idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()
+
+    async def _on_write(self, event: Any, _dispatcher: Any) -> None:
+        if event.is_external:
+            self.write_count += 1
+
+    async def _on_read(self, event: Any, _dispatcher: Any) -> None:
+        if event.is_external:
+            for hook in list(self.read_hooks):
+                await hook()
+
+    async def publish(self, readings: dict[str, Reading], timestamp_ns: int) -> None:
+        """Set every variable of the given machines, all with the same source timestamp.
+
+        Signals carry the machine's entry in ``signal_status`` (Good unless a protocol fault set
+        a bad code); status variables are always Good.
+        """
+        if self._server is None:
+            return
+        stamp = to_datetime(timestamp_ns)
+        for machine_id, reading in readings.items():
+            code = status(self.signal_status.get(machine_id, StatusCodes.Good))
+            for name, value in reading.values.items():
+                await self._write(machine_id, name, ua.Variant(value, ua.VariantType.Double), stamp, code)
+            good = status(StatusCodes.Good)
+            await self._write(
+                machine_id, "state", ua.Variant(reading.state.name.lower(), ua.VariantType.String), stamp, good
+            )
+            await self._write(
+                machine_id, "state_code", ua.Variant(int(reading.state), ua.VariantType.UInt16), stamp, good
+            )
+            count = reading.parts_count & 0xFFFFFFFF
+            await self._write(machine_id, "parts_count", ua.Variant(count, ua.VariantType.UInt32), stamp, good)
+
+    async def _write(
+        self, machine_id: str, name: str, variant: ua.Variant, stamp: datetime, code: ua.StatusCode
+    ) -> None:
+        when = cast(ua.DateTime, stamp)  # ua.DateTime is asyncua's datetime subclass; a datetime encodes alike
+        value = ua.DataValue(variant, StatusCode=code, SourceTimestamp=when, ServerTimestamp=when)
+        await self._server.write_attribute_value(self._nodes[(machine_id, name)], value)
+
+    def drop_connections(self) -> int:
+        """Close every client connection (the listener stays up); returns how many were closed."""
+        if self._server is None:
+            return 0
+        transports = list(self._server.iserver.asyncio_transports)
+        for transport in transports:
+            transport.close()
+        return len(transports)
+
+
+def _count_calls(server: Any, owner: OpcUaSimServer) -> None:
+    """Count Call service requests: asyncua has no server callback for them, so wrap the service."""
+    service = server.iserver.method_service
+    original = service.call
+
+    async def counting_call(methods: Any) -> Any:
+        owner.write_count += 1
+        return await original(methods)
+
+    service.call = counting_call
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

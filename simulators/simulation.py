@@ -1,0 +1,227 @@
+"""``Simulation``: a plant stepped on a timer and served over real OPC UA and Modbus servers.
+
+This is the one object tests and the demo use::
+
+    async with Simulation(seed=1) as sim:
+        sim.opcua.endpoint, sim.modbus.port, sim.modbus.unit_id("pump-1")
+        sim.served("opcua", "pump-1", "flow")   # what clients could have read, with timestamps
+        sim.write_count                         # client write requests seen (must stay 0)
+
+Every ``update_interval`` seconds the plant takes one step of ``update_interval * time_scale``
+simulated seconds and both servers get the new values with one shared timestamp (UTC ns,
+truncated to whole microseconds). Values are recorded in the served history before a client
+can see them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from types import TracebackType
+from typing import Literal, Self
+
+from simulators.errors import SimulatorError
+from simulators.history import DEFAULT_DEPTH, ServedHistory
+from simulators.modbus_server import ModbusSimServer
+from simulators.opcua_server import OpcUaSimServer
+from simulators.physics.registry import MachinesArg
+from simulators.plant import Plant, Reading
+from simulators.register_map import PlantDescription, describe
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["opcua", "modbus"]
+PROTOCOLS: tuple[Protocol, ...] = ("opcua", "modbus")
+
+
+class Simulation:
+    """A running simulated plant. Use as ``async with``; nothing listens before entry or after exit."""
+
+    def __init__(  # noqa: PLR0917 - the positional order is the published issue-2 API
+        self,
+        seed: int = 1,
+        machines: MachinesArg = None,
+        update_interval: float = 0.1,
+        opcua_port: int | None = 0,
+        modbus_port: int | None = 0,
+        host: str = "127.0.0.1",
+        *,
+        time_scale: float = 1.0,
+        history_depth: int = DEFAULT_DEPTH,
+    ) -> None:
+        if not (isinstance(update_interval, int | float) and math.isfinite(update_interval) and update_interval > 0):
+            raise SimulatorError(f"update_interval must be a positive number of seconds, got {update_interval!r}")
+        if not (math.isfinite(time_scale) and time_scale > 0):
+            raise SimulatorError(
+                f"time_scale must be positive (1 = real time, 60 = a minute per second), got {time_scale!r}"
+            )
+        for name, port in (("opcua_port", opcua_port), ("modbus_port", modbus_port)):
+            if port is not None and not 0 <= port <= 65535:
+                raise SimulatorError(
+                    f"{name}={port} is not a TCP port. Fix: 0 (any free port), 1-65535, or None to disable"
+                )
+        self.seed = seed
+        self.update_interval = float(update_interval)
+        self.time_scale = float(time_scale)
+        self.host = host
+        self.plant = Plant(seed, machines)
+        self.history = ServedHistory(history_depth)
+        self._opcua = (
+            OpcUaSimServer(host, opcua_port, [(m, self.plant.signals(m)) for m in self.plant.machine_ids])
+            if opcua_port is not None
+            else None
+        )
+        self._modbus = (
+            ModbusSimServer(host, modbus_port, [(m, len(self.plant.signals(m))) for m in self.plant.machine_ids])
+            if modbus_port is not None
+            else None
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._updated: asyncio.Condition | None = None  # created on entry, inside the running loop
+        self._update_count = 0
+        self._last_timestamp_ns = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start both servers, serve the initial values, then step on the timer."""
+        if self._task is not None:
+            raise SimulatorError("this Simulation is already running")
+        self._updated = asyncio.Condition()
+        try:
+            if self._opcua is not None:
+                await self._opcua.start()
+            if self._modbus is not None:
+                await self._modbus.start()
+            await self._serve(self.plant.readings())
+        except BaseException:
+            await self._stop_servers()
+            raise
+        self._task = asyncio.create_task(self._run(), name="edge-sim-plant")
+
+    async def stop(self) -> None:
+        """Stop stepping and close both servers. Idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        await self._stop_servers()
+
+    async def _stop_servers(self) -> None:
+        if self._opcua is not None:
+            await self._opcua.stop()
+        if self._modbus is not None:
+            await self._modbus.stop()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += self.update_interval
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_at = loop.time()  # fell behind: carry on from now instead of bursting
+            readings = self.plant.step(self.update_interval * self.time_scale)
+            try:
+                await self._serve(readings)
+            except Exception:
+                log.exception("serving simulator values failed; the plant keeps stepping")
+
+    async def _serve(self, readings: dict[str, Reading]) -> None:
+        timestamp_ns = (time.time_ns() // 1000) * 1000
+        if timestamp_ns <= self._last_timestamp_ns:
+            timestamp_ns = self._last_timestamp_ns + 1000
+        self._last_timestamp_ns = timestamp_ns
+        if self._modbus is not None:
+            for machine_id, values in self._modbus.publish(readings, timestamp_ns).items():
+                self.history.record("modbus", machine_id, values, timestamp_ns)
+        if self._opcua is not None:
+            for machine_id, reading in readings.items():
+                self.history.record("opcua", machine_id, reading.values, timestamp_ns)
+            await self._opcua.publish(readings, timestamp_ns)
+        self._update_count += 1
+        if self._updated is not None:
+            async with self._updated:
+                self._updated.notify_all()
+
+    # -- what tests and the demo ask -----------------------------------------------------------
+
+    @property
+    def machine_ids(self) -> list[str]:
+        """Machine ids in Modbus unit-id order."""
+        return self.plant.machine_ids
+
+    def signals(self, machine_id: str) -> list[tuple[str, str]]:
+        """(signal name, SI unit) of one machine, in register-map order."""
+        return self.plant.signals(machine_id)
+
+    @property
+    def opcua(self) -> OpcUaSimServer:
+        """The OPC UA server (``endpoint``, ``port``, ``namespace_uri``)."""
+        if self._opcua is None:
+            raise SimulatorError("the OPC UA server is disabled (opcua_port=None)")
+        return self._opcua
+
+    @property
+    def modbus(self) -> ModbusSimServer:
+        """The Modbus TCP server (``port``, ``unit_id(machine)``)."""
+        if self._modbus is None:
+            raise SimulatorError("the Modbus server is disabled (modbus_port=None)")
+        return self._modbus
+
+    @property
+    def write_count(self) -> int:
+        """Client write requests seen by both servers (Modbus FC 5/6/15/16/22/23, OPC UA Write/Call)."""
+        return sum(s.write_count for s in (self._opcua, self._modbus) if s is not None)
+
+    @property
+    def update_count(self) -> int:
+        """Updates served so far (the initial values count as one)."""
+        return self._update_count
+
+    def served(self, protocol: Protocol, machine_id: str, signal: str) -> list[tuple[int, float]]:
+        """Recent (timestamp_ns, value) pairs exactly as served, oldest first.
+
+        Modbus values are float32-rounded (what a float32 decode gives). The depth is bounded
+        (``history_depth`` updates, 2000 by default).
+        """
+        if protocol not in PROTOCOLS:
+            raise SimulatorError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        names = [name for name, _ in self.signals(machine_id)]
+        if signal not in names:
+            raise SimulatorError(f"machine {machine_id!r} has no signal {signal!r}; it has {names}")
+        return self.history.get(protocol, machine_id, signal)
+
+    async def wait_updates(self, count: int = 1) -> None:
+        """Wait until ``count`` more updates have been served.
+
+        Wrap it in ``asyncio.timeout(...)``: a stopped simulation never wakes the waiter.
+        """
+        if self._updated is None:
+            raise SimulatorError("the Simulation is not running")
+        target = self._update_count + count
+        condition = self._updated
+        async with condition:
+            await condition.wait_for(lambda: self._update_count >= target)
+
+    def describe(self) -> PlantDescription:
+        """The register map and node ids of this plant (same data as ``simulators.describe``)."""
+        return describe({m: self.plant.kind(m) for m in self.machine_ids})

@@ -1,0 +1,67 @@
+"""``edge-sim``: describe prints the map; run serves until SIGTERM and exits cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+import pytest
+
+from simulators.cli import main
+
+
+def test_describe_prints_node_ids_and_registers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe"]) == 0
+    out = capsys.readouterr().out
+    assert "nsu=urn:edge-agent:simulator;s=pump-1.flow" in out
+    assert "Modbus unit id 2" in out
+    assert "holding 102" in out
+
+
+def test_describe_json_is_data(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "--json", "--machines", "press-3"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["machines"][0]["machine_id"] == "press-3"
+    assert data["machines"][0]["signals"][0]["modbus_input_address"] == 0
+
+
+def test_bad_machine_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "--machines", "robot-1"]) == 2
+    assert "unknown kind 'robot'" in capsys.readouterr().err
+
+
+async def test_run_prints_endpoints_and_stops_on_sigterm() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulators.cli",
+        "run",
+        "--opcua-port",
+        "0",
+        "--modbus-port",
+        "0",
+        "--seed",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(20):
+            while not lines or "running" not in lines[-1]:
+                lines.append((await process.stdout.readline()).decode())
+                assert lines[-1], "edge-sim exited early"
+        assert lines[0].startswith("OPC UA  opc.tcp://127.0.0.1:")
+        assert "unit ids: pump-1=1, press-1=2" in lines[1]
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            rest = (await process.stdout.read()).decode()
+            assert await process.wait() == 0
+        assert "client write requests seen: 0" in rest
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

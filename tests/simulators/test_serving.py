@@ -1,0 +1,125 @@
+"""Values over real OPC UA and Modbus clients on loopback equal exactly what ``served()`` recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from asyncua import Client, ua
+from pymodbus.client import AsyncModbusTcpClient
+
+from simulators import MachineState, Simulation
+from simulators.register_map import NAMESPACE_URI
+
+
+async def test_opcua_value_and_source_timestamp_equal_served(sim: Simulation) -> None:
+    assert sim.opcua.endpoint == f"opc.tcp://127.0.0.1:{sim.opcua.port}/edge-sim/"
+    assert sim.opcua.namespace_uri == NAMESPACE_URI
+    async with Client(sim.opcua.endpoint, timeout=5) as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        for machine_id in sim.machine_ids:
+            for name, _unit in sim.signals(machine_id):
+                node = client.get_node(ua.NodeId(f"{machine_id}.{name}", idx))
+                value = await node.read_data_value()
+                stamp_ns = int(value.SourceTimestamp.timestamp()) * 10**9 + value.SourceTimestamp.microsecond * 1000
+                served = dict(sim.served("opcua", machine_id, name))
+                assert stamp_ns in served, (machine_id, name)
+                assert value.Value.Value == served[stamp_ns]
+                assert value.Value.VariantType == ua.VariantType.Double
+
+
+async def test_opcua_status_variables_and_units(sim: Simulation) -> None:
+    async with Client(sim.opcua.endpoint, timeout=5) as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        state = await client.get_node(ua.NodeId("press-1.state", idx)).read_value()
+        code = await client.get_node(ua.NodeId("press-1.state_code", idx)).read_value()
+        parts = await client.get_node(ua.NodeId("press-1.parts_count", idx)).read_value()
+        assert MachineState[state.upper()] == code
+        assert isinstance(parts, int)
+        eu = await client.get_node(ua.NodeId("pump-1.flow.EngineeringUnits", idx)).read_value()
+        assert eu.DisplayName.Text == "m3/h"
+        machines = await client.nodes.objects.get_child([f"{idx}:Machines"])
+        names = sorted([(await child.read_browse_name()).Name for child in await machines.get_children()])
+        assert names == sorted(sim.machine_ids)
+
+
+async def test_opcua_values_move_between_reads(sim: Simulation) -> None:
+    async with Client(sim.opcua.endpoint, timeout=5) as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        node = client.get_node(ua.NodeId("pump-1.vibration_rms", idx))
+        first = await node.read_data_value()
+        async with asyncio.timeout(5):
+            await sim.wait_updates(2)
+        second = await node.read_data_value()
+        assert second.SourceTimestamp > first.SourceTimestamp
+        assert second.Value.Value != first.Value.Value
+
+
+def decode_float32(registers: list[int]) -> list[float]:
+    return [
+        struct.unpack(">f", struct.pack(">HH", registers[i], registers[i + 1]))[0] for i in range(0, len(registers), 2)
+    ]
+
+
+async def test_modbus_input_registers_decode_to_served(sim: Simulation) -> None:
+    client = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus.port, timeout=5)
+    try:
+        assert await client.connect()
+        for machine_id in sim.machine_ids:
+            names = [name for name, _ in sim.signals(machine_id)]
+            response = await client.read_input_registers(
+                0, count=2 * len(names), device_id=sim.modbus.unit_id(machine_id)
+            )
+            assert not response.isError()
+            decoded = decode_float32(response.registers)
+            histories = [sim.served("modbus", machine_id, name) for name in names]
+            # One response is one plant update: find the update whose values match all signals at once.
+            snapshots = {stamp: [] for stamp, _ in histories[0]}
+            for history in histories:
+                for stamp, value in history:
+                    snapshots.setdefault(stamp, []).append(value)
+            assert decoded in snapshots.values(), machine_id
+    finally:
+        client.close()
+
+
+async def test_modbus_holding_registers_status_and_scaled_values() -> None:
+    async with Simulation(seed=2, machines=["press-1"], update_interval=0.05) as sim:
+        assert sim.modbus.unit_id("press-1") == 1
+        client = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus.port, timeout=5)
+        try:
+            assert await client.connect()
+            response = await client.read_holding_registers(0, count=103, device_id=1)
+            assert not response.isError()
+            regs = response.registers
+            assert regs[102] in {int(s) for s in MachineState}
+            parts = (regs[100] << 16) | regs[101]
+            assert 0 <= parts <= sim.plant.machine("press-1").parts_count
+            cycle_served = {round(v * 10) for _, v in sim.served("opcua", "press-1", "cycle_time")}
+            assert regs[3] in cycle_served
+            assert regs[4:100] == [0] * 96
+        finally:
+            client.close()
+
+
+async def test_modbus_unknown_unit_and_address_get_exceptions(sim: Simulation) -> None:
+    client = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus.port, timeout=5)
+    try:
+        assert await client.connect()
+        unknown = await client.read_input_registers(0, count=2, device_id=99)
+        assert unknown.isError()
+        assert unknown.exception_code == 0x0B
+        beyond = await client.read_input_registers(100, count=2, device_id=1)
+        assert beyond.isError()
+        assert beyond.exception_code == 0x02
+    finally:
+        client.close()
+
+
+async def test_disabled_servers_and_real_ports() -> None:
+    async with Simulation(opcua_port=None, modbus_port=0) as only_modbus:
+        assert only_modbus.modbus.port > 0
+        assert only_modbus.served("opcua", "pump-1", "flow") == []
+    async with Simulation(opcua_port=0, modbus_port=None) as only_opcua:
+        assert only_opcua.opcua.port > 0
+        assert only_opcua.served("modbus", "pump-1", "flow") == []
