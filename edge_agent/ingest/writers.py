@@ -19,6 +19,7 @@ the moment a request is built.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -136,11 +137,13 @@ class InfluxV1Writer:
     def target(self) -> str:
         return f"{self._base} (database {self._database!r})"
 
-    def _auth(self) -> aiohttp.BasicAuth | None:
+    def _headers(self) -> dict[str, str]:
+        """Basic auth built by hand: aiohttp.BasicAuth is deprecated in newer aiohttp, its successor is new."""
         if not self._config.username:
-            return None
+            return {}
         password = self._config.password.get_secret_value() if self._config.password else ""
-        return aiohttp.BasicAuth(self._config.username, password)
+        token = base64.b64encode(f"{self._config.username}:{password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -153,7 +156,7 @@ class InfluxV1Writer:
         body = "\n".join(lines).encode()
         try:
             async with self._http().post(
-                f"{self._base}/write", params=self._params, data=body, auth=self._auth(), timeout=self._timeout
+                f"{self._base}/write", params=self._params, data=body, headers=self._headers(), timeout=self._timeout
             ) as response:
                 if 200 <= response.status < 300:
                     return

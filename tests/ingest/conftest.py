@@ -87,8 +87,6 @@ async def running_bridge(
     mqtt_cfg: MqttConfig,
     ingest_cfg: IngestConfig,
     influx_cfg: InfluxConfig,
-    *,
-    wait_ready: bool = True,
     **bridge_options: float,
 ) -> AsyncIterator[IngestBridge]:
     """Run a bridge for the duration of the block; on exit stop it and check it stopped within 5 s."""
@@ -97,9 +95,8 @@ async def running_bridge(
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop), name="bridge-under-test")
     try:
-        if wait_ready:
-            async with asyncio.timeout(WAIT):
-                await bridge.wait_ready()
+        async with asyncio.timeout(WAIT):
+            await bridge.wait_ready()
         yield bridge
     finally:
         stop.set()
