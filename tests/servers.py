@@ -26,6 +26,7 @@ tail of that log so a failing start says why.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import json
 import os
@@ -90,13 +91,14 @@ def http_request(
     *,
     method: str = "GET",
     data: bytes | None = None,
+    headers: dict[str, str] | None = None,
     timeout: float = _HTTP_TIMEOUT,
 ) -> tuple[int, bytes]:
     """(status, body) of one HTTP request; HTTP errors are returned, not raised (tests assert on them).
 
     Blocking: from an async test call it through ``asyncio.to_thread``.
     """
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status: int = response.status
@@ -357,16 +359,37 @@ class Mosquitto(Server):
 
 
 class InfluxDB1(Server):
-    """InfluxDB 1.x (Debian's ``influxd``): HTTP API on 127.0.0.1, no auth, all data in its directory."""
+    """InfluxDB 1.x (Debian's ``influxd``): HTTP API on 127.0.0.1, all data in its directory.
+
+    No auth by default. With ``admin=(user, password)`` authentication is enabled and that admin
+    user is created on first start (InfluxDB allows it while no user exists); ``query`` then
+    authenticates as the admin.
+    """
 
     name = "influxdb1"
     binary = "influxd"
     package = "influxdb"
 
-    def __init__(self, directory: Path | None = None, *, ready_timeout: float = READY_TIMEOUT) -> None:
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        ready_timeout: float = READY_TIMEOUT,
+        admin: tuple[str, str] | None = None,
+    ) -> None:
         super().__init__(directory, ready_timeout=ready_timeout)
         self.config_path = self.directory / "influxdb.conf"
         self.rpc_port: int | None = None
+        self.admin = admin
+        self._admin_created = False
+
+    def start(self) -> Self:
+        super().start()
+        if self.admin is not None and not self._admin_created:
+            user, password = self.admin
+            self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES")
+            self._admin_created = True
+        return self
 
     @property
     def url(self) -> str:
@@ -395,7 +418,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{self.port}"
-  auth-enabled = false
+  auth-enabled = {"true" if self.admin else "false"}
   log-enabled = false
   pprof-enabled = false
 
@@ -420,7 +443,13 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         params = {"q": influxql, "epoch": "ns"}
         if db is not None:
             params["db"] = db
-        status, body = http_request(f"{self.url}/query", method="POST", data=urllib.parse.urlencode(params).encode())
+        headers = {}
+        if self.admin is not None:
+            token = base64.b64encode(":".join(self.admin).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        status, body = http_request(
+            f"{self.url}/query", method="POST", data=urllib.parse.urlencode(params).encode(), headers=headers
+        )
         if status != 200:
             raise ServerError(f"InfluxQL {influxql!r} failed with HTTP {status}: {body.decode(errors='replace')}")
         rows: list[dict[str, Any]] = []

@@ -514,8 +514,9 @@ class IngestBridge:
         for message in messages:
             if message.qos == 0 or message.generation != generation:
                 continue
-            client.ack(message.mid, message.qos)
-            self.stats.acked += 1
+            if client.ack(message.mid, message.qos) == mqtt.MQTT_ERR_SUCCESS:
+                self.stats.acked += 1
+            # else: the connection just dropped; the broker redelivers the message and it is acked then.
 
 
 async def run_ingest(config: AgentConfig, stop: asyncio.Event) -> None:

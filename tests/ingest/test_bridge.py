@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 from contextlib import AbstractAsyncContextManager
 
-from edge_agent.config import InfluxConfig
-from edge_agent.ingest import IngestBridge
+import pytest
+
+from edge_agent.config import AgentConfig, InfluxConfig
+from edge_agent.errors import ConfigError
+from edge_agent.ingest import IngestBridge, run_ingest
 from edge_agent.payloads import Origin, encode_json, encode_line_protocol
 from edge_agent.samples import Batch, Quality, Sample
 from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until
@@ -188,3 +191,40 @@ async def test_points_refused_by_influxdb_are_counted_and_the_rest_of_the_batch_
     assert bridge.stats.rejected == 1
     rows = await asyncio.to_thread(influxdb1.query, "SELECT value FROM telemetry", database)
     assert rows == [{"time": T0, "value": 1.0}, {"time": T0 + 2, "value": 2.0}]
+
+
+async def test_run_ingest_bridges_until_stop_is_set(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, publisher: Publisher
+) -> None:
+    """The entry point the CLI calls, built from a whole AgentConfig."""
+    database, prefix = unique_name("db"), unique_name("edge")
+    influxdb1.create_database(database)
+    origin = Origin("s", "a", "l", "m9")
+    config = AgentConfig(
+        mqtt=mqtt_config(mosquitto, prefix),
+        influxdb=influx_v1(influxdb1, database),
+        ingest=ingest_config(flush_interval=0.1),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_ingest(config, stop))
+    try:
+        # run_ingest exposes no bridge object: wait for the broker to report the subscription instead.
+        payload = encode_json(Batch("m9", (Sample("x", 2.5, T0),)), origin)
+
+        async def arrived() -> bool:
+            await publisher.apublish(origin.topic(prefix, "telemetry"), payload)  # idempotent: may repeat
+            return await count_points(influxdb1, database) == 1
+
+        await wait_until(arrived, "the point to arrive through run_ingest", interval=0.2)
+        stop.set()
+        async with asyncio.timeout(5):
+            await task
+    finally:
+        task.cancel()
+
+
+async def test_run_ingest_names_a_missing_section() -> None:
+    with pytest.raises(ConfigError) as caught:
+        await run_ingest(AgentConfig(), asyncio.Event())
+    assert any(p.startswith("mqtt:") for p in caught.value.problems)
+    assert any(p.startswith("influxdb:") for p in caught.value.problems)

@@ -10,6 +10,7 @@ text, so the v2 tests compare numbers at millisecond-aligned times.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,28 @@ async def test_v1_missing_database_is_retryable_and_says_how_to_fix_it(influxdb1
     assert caught.value.retryable
     assert caught.value.status == 404
     assert 'CREATE DATABASE "no_such_db"' in str(caught.value)
+
+
+async def test_v1_basic_auth_and_refused_credentials(tmp_path: Path) -> None:
+    """With auth enabled: the right password writes; a wrong one is retryable and never echoed back."""
+    with InfluxDB1(tmp_path / "influx-auth", admin=("admin", "right-secret")) as server:
+        server.create_database("secured")
+        good = InfluxV1Writer(
+            InfluxConfig(version=1, url=server.url, database="secured", username="admin", password="right-secret")
+        )
+        bad = InfluxV1Writer(
+            InfluxConfig(version=1, url=server.url, database="secured", username="admin", password="wrong-secret")
+        )
+        try:
+            await good.write(["m f=1 1763800000000000000"])
+            with pytest.raises(WriteFailed) as caught:
+                await bad.write(["m f=2 1763800000000000000"])
+        finally:
+            await good.close()
+            await bad.close()
+        rows = await asyncio.to_thread(server.query, "SELECT f FROM m", "secured")
+    assert rows == [{"time": 1763800000000000000, "f": 1}]
+    assert caught.value.status == 401
+    assert caught.value.retryable
+    assert "influxdb.username and influxdb.password" in str(caught.value)
+    assert "secret" not in str(caught.value)
