@@ -10,12 +10,17 @@ from collections.abc import Mapping, Sequence
 
 from simulators.errors import SimulatorError
 from simulators.physics.base import MachineModel
+from simulators.physics.cnc import CncSpindle
+from simulators.physics.motor import CompressorMotor, ConveyorMotor
 from simulators.physics.press import HydraulicPress
 from simulators.physics.pump import CentrifugalPump
 
 MACHINE_KINDS: dict[str, type[MachineModel]] = {
     "pump": CentrifugalPump,
     "press": HydraulicPress,
+    "cnc": CncSpindle,
+    "conveyor": ConveyorMotor,
+    "compressor": CompressorMotor,
 }
 
 DEFAULT_PLANT: tuple[tuple[str, str], ...] = (("pump-1", "pump"), ("press-1", "press"))

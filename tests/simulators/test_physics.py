@@ -96,3 +96,46 @@ def test_adding_a_machine_does_not_change_the_others() -> None:
         a, b = alone.step(0.5), crowd.step(0.5)
     assert a["pump-1"] == b["pump-1"]
     assert b["pump-1"].values != b["pump-2"].values
+
+
+def test_cnc_program_makes_parts_with_speed_and_load_pattern() -> None:
+    plant = Plant(seed=1, machines=["cnc-1"])
+    cnc = plant.machine("cnc-1")
+    cnc.forced_state = MachineState.RUNNING
+    rows = [plant.step(0.5)["cnc-1"].values for _ in range(2 * 220)]  # 220 s, ~2 parts
+    assert cnc.parts_count == 2
+    speeds = [r["spindle_speed"] for r in rows]
+    assert max(speeds) > 11500
+    assert min(speeds) < 50
+    busy = [r for r in rows if r["spindle_load"] > 50]
+    light = [r for r in rows if 5 < r["spindle_load"] < 35]
+    assert busy
+    assert light
+    assert mean(busy, "motor_current") > mean(light, "motor_current") + 5
+
+
+def test_conveyor_and_compressor_motors() -> None:
+    plant = Plant(seed=2, machines=["conveyor-1", "compressor-1"])
+    for model in plant.machines.values():
+        model.forced_state = MachineState.RUNNING
+        model.forced_load = 0.6
+    rows = [plant.step(1.0) for _ in range(900)]
+    conveyor = [r["conveyor-1"].values for r in rows]
+    compressor = [r["compressor-1"].values for r in rows]
+    assert 1440 < mean(conveyor, "speed") < 1500
+    assert plant.machine("conveyor-1").parts_count > 50
+    currents = [r["motor_current"] for r in compressor]
+    assert max(currents) - min(currents) > 4  # load / unload cycles
+    assert plant.machine("compressor-1").parts_count >= 4  # ~150 s per load cycle at 60 % demand
+    loaded = [r for r in compressor if r["motor_current"] > 12]
+    unloaded = [r for r in compressor if r["motor_current"] < 10]
+    assert mean(loaded, "speed") < mean(unloaded, "speed")  # slip grows with load
+
+
+@pytest.mark.parametrize("kind", ["pump", "press", "cnc", "conveyor", "compressor"])
+def test_every_kind_is_deterministic_and_finite(kind: str) -> None:
+    a, b = Plant(seed=9, machines=[f"{kind}-1"]), Plant(seed=9, machines=[f"{kind}-1"])
+    for _ in range(2000):
+        ra, rb = a.step(1.0), b.step(1.0)
+    assert ra == rb
+    assert all(v == v and abs(v) < 1e5 for v in ra[f"{kind}-1"].values.values())
