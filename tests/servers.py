@@ -11,12 +11,9 @@ only needs a server to talk to; isolate tests by giving each its own topic prefi
 restarts the server (outage tests): ``.stop()`` then ``.start()`` comes back on the SAME port,
 so clients configured with the old address reconnect.
 
-To use the fixtures from another test folder, import them into that folder's ``conftest.py``::
-
-    from tests.servers import fresh_mosquitto, influxdb1, mosquitto  # noqa: F401
-
-(or add ``pytest_plugins = ["tests.servers"]`` to the top-level ``tests/conftest.py`` once, which
-makes them available everywhere and shares one instance per session).
+``tests/conftest.py`` loads this module as a pytest plugin (``pytest_plugins = ["tests.servers"]``),
+so the fixtures are available in every test folder and each session server starts once. Do not
+also import the fixtures into a folder's ``conftest.py``: that would start a second instance.
 
 Every process is stopped at teardown, on failure too, and at interpreter exit as a last resort.
 Each server's stdout and stderr go to ``<dir>/server.log``; ``ServerError`` messages carry the

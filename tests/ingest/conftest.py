@@ -1,4 +1,4 @@
-"""Real servers and small helpers for the ingest tests (servers come from tests/servers.py)."""
+"""Helpers for the ingest tests. The server fixtures come from tests/servers.py (loaded by tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import InfluxConfig, IngestConfig, MqttConfig
 from edge_agent.ingest import InfluxWriter, IngestBridge, make_writer
-from tests.servers import (  # noqa: F401 - fixtures are found by name
-    Mosquitto,
-    fresh_influxdb1,
-    fresh_mosquitto,
-    influxdb1,
-    mosquitto,
-    unique_name,
-    victoria_metrics,
-)
+from tests.servers import Mosquitto, unique_name
 
 WAIT = 15.0
 
@@ -64,7 +56,7 @@ class Publisher:
 
 
 @pytest.fixture
-def publisher(mosquitto: Mosquitto) -> Iterator[Publisher]:  # noqa: F811 - the fixture imported above
+def publisher(mosquitto: Mosquitto) -> Iterator[Publisher]:
     pub = Publisher(mosquitto)
     try:
         yield pub
