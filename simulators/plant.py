@@ -1,13 +1,15 @@
 """A plant: the machines of one simulation, stepped together on one simulated clock.
 
-Pure like the models it holds: ``step(dt)`` advances every machine and returns their readings.
-The servers serve these readings; ``edge-sim record`` writes them to CSV.
+Pure like the models it holds: ``step(dt)`` applies the faults and the scheduled operating
+modes, advances every machine and returns their readings (measured values, i.e. after sensor
+faults). The servers serve these readings; ``edge-sim record`` writes them to CSV.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulators.faults import Fault, FaultBook
 from simulators.physics import MachineModel, MachineState, build_machine
 from simulators.physics.registry import MachinesArg, resolve_machines
 
@@ -22,6 +24,20 @@ class Reading:
     parts_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class ModeWindow:
+    """A scheduled operating mode: ``state`` from ``start_s`` until ``end_s`` (None: for ever)."""
+
+    machine_id: str
+    state: MachineState
+    start_s: float
+    end_s: float | None = None
+
+    def covers(self, t: float) -> bool:
+        """Whether the window holds at simulated time ``t``."""
+        return self.start_s <= t and (self.end_s is None or t < self.end_s)
+
+
 class Plant:
     """The machines of a simulation, built from a seed, stepped on one simulated clock."""
 
@@ -30,8 +46,11 @@ class Plant:
         self.machines: dict[str, MachineModel] = {
             mid: build_machine(mid, kind, seed) for mid, kind in resolve_machines(machines)
         }
+        self.faults = FaultBook(seed, {mid: (m.kind, m.signal_names()) for mid, m in self.machines.items()})
+        self.modes: list[ModeWindow] = []
         self.time_s = 0.0
         self.steps = 0
+        self._measured: dict[str, dict[str, float]] = {mid: m.values for mid, m in self.machines.items()}
 
     @property
     def machine_ids(self) -> list[str]:
@@ -55,16 +74,29 @@ class Plant:
 
     def readings(self) -> dict[str, Reading]:
         """The current reading of every machine (before the first step: the initial values)."""
-        return {mid: _reading(model) for mid, model in self.machines.items()}
+        return {
+            mid: Reading(mid, dict(self._measured[mid]), model.state, model.parts_count)
+            for mid, model in self.machines.items()
+        }
 
     def step(self, dt: float) -> dict[str, Reading]:
         """Advance every machine by ``dt`` simulated seconds and return the new readings."""
-        for model in self.machines.values():
-            model.step(dt)
-        self.time_s += dt
+        t = self.time_s + dt
+        for mid, model in self.machines.items():
+            self._apply_modes(mid, model, t)
+            model.modifiers = self.faults.modifiers(mid, model.kind, t)
+            raw = model.step(dt)
+            self._measured[mid] = self.faults.apply_sensors(mid, raw, t)
+        self.time_s = t
         self.steps += 1
         return self.readings()
 
+    def _apply_modes(self, machine_id: str, model: MachineModel, t: float) -> None:
+        windows = [w for w in self.modes if w.machine_id == machine_id]
+        if windows:
+            current = [w for w in windows if w.covers(t)]
+            model.forced_state = current[-1].state if current else None
 
-def _reading(model: MachineModel) -> Reading:
-    return Reading(model.machine_id, model.values, model.state, model.parts_count)
+    def present_faults(self, machine_id: str) -> list[Fault]:
+        """Faults present on a machine now (ground truth of the last step)."""
+        return self.faults.present(machine_id, self.time_s)

@@ -22,10 +22,13 @@ import time
 from types import TracebackType
 from typing import Literal, Self
 
+from simulators.durations import parse_duration
 from simulators.errors import SimulatorError
+from simulators.faults import Fault
 from simulators.history import DEFAULT_DEPTH, ServedHistory
 from simulators.modbus_server import ModbusSimServer
 from simulators.opcua_server import OpcUaSimServer
+from simulators.physics import MachineState
 from simulators.physics.registry import MachinesArg
 from simulators.plant import Plant, Reading
 from simulators.register_map import PlantDescription, describe
@@ -157,10 +160,76 @@ class Simulation:
             for machine_id, reading in readings.items():
                 self.history.record("opcua", machine_id, reading.values, timestamp_ns)
             await self._opcua.publish(readings, timestamp_ns)
+        self._stamp_ground_truth(timestamp_ns)
         self._update_count += 1
         if self._updated is not None:
             async with self._updated:
                 self._updated.notify_all()
+
+    def _stamp_ground_truth(self, timestamp_ns: int) -> None:
+        """Give faults the wall-clock time of the first update served with / without them."""
+        if self.plant.steps == 0:
+            return
+        now = self.plant.time_s
+        for fault in self.plant.faults.faults:
+            if fault.start_ns is None and fault.start_s <= now:
+                fault.start_ns = timestamp_ns
+            if fault.end_ns is None and fault.end_s is not None and fault.end_s <= now:
+                fault.end_ns = timestamp_ns
+
+    # -- faults and modes ------------------------------------------------------------------------
+
+    def inject_fault(
+        self,
+        machine_id: str,
+        fault: str,
+        severity: float = 1.0,
+        *,
+        progression: str | None = None,
+        ramp: float | str | None = None,
+        duration: float | str | None = None,
+        signal: str | None = None,
+    ) -> Fault:
+        """Start a fault now (from the next update); returns its ground-truth record.
+
+        ``progression`` is sudden, linear or exponential (default: the fault's own, see the
+        library); ``ramp`` the simulated time to full severity ("10m" or seconds); ``duration``
+        ends it by itself; ``signal`` names the sensor of a sensor fault. Raises
+        ``SimulatorError`` (and changes nothing) for an unknown fault, a fault that does not fit
+        the machine, a missing or unknown signal, or an overlap with the same fault.
+        """
+        return self.plant.faults.add(
+            machine_id,
+            fault,
+            severity=severity,
+            start_s=self.plant.time_s,
+            progression=progression,
+            ramp_s=_seconds("ramp", ramp),
+            duration_s=_seconds("duration", duration),
+            signal=signal,
+        )
+
+    def clear_fault(self, machine_id: str, fault: str | None = None, *, signal: str | None = None) -> int:
+        """End faults on a machine now (all of them, one kind, or one sensor's); returns how many."""
+        if machine_id not in self.plant.machines:
+            raise SimulatorError(f"unknown machine {machine_id!r}. Fix: use one of {self.machine_ids}")
+        return len(self.plant.faults.clear(machine_id, fault, signal, self.plant.time_s))
+
+    def ground_truth(self) -> list[Fault]:
+        """Every fault so far (present, ended, scheduled), oldest first: the labels for evaluation."""
+        return list(self.plant.faults.faults)
+
+    def set_mode(self, machine_id: str, state: MachineState | str | None) -> None:
+        """Hold a machine in a state ("off", "idle", "running", "setup"); None returns it to its rhythm."""
+        model = self.plant.machine(machine_id)
+        if state is None:
+            model.forced_state = None
+            return
+        try:
+            model.forced_state = state if isinstance(state, MachineState) else MachineState[state.upper()]
+        except KeyError:
+            names = [s.name.lower() for s in MachineState]
+            raise SimulatorError(f"unknown state {state!r}. Fix: use one of {names} or None") from None
 
     # -- what tests and the demo ask -----------------------------------------------------------
 
@@ -225,3 +294,12 @@ class Simulation:
     def describe(self) -> PlantDescription:
         """The register map and node ids of this plant (same data as ``simulators.describe``)."""
         return describe({m: self.plant.kind(m) for m in self.machine_ids})
+
+
+def _seconds(name: str, value: float | str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise SimulatorError(f"{name}: {exc}") from None
