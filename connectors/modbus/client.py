@@ -1,9 +1,10 @@
 """The Modbus TCP connector: runs the request plan each poll and turns the answers into a ``Batch``.
 
-Only function codes 3 (read holding registers) and 4 (read input registers) are ever sent.
-A Modbus exception or a missing answer for one request marks exactly that request's tags bad;
-a lost connection raises ``ConnectError``; a poll in which no request was answered raises
-``ReadTimeout``.
+Only function codes 1 (read coils), 2 (read discrete inputs), 3 (read holding registers) and 4
+(read input registers) are ever sent. A Modbus exception or a missing answer for one request marks
+exactly that request's tags bad; a lost connection raises ``ConnectError``; a poll in which no
+request was answered raises ``ReadTimeout``. Device quirks (pauses, closing after each poll, one
+request per tag, smaller requests) come from the machine config.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from connectors.base import ConnectionState
 from connectors.modbus.config import ModbusMachine
 from connectors.modbus.decode import DecodeError, decode_value, exception_reason
-from connectors.modbus.plan import ReadRequest, plan_requests, split_request
+from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests, split_request
 from edge_agent.errors import ConnectError, ReadTimeout
 from edge_agent.samples import Batch, Sample, now_ns
 
@@ -33,9 +34,11 @@ class ModbusConnector:
 
     def __init__(self, config: ModbusMachine) -> None:
         self._config = config
+        self._options = PlanOptions.of(config)
         self._client: AsyncModbusTcpClient | None = None
         self._state = ConnectionState.CLOSED
-        self._plan: list[ReadRequest] = plan_requests(config.tags, max_gap=config.max_gap)
+        self._opened = False  # connect() succeeded and close() was not called since
+        self._plan: list[ReadRequest] = plan_requests(config.tags, self._options)
 
     @property
     def machine_id(self) -> str:
@@ -59,8 +62,20 @@ class ModbusConnector:
 
     async def connect(self) -> None:
         """Open the TCP connection. Raises ``ConnectError`` when the device cannot be reached."""
+        self._opened = False
         await self._drop_client()
         self._state = ConnectionState.CONNECTING
+        try:
+            await self._open()
+        except ConnectError:
+            self._state = ConnectionState.DOWN
+            raise
+        self._opened = True
+        self._state = ConnectionState.UP
+        if self._config.close_after_cycle:
+            await self._drop_client()
+
+    async def _open(self) -> AsyncModbusTcpClient:
         config = self._config
         client = AsyncModbusTcpClient(
             config.host,
@@ -74,67 +89,82 @@ class ModbusConnector:
             connected = await client.connect()
         except (OSError, ModbusException) as exc:
             client.close()
-            self._state = ConnectionState.DOWN
             raise ConnectError(config.id, f"cannot connect to {config.host}:{config.port}: {exc}") from exc
         if not connected:
             client.close()
-            self._state = ConnectionState.DOWN
             raise ConnectError(
                 config.id,
                 f"cannot connect to {config.host}:{config.port} within {config.effective_timeout:g} s "
                 "(refused or no route). Check host, port and that the device accepts Modbus TCP",
             )
         self._client = client
-        self._state = ConnectionState.UP
+        if config.pause_after_connect > 0:
+            await asyncio.sleep(config.pause_after_connect)
+        return client
+
+    async def _link(self) -> AsyncModbusTcpClient:
+        """The open client; reopens it when the device wants a new connection per poll."""
+        client = self._client
+        if client is not None and client.connected:
+            return client
+        if self._opened and self._config.close_after_cycle:
+            try:
+                return await self._open()
+            except ConnectError:
+                self._state = ConnectionState.DOWN
+                raise
+        if self._state is not ConnectionState.CLOSED:
+            self._state = ConnectionState.DOWN
+        raise ConnectError(self.machine_id, "not connected (connection closed or lost). The runtime reconnects")
 
     async def read(self) -> Batch:
         """Run every request of the plan once and decode each tag."""
-        client = self._client
-        if client is None or not client.connected:
-            if self._state is not ConnectionState.CLOSED:
-                self._state = ConnectionState.DOWN
-            raise ConnectError(self.machine_id, "not connected (connection closed or lost). The runtime reconnects")
+        client = await self._link()
+        try:
+            return await self._poll(client)
+        finally:
+            if self._config.close_after_cycle:
+                await self._drop_client()
+
+    async def _poll(self, client: AsyncModbusTcpClient) -> Batch:
         polled_at = now_ns()
-        samples: list[Sample] = []
-        answered = 0
-        timed_out = 0
-        plan = list(self._plan)
+        samples: dict[str, Sample] = {}
+        answered = timed_out = 0
         new_plan: list[ReadRequest] = []
-        for request in plan:
+        pause = self._config.pause_between_requests
+        for position, request in enumerate(self._plan):
+            if position and pause > 0:
+                await asyncio.sleep(pause)
             result = await self._execute(client, request)
             received_at = now_ns()
             if isinstance(result, _Failed):
                 timed_out += result.timed_out
                 answered += not result.timed_out
-                samples.extend(self._bad(request, result.reason, received_at))
-                new_plan.append(request)
-                continue
-            answered += 1
-            if isinstance(result, int):
-                if result == ILLEGAL_DATA_ADDRESS and len(request.tags) > 1:
+                self._bad(samples, request, result.reason, received_at)
+            elif isinstance(result, int):
+                answered += 1
+                parts = split_request(request, self._options) if result == ILLEGAL_DATA_ADDRESS else [request]
+                if len(parts) > 1:
                     # The joined read may cover a hole in the device's map: read these tags one by one
                     # from now on, so only the tags that really are missing come out bad.
-                    parts = split_request(request)
-                    if len(parts) > 1:
-                        _log.warning(
-                            "machine %r: device rejected %s registers %d-%d (%s); reading these %d tags "
-                            "in %d separate requests from now on",
-                            self.machine_id,
-                            request.table,
-                            request.start,
-                            request.start + request.count - 1,
-                            exception_reason(result),
-                            len(request.tags),
-                            len(parts),
-                        )
-                        new_plan.extend(parts)
-                        for part in parts:
-                            samples.extend(await self._run_single(client, part))
-                        continue
-                samples.extend(self._bad(request, exception_reason(result), received_at))
-                new_plan.append(request)
-                continue
-            samples.extend(self._decode(request, result, received_at))
+                    _log.warning(
+                        "machine %r: device rejected %s (%s); reading its %d tags in %d requests from now on",
+                        self.machine_id,
+                        request.describe(),
+                        exception_reason(result),
+                        len(request.tags),
+                        len(parts),
+                    )
+                    new_plan.extend(parts)
+                    for part in parts:
+                        if pause > 0:
+                            await asyncio.sleep(pause)
+                        await self._run_single(client, part, samples)
+                    continue
+                self._bad(samples, request, exception_reason(result), received_at)
+            else:
+                answered += 1
+                self._decode(samples, request, result, received_at)
             new_plan.append(request)
         self._plan = new_plan
         if answered == 0 and timed_out > 0:
@@ -144,31 +174,36 @@ class ModbusConnector:
                 f"no answer to any of {timed_out} request(s) within {self._config.effective_timeout:g} s",
             )
         self._state = ConnectionState.UP
-        by_name = {sample.tag: sample for sample in samples}
-        ordered = tuple(by_name[tag.name] for tag in self._config.tags)
+        ordered = tuple(samples[tag.name] for tag in self._config.tags)
         return Batch(self.machine_id, ordered, polled_at_ns=polled_at)
 
-    async def _run_single(self, client: AsyncModbusTcpClient, request: ReadRequest) -> list[Sample]:
+    async def _run_single(self, client: AsyncModbusTcpClient, request: ReadRequest, into: dict[str, Sample]) -> None:
         result = await self._execute(client, request)
         received_at = now_ns()
         if isinstance(result, _Failed):
-            return self._bad(request, result.reason, received_at)
-        if isinstance(result, int):
-            return self._bad(request, exception_reason(result), received_at)
-        return self._decode(request, result, received_at)
+            self._bad(into, request, result.reason, received_at)
+        elif isinstance(result, int):
+            self._bad(into, request, exception_reason(result), received_at)
+        else:
+            self._decode(into, request, result, received_at)
 
-    async def _execute(self, client: AsyncModbusTcpClient, request: ReadRequest) -> Sequence[int] | int | _Failed:
-        """Registers on success, the exception code for a Modbus exception, ``_Failed`` otherwise."""
-        call: Callable[..., Awaitable[Any]] = (
-            client.read_holding_registers if request.table == "holding" else client.read_input_registers
-        )
+    async def _execute(
+        self, client: AsyncModbusTcpClient, request: ReadRequest
+    ) -> Sequence[int] | Sequence[bool] | int | _Failed:
+        """The answer's registers or bits, the exception code of a Modbus exception, or ``_Failed``."""
+        calls: dict[str, Callable[..., Awaitable[Any]]] = {
+            "coil": client.read_coils,
+            "discrete_input": client.read_discrete_inputs,
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+        }
         try:
-            response = await call(request.start, count=request.count, device_id=self._config.unit_id)
+            response = await calls[request.table](request.start, count=request.count, device_id=request.unit_id)
         except ModbusIOException as exc:
             if not client.connected:
                 self._state = ConnectionState.DOWN
                 raise ConnectError(self.machine_id, f"connection lost while reading: {exc}") from exc
-            return _Failed(f"no answer within {self._config.effective_timeout:g} s", timed_out=True)
+            return _Failed(f"no valid answer within {self._config.effective_timeout:g} s", timed_out=True)
         except ConnectionException as exc:
             self._state = ConnectionState.DOWN
             raise ConnectError(self.machine_id, f"connection lost while reading: {exc}") from exc
@@ -177,27 +212,38 @@ class ModbusConnector:
         if response.isError():
             code: int = response.exception_code
             return code
-        registers: list[int] = list(response.registers)
-        if len(registers) < request.count:
-            return _Failed(f"device answered {len(registers)} registers, {request.count} were asked for")
-        return registers
-
-    def _decode(self, request: ReadRequest, registers: Sequence[int], received_at: int) -> list[Sample]:
-        samples = []
-        for tag in request.tags:
-            try:
-                value = decode_value(
-                    request.registers_of(tag, registers), tag.type, tag.byte_order, tag.scale, tag.offset
-                )
-            except DecodeError as exc:
-                samples.append(Sample.bad(tag.name, str(exc), received_at, tag.unit))
-                continue
-            samples.append(Sample(tag.name, value, received_at, unit=tag.unit))
-        return samples
+        data: list[int] | list[bool] = list(response.bits) if request.is_bits else list(response.registers)
+        if len(data) < request.count:
+            return _Failed(f"device answered {len(data)} values, {request.count} were asked for")
+        return data[: request.count]
 
     @staticmethod
-    def _bad(request: ReadRequest, reason: str, received_at: int) -> list[Sample]:
-        return [Sample.bad(tag.name, reason, received_at, tag.unit) for tag in request.tags]
+    def _decode(
+        into: dict[str, Sample], request: ReadRequest, data: Sequence[int] | Sequence[bool], received_at: int
+    ) -> None:
+        for tag in request.tags:
+            part = request.slice_of(tag, data)
+            try:
+                if request.is_bits:
+                    value: bool | int | float | str = bool(part[0])
+                else:
+                    value = decode_value(
+                        [int(word) for word in part],
+                        tag.type,
+                        tag.byte_order,
+                        scale=tag.scale,
+                        offset=tag.offset,
+                        bit=tag.bit,
+                    )
+            except DecodeError as exc:
+                into[tag.name] = Sample.bad(tag.name, str(exc), received_at, tag.unit)
+                continue
+            into[tag.name] = Sample(tag.name, value, received_at, unit=tag.unit)
+
+    @staticmethod
+    def _bad(into: dict[str, Sample], request: ReadRequest, reason: str, received_at: int) -> None:
+        for tag in request.tags:
+            into[tag.name] = Sample.bad(tag.name, reason, received_at, tag.unit)
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None
@@ -206,10 +252,11 @@ class ModbusConnector:
                 client.close()
             except Exception:  # noqa: BLE001 - close must never raise
                 _log.debug("machine %r: error while closing the Modbus client", self.machine_id, exc_info=True)
-        await asyncio.sleep(0)
+            await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Close the connection. Idempotent; never raises."""
+        self._opened = False
         await self._drop_client()
         self._state = ConnectionState.CLOSED
 

@@ -1,65 +1,137 @@
-"""Config of a Modbus TCP machine: where it is and the register map to read."""
+"""Config of a Modbus TCP machine: where it is, the register map to read, and the device's quirks."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from connectors.base import TAG_NAME_PATTERN, MachineConfigBase, StrictModel
+from edge_agent.durations import Duration
 
 if TYPE_CHECKING:
     from connectors.base import Connector
 
-DataType = Literal["int16", "uint16", "int32", "uint32", "float32"]
+DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "string"]
 ByteOrder = Literal["ABCD", "DCBA", "BADC", "CDAB"]
-Table = Literal["holding", "input"]
+Table = Literal["holding", "input", "coil", "discrete_input"]
 
-REGISTER_COUNT: dict[str, int] = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}
-"""How many 16-bit registers each data type spans."""
+REGISTER_TABLES: frozenset[str] = frozenset({"holding", "input"})
+BIT_TABLES: frozenset[str] = frozenset({"coil", "discrete_input"})
+
+REGISTER_COUNT: dict[str, int] = {
+    "bool": 1,
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+}
+"""How many 16-bit registers each fixed-size data type spans (a string spans ``length``)."""
 
 LAST_ADDRESS = 65535
-"""The highest register address Modbus can express (addresses are 16-bit)."""
+"""The highest address Modbus can express (addresses are 16-bit)."""
 
 MAX_REGISTERS_PER_REQUEST = 125
 """The protocol's limit for one read of holding or input registers (function codes 3 and 4)."""
 
+MAX_BITS_PER_REQUEST = 2000
+"""The protocol's limit for one read of coils or discrete inputs (function codes 1 and 2)."""
+
 
 class ModbusTag(StrictModel):
-    """One value in the register map.
+    """One value in the device's map.
 
-    ``address`` is the zero-based register address on the wire (register 40001 in a vendor's
-    one-based manual is address 0 of the holding table). The value read is
-    ``raw * scale + offset``. ``byte_order`` names the order of the four bytes of a 32-bit
-    value as they arrive: ABCD is big-endian (Modbus's own), CDAB swaps the two words.
+    ``address`` is the register (or coil) address as counted by the machine's ``address_base``:
+    with the default base 0 it is the address on the wire, so register 40001 of a one-based
+    manual is address 0 of the holding table. The value read is ``raw * scale + offset``.
+    ``byte_order`` names the order in which the bytes of a value arrive: ABCD is big-endian
+    (Modbus's own), CDAB swaps the 16-bit words, BADC swaps the bytes inside each word.
     """
 
     name: str = Field(pattern=TAG_NAME_PATTERN)
     table: Table = "holding"
     address: int = Field(ge=0, le=LAST_ADDRESS)
-    type: DataType = "uint16"
+    type: DataType = Field(default="uint16", description="Default: uint16; bool for coils and discrete inputs.")
     byte_order: ByteOrder = "ABCD"
+    bit: int | None = Field(
+        default=None, ge=0, le=15, description="For a bool in a register: the bit, 0 = least significant."
+    )
+    length: int | None = Field(
+        default=None, ge=1, le=MAX_REGISTERS_PER_REQUEST, description="For a string: registers (2 characters each)."
+    )
     scale: float = 1.0
     offset: float = 0.0
+    unit_id: int | None = Field(default=None, ge=0, le=255, description="Overrides the machine's unit_id.")
     unit: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bits_are_bool_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("table") in BIT_TABLES and "type" not in data:
+            return {**data, "type": "bool"}
+        return data
+
+    @property
+    def is_bit_table(self) -> bool:
+        """True for coils and discrete inputs (read as bits, function codes 1 and 2)."""
+        return self.table in BIT_TABLES
 
     @property
     def register_count(self) -> int:
-        """Registers this tag spans."""
-        return REGISTER_COUNT[self.type]
+        """Registers this tag spans (bits, for coils and discrete inputs)."""
+        if self.type == "string":
+            return self.length or 1
+        return 1 if self.is_bit_table else REGISTER_COUNT[self.type]
 
     @property
     def end(self) -> int:
-        """One past the last register this tag spans."""
+        """One past the last register (or bit) this tag spans, in config addressing."""
         return self.address + self.register_count
 
     @model_validator(mode="after")
-    def _fits_in_address_space(self) -> Self:
-        if self.end - 1 > LAST_ADDRESS:
+    def _keys_fit_the_type(self) -> Self:
+        where = f"tag {self.name!r}"
+        if self.is_bit_table:
+            if self.type != "bool":
+                raise ValueError(
+                    f"{where}: the {self.table} table holds single bits, so type must be bool (got {self.type}). "
+                    "Fix: remove type, or use table: holding / input for numbers"
+                )
+            if self.bit is not None:
+                raise ValueError(
+                    f"{where}: bit applies to a bool in a register, not to a {self.table}. Fix: remove bit"
+                )
+        elif self.type == "bool" and self.bit is None:
             raise ValueError(
-                f"tag {self.name!r}: a {self.type} at address {self.address} spans registers "
-                f"{self.address}-{self.end - 1}, past the last Modbus register {LAST_ADDRESS}. "
-                f"Fix: correct the address (at most {LAST_ADDRESS - self.register_count + 1} for a {self.type})"
+                f"{where}: a bool in the {self.table} table needs bit: which bit of the register (0 = least "
+                "significant, 15 = most). Fix: add e.g. bit: 0, or use table: coil / discrete_input"
+            )
+        if self.bit is not None and self.type != "bool":
+            raise ValueError(
+                f"{where}: bit only applies to type bool (got {self.type}). Fix: set type: bool or remove bit"
+            )
+        if self.type == "string" and self.length is None:
+            raise ValueError(
+                f"{where}: a string needs length: how many registers it spans (2 characters each). "
+                "Fix: add e.g. length: 8"
+            )
+        if self.length is not None and self.type != "string":
+            raise ValueError(f"{where}: length only applies to type string (got {self.type}). Fix: remove length")
+        if self.type in ("bool", "string") and (self.scale != 1.0 or self.offset != 0.0):
+            raise ValueError(f"{where}: scale and offset do not apply to a {self.type}. Fix: remove them")
+        if self.is_bit_table and self.byte_order != "ABCD":
+            raise ValueError(f"{where}: byte_order does not apply to a {self.table}. Fix: remove byte_order")
+        if self.end - 1 > LAST_ADDRESS:
+            article = "an" if self.type.startswith("int") else "a"
+            what = f"a string of length {self.register_count}" if self.type == "string" else f"{article} {self.type}"
+            raise ValueError(
+                f"{where}: {what} at address {self.address} spans {self.address}-{self.end - 1}, past the last "
+                f"Modbus address {LAST_ADDRESS}. Fix: correct the address (at most "
+                f"{LAST_ADDRESS - self.register_count + 1} for {what})"
             )
         return self
 
@@ -70,23 +142,35 @@ def _describe(index: int, tag: ModbusTag) -> str:
 
 
 class ModbusMachine(MachineConfigBase):
-    """A machine read over Modbus TCP (function codes 3 and 4 only: never a write)."""
+    """A machine read over Modbus TCP (function codes 1 to 4 only: never a write)."""
 
     type: Literal["modbus"]
     host: str
     port: int = Field(default=502, ge=1, le=65535)
     unit_id: int = Field(default=1, ge=0, le=255)
+    address_base: Literal[0, 1] = Field(
+        default=0, description="1 when the addresses in this section count from 1, as many manuals do."
+    )
     max_gap: int = Field(
         default=10,
         ge=0,
         le=MAX_REGISTERS_PER_REQUEST - 1,
         description="Unused registers one read may span to join two tags into one request.",
     )
+    max_registers_per_request: int = Field(default=MAX_REGISTERS_PER_REQUEST, ge=1, le=MAX_REGISTERS_PER_REQUEST)
+    max_bits_per_request: int = Field(default=MAX_BITS_PER_REQUEST, ge=1, le=MAX_BITS_PER_REQUEST)
+    one_request_per_tag: bool = False
+    pause_after_connect: Duration = 0.0
+    pause_between_requests: Duration = 0.0
+    close_after_cycle: bool = False
     tags: list[ModbusTag] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _tags_are_consistent(self) -> Self:
         problems: list[str] = []
+        for name in ("pause_after_connect", "pause_between_requests"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative. Fix: set e.g. {name}: 100ms, or remove it")
         seen: dict[str, int] = {}
         for index, tag in enumerate(self.tags):
             if tag.name in seen:
@@ -95,15 +179,29 @@ class ModbusMachine(MachineConfigBase):
                     "Fix: give every tag of a machine its own name"
                 )
             seen.setdefault(tag.name, index)
-        indexed = sorted(enumerate(self.tags), key=lambda item: (item[1].table, item[1].address))
+            if self.address_base == 1 and tag.address == 0:
+                problems.append(
+                    f"tags[{index}] {tag.name!r} has address 0, but address_base is 1 (addresses count from 1). "
+                    "Fix: use the address from the manual (the first one is 1), or set address_base: 0"
+                )
+            if not tag.is_bit_table and tag.register_count > self.max_registers_per_request:
+                problems.append(
+                    f"tags[{index}] {tag.name!r} spans {tag.register_count} registers, more than "
+                    f"max_registers_per_request ({self.max_registers_per_request}). Fix: shorten the tag or raise "
+                    "max_registers_per_request"
+                )
+        words = [(i, t) for i, t in enumerate(self.tags) if not t.is_bit_table and t.type != "bool"]
+        indexed = sorted(words, key=lambda item: (self.unit_of(item[1]), item[1].table, item[1].address))
         for position, (i, first) in enumerate(indexed):
             for j, second in indexed[position + 1 :]:
-                if second.table != first.table or second.address >= first.end:
+                same_space = (self.unit_of(second), second.table) == (self.unit_of(first), first.table)
+                if not same_space or second.address >= first.end:
                     break
-                same_view = (first.address, first.type, first.byte_order) == (
+                same_view = (first.address, first.type, first.byte_order, first.length) == (
                     second.address,
                     second.type,
                     second.byte_order,
+                    second.length,
                 )
                 if not same_view:
                     problems.append(
@@ -114,6 +212,10 @@ class ModbusMachine(MachineConfigBase):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def unit_of(self, tag: ModbusTag) -> int:
+        """The unit id a tag is read from: its own, else the machine's."""
+        return self.unit_id if tag.unit_id is None else tag.unit_id
 
     def build_connector(self) -> Connector:
         """Make the connector for this machine."""

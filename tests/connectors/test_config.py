@@ -222,3 +222,94 @@ def test_password_is_not_shown() -> None:
     machine = opcua({"name": "a", "node": "i=2258"}, username="u", password="s3cret")
     assert "s3cret" not in repr(machine)
     assert "s3cret" not in str(machine.model_dump())
+
+
+# --- Modbus: bits, strings, 64-bit, unit ids, quirks -------------------------------------------
+
+
+def test_modbus_bit_tables_default_to_bool() -> None:
+    machine = modbus(
+        {"name": "c", "table": "coil", "address": 0}, {"name": "d", "table": "discrete_input", "address": 0}
+    )
+    assert [t.type for t in machine.tags] == ["bool", "bool"]
+    assert [t.register_count for t in machine.tags] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        ({"table": "coil", "type": "uint16"}, "the coil table holds single bits, so type must be bool"),
+        ({"table": "coil", "bit": 2}, "bit applies to a bool in a register"),
+        ({"table": "discrete_input", "byte_order": "CDAB"}, "byte_order does not apply to a discrete_input"),
+        ({"type": "bool"}, "needs bit: which bit of the register"),
+        ({"type": "uint16", "bit": 3}, "bit only applies to type bool"),
+        ({"type": "bool", "bit": 16}, "less than or equal to 15"),
+        ({"type": "string"}, "a string needs length"),
+        ({"type": "int32", "length": 2}, "length only applies to type string"),
+        ({"type": "bool", "bit": 1, "scale": 2}, "scale and offset do not apply to a bool"),
+        ({"type": "string", "length": 2, "offset": 1}, "scale and offset do not apply to a string"),
+        ({"table": "coils"}, "'holding', 'input', 'coil' or 'discrete_input'"),
+        ({"type": "int64", "address": 65533}, "at most 65532 for an int64"),
+        ({"type": "string", "length": 10, "address": 65530}, "at most 65526 for a string of length 10"),
+        ({"unit_id": 256}, "less than or equal to 255"),
+    ],
+)
+def test_modbus_keys_that_do_not_fit_the_type(tag: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "x", "address": 0, **tag})
+    assert message in error_text(exc)
+    assert "tags.0" in error_text(exc)
+
+
+def test_modbus_types_that_are_fine() -> None:
+    machine = modbus(
+        {"name": "b", "address": 0, "type": "bool", "bit": 15},
+        {"name": "b2", "address": 0, "type": "bool", "bit": 0},
+        {"name": "w", "address": 0},  # the whole word and its bits
+        {"name": "s", "address": 1, "type": "string", "length": 8},
+        {"name": "q", "address": 9, "type": "float64", "byte_order": "DCBA"},
+    )
+    assert [t.register_count for t in machine.tags] == [1, 1, 1, 8, 4]
+
+
+def test_modbus_one_based_addresses() -> None:
+    assert modbus({"name": "a", "address": 1}, address_base=1).address_base == 1
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "a", "address": 0}, address_base=1)
+    assert "has address 0, but address_base is 1" in error_text(exc)
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "a", "address": 1}, address_base=2)
+    assert "address_base" in error_text(exc)
+
+
+def test_modbus_overlap_is_checked_per_unit_id() -> None:
+    modbus({"name": "a", "address": 0, "type": "int32"}, {"name": "b", "address": 1, "unit_id": 2})
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "a", "address": 0, "type": "int32", "unit_id": 2}, {"name": "b", "address": 1, "unit_id": 2})
+    assert "overlap" in error_text(exc)
+
+
+def test_modbus_quirk_limits() -> None:
+    machine = modbus(
+        {"name": "a", "address": 0},
+        max_registers_per_request=10,
+        max_bits_per_request=8,
+        one_request_per_tag=True,
+        pause_after_connect="1s",
+        pause_between_requests="50ms",
+        close_after_cycle=True,
+    )
+    assert (machine.pause_after_connect, machine.pause_between_requests) == (1.0, 0.05)
+    for key, value, fix in [
+        ("max_registers_per_request", 126, "less than or equal to 125"),
+        ("max_registers_per_request", 0, "greater than or equal to 1"),
+        ("max_bits_per_request", 2001, "less than or equal to 2000"),
+        ("pause_between_requests", "soon", "is not a duration"),
+        ("pause_after_connect", -1, "pause_after_connect must not be negative"),
+    ]:
+        with pytest.raises(ValidationError) as exc:
+            modbus({"name": "a", "address": 0}, **{key: value})
+        assert fix in error_text(exc), key
+    with pytest.raises(ValidationError) as exc:
+        modbus({"name": "s", "address": 0, "type": "string", "length": 20}, max_registers_per_request=16)
+    assert "spans 20 registers, more than max_registers_per_request (16)" in error_text(exc)

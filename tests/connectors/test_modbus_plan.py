@@ -6,16 +6,17 @@ from typing import Any
 
 import pytest
 
-from connectors.modbus.config import ModbusTag
-from connectors.modbus.plan import plan_requests, split_request
+from connectors.modbus.config import ModbusMachine, ModbusTag
+from connectors.modbus.plan import PlanOptions, plan_requests, split_request
 
 
-def tag(name: str, address: int, data_type: str = "uint16", table: str = "holding", **extra: Any) -> ModbusTag:
-    return ModbusTag.model_validate({"name": name, "address": address, "type": data_type, "table": table, **extra})
+def tag(name: str, address: int, data_type: str | None = None, table: str = "holding", **extra: Any) -> ModbusTag:
+    typed = {"type": data_type} if data_type else {}
+    return ModbusTag.model_validate({"name": name, "address": address, "table": table, **typed, **extra})
 
 
-def spans(tags: list[ModbusTag], **options: int) -> list[tuple[str, int, int]]:
-    return [(r.table, r.start, r.count) for r in plan_requests(tags, **options)]
+def spans(tags: list[ModbusTag], options: PlanOptions | None = None, **limits: int) -> list[tuple[str, int, int]]:
+    return [(r.table, r.start, r.count) for r in plan_requests(tags, options, **limits)]
 
 
 def test_contiguous_tags_make_one_request() -> None:
@@ -72,11 +73,11 @@ def test_same_register_read_twice_shares_the_request() -> None:
     assert [(r.start, r.count, len(r.tags)) for r in requests] == [(10, 1, 2)]
 
 
-def test_registers_of_slices_the_answer() -> None:
+def test_slice_of_slices_the_answer() -> None:
     request = plan_requests([tag("a", 10), tag("b", 12, "uint32")])[0]
     answer = [1, 2, 3, 4]
-    assert list(request.registers_of(request.tags[0], answer)) == [1]
-    assert list(request.registers_of(request.tags[1], answer)) == [3, 4]
+    assert list(request.slice_of(request.tags[0], answer)) == [1]
+    assert list(request.slice_of(request.tags[1], answer)) == [3, 4]
     assert request.function_code == 3
 
 
@@ -89,3 +90,63 @@ def test_split_request_reads_each_position_alone() -> None:
 def test_invalid_limits() -> None:
     with pytest.raises(ValueError, match="max_registers"):
         plan_requests([tag("a", 0)], max_registers=0)
+
+
+def test_bits_are_joined_per_bit_table() -> None:
+    tags = [tag(f"c{i}", 3 * i, table="coil") for i in range(100)] + [tag("d", 7, table="discrete_input")]
+    requests = plan_requests(tags)
+    assert [(r.table, r.start, r.count, r.function_code) for r in requests] == [
+        ("coil", 0, 298, 1),
+        ("discrete_input", 7, 1, 2),
+    ]
+    assert all(r.is_bits for r in requests)
+    assert spans(tags, PlanOptions(max_bits=100)) == [
+        ("coil", 0, 100),
+        ("coil", 102, 100),
+        ("coil", 204, 94),
+        ("discrete_input", 7, 1),
+    ]
+    # The gap for bits is 16 per register of max_gap.
+    far = [tag("c0", 0, table="coil"), tag("c1", 161, table="coil")]
+    assert len(plan_requests(far, PlanOptions(max_gap=10))) == 1
+    assert len(plan_requests([far[0], tag("c2", 162, table="coil")], PlanOptions(max_gap=10))) == 2
+
+
+def test_unit_ids_are_never_joined() -> None:
+    tags = [tag("a", 0), tag("b", 1, unit_id=2), tag("c", 2, unit_id=2), tag("d", 3, unit_id=1)]
+    requests = plan_requests(tags, PlanOptions(unit_id=1))
+    assert [(r.unit_id, r.start, r.count) for r in requests] == [(1, 0, 4), (2, 1, 2)]
+    assert [t.name for t in requests[0].tags] == ["a", "d"]
+    assert [(r.unit_id, r.start) for r in split_request(requests[1])] == [(2, 1), (2, 2)]
+
+
+def test_one_based_addresses_go_out_one_lower() -> None:
+    tags = [tag("first", 1), tag("second", 2, "float32")]
+    requests = plan_requests(tags, PlanOptions(address_base=1))
+    assert [(r.start, r.count) for r in requests] == [(0, 3)]
+    assert list(requests[0].slice_of(tags[1], [10, 20, 30])) == [20, 30]
+    assert requests[0].describe() == "holding registers 0-2 of unit 1"
+
+
+def test_one_request_per_tag() -> None:
+    tags = [tag("a", 0), tag("b", 1), tag("b_again", 1), tag("c", 2, "float32")]
+    requests = plan_requests(tags, PlanOptions(one_request_per_tag=True))
+    assert [(r.start, r.count, len(r.tags)) for r in requests] == [(0, 1, 1), (1, 1, 2), (2, 2, 1)]
+
+
+def test_options_of_a_machine() -> None:
+    machine = ModbusMachine.model_validate(
+        {
+            "type": "modbus",
+            "id": "m",
+            "host": "h",
+            "unit_id": 3,
+            "address_base": 1,
+            "max_gap": 0,
+            "max_registers_per_request": 10,
+            "max_bits_per_request": 16,
+            "one_request_per_tag": True,
+            "tags": [{"name": "a", "address": 1}],
+        }
+    )
+    assert PlanOptions.of(machine) == PlanOptions(3, 1, 0, 10, 16, True)
