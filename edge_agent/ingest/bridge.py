@@ -63,9 +63,15 @@ _THREAD_STOP_TIMEOUT = 2.0
 
 @dataclass
 class IngestStats:
-    """Counters for the status page and tests. Messages are MQTT messages; points are InfluxDB points."""
+    """Counters for the status page and tests. Messages are MQTT messages; points are InfluxDB points.
+
+    ``writes`` counts successful write requests (a batch is one), ``write_errors`` failed attempts,
+    ``rejected`` messages whose points InfluxDB refused as bad data, ``malformed`` messages set aside
+    before writing. ``influx_ok`` is None until the first health check.
+    """
 
     received: int = 0
+    writes: int = 0
     written_points: int = 0
     malformed: int = 0
     rejected: int = 0
@@ -470,6 +476,7 @@ class IngestBridge:
                     attempt,
                 )
             self.stats.influx_ok = True
+            self.stats.writes += 1
             self.stats.written_points += len(lines)
             return True
 

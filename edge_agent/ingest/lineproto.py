@@ -78,6 +78,8 @@ def _check_field_value(key: str, value: str) -> None:
 def _check_line(line: str) -> None:
     sections = _split(line, " ", quotes=True)
     if len(sections) != 3:
+        if len(sections) == 2 and "=" not in sections[1]:
+            raise PayloadError("a point needs at least one field (key=value) between the tags and the timestamp")
         if len(sections) == 2:
             raise PayloadError(
                 "no timestamp: without one InfluxDB uses the arrival time and a redelivered message "

@@ -228,3 +228,26 @@ async def test_run_ingest_names_a_missing_section() -> None:
         await run_ingest(AgentConfig(), asyncio.Event())
     assert any(p.startswith("mqtt:") for p in caught.value.problems)
     assert any(p.startswith("influxdb:") for p in caught.value.problems)
+
+
+async def test_points_are_batched_by_batch_size(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, publisher: Publisher
+) -> None:
+    """30 messages of 3 points with batch_size 30 and long timers: exactly three writes of ten messages."""
+    database, prefix = unique_name("db"), unique_name("edge")
+    influxdb1.create_database(database)
+    origin = Origin("s", "a", "l", "m5")
+    async with running_bridge(
+        mqtt_config(mosquitto, prefix),
+        ingest_config(batch_size=30, flush_interval=10.0),
+        influx_v1(influxdb1, database),
+        linger=10.0,
+    ) as bridge:
+        for index in range(30):
+            t = T0 + index * 1000
+            batch = Batch("m5", (Sample("a", 1.0, t), Sample("b", 2.0, t), Sample("c", 3.0, t)))
+            await publisher.apublish(origin.topic(prefix, "telemetry"), encode_json(batch, origin))
+        await wait_until(lambda: bridge.stats.acked == 30, "all 30 messages to be acked")
+    assert bridge.stats.writes == 3
+    assert bridge.stats.written_points == 90
+    assert await count_points(influxdb1, database) == 90
