@@ -40,7 +40,9 @@ def _setup_logging(level: str = "INFO") -> None:
         force=True,
     )
     for noisy in ("asyncua", "pymodbus", "aiohttp"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if level != "DEBUG" else logging.INFO)
+        # Their warnings are about their own internals (session timeouts granted, the
+        # simulator's lack of encryption); the agent reports what matters in its own words.
+        logging.getLogger(noisy).setLevel(logging.ERROR if level != "DEBUG" else logging.INFO)
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:

@@ -21,12 +21,15 @@ log = logging.getLogger(__name__)
 DEMO_INTERVAL = "1s"
 
 
-def demo_config(sim: Simulation, mqtt: dict[str, Any] | None = None) -> AgentConfig:
-    """An agent config reading the first machine over OPC UA and the others over Modbus."""
+def demo_config(sim: Simulation, mqtt: dict[str, Any] | None = None, *, use_opcua: bool = True) -> AgentConfig:
+    """An agent config reading the first machine over OPC UA and the others over Modbus.
+
+    ``use_opcua=False`` reads every machine over Modbus (for a simulation without OPC UA).
+    """
     machines: list[dict[str, Any]] = []
     for index, machine_id in enumerate(sim.machine_ids):
         signals = sim.signals(machine_id)
-        if index == 0 and sim.opcua is not None:
+        if index == 0 and use_opcua:
             machines.append(
                 {
                     "id": machine_id,
@@ -39,7 +42,7 @@ def demo_config(sim: Simulation, mqtt: dict[str, Any] | None = None) -> AgentCon
                     ],
                 }
             )
-        elif sim.modbus is not None:
+        else:
             machines.append(
                 {
                     "id": machine_id,
@@ -64,11 +67,7 @@ async def run_demo(stop: asyncio.Event, mqtt: dict[str, Any] | None = None, seed
     """Serve the simulated plant and run the agent against it until ``stop`` is set."""
     async with Simulation(seed=seed, opcua_port=0, modbus_port=0) as sim:
         config = demo_config(sim, mqtt)
-        print(
-            f"Simulated plant: OPC UA at {sim.opcua.endpoint if sim.opcua else '-'}, "
-            f"Modbus TCP at 127.0.0.1:{sim.modbus.port if sim.modbus else '-'}",
-            flush=True,
-        )
+        print(f"Simulated plant: OPC UA at {sim.opcua.endpoint}, Modbus TCP at 127.0.0.1:{sim.modbus.port}", flush=True)
         print(
             f"Polling {', '.join(m.id for m in config.machines)} every {DEMO_INTERVAL}"
             + (f"; publishing to MQTT {config.mqtt.host}:{config.mqtt.port}" if config.mqtt else "")
