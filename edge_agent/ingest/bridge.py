@@ -218,12 +218,18 @@ class IngestBridge:
             password = config.password.get_secret_value() if config.password else None
             client.username_pw_set(config.username, password)
         if config.tls is not None:
-            client.tls_set(
-                ca_certs=config.tls.ca_file,
-                certfile=config.tls.cert_file,
-                keyfile=config.tls.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+            try:
+                client.tls_set(
+                    ca_certs=config.tls.ca_file,
+                    certfile=config.tls.cert_file,
+                    keyfile=config.tls.key_file,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    "configuration",
+                    [f"mqtt.tls: cannot load the certificates: {exc}. Fix: check ca_file, cert_file and key_file"],
+                ) from exc
             client.tls_insecure_set(config.tls.insecure_skip_hostname_check)
         client.connect_timeout = config.connect_timeout
         client.reconnect_delay_set(min_delay=1, max_delay=30)

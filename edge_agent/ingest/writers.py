@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.client.write_api_async import WriteApiAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
@@ -202,6 +203,7 @@ class InfluxV2Writer:
         self._org = config.org
         self._bucket = config.bucket
         self._client: InfluxDBClientAsync | None = None
+        self._write_api: WriteApiAsync | None = None
 
     @property
     def target(self) -> str:
@@ -227,7 +229,9 @@ class InfluxV2Writer:
         # influxdb-client annotates write_precision as WritePrecision, but its members are plain strings.
         precision: Any = WritePrecision.NS
         try:
-            write_api = self._api().write_api()
+            if self._write_api is None:
+                self._write_api = self._api().write_api()
+            write_api = self._write_api
             await write_api.write(bucket=self._bucket, org=self._org, record=list(lines), write_precision=precision)
         except ApiException as exc:
             body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or exc.reason)
@@ -254,6 +258,7 @@ class InfluxV2Writer:
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
+            self._write_api = None
             await client.close()  # type: ignore[no-untyped-call]
 
 

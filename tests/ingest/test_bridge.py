@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
 import pytest
 
-from edge_agent.config import AgentConfig, InfluxConfig
+from edge_agent.config import AgentConfig, InfluxConfig, TlsConfig
 from edge_agent.errors import ConfigError
-from edge_agent.ingest import IngestBridge, run_ingest
+from edge_agent.ingest import IngestBridge, make_writer, run_ingest
 from edge_agent.payloads import Origin, encode_json, encode_line_protocol
 from edge_agent.samples import Batch, Quality, Sample
 from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until
@@ -251,3 +252,18 @@ async def test_points_are_batched_by_batch_size(
     assert bridge.stats.writes == 3
     assert bridge.stats.written_points == 90
     assert await count_points(influxdb1, database) == 90
+
+
+async def test_unreadable_tls_files_are_a_config_error(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    broker = mqtt_config(mosquitto, "edge").model_copy(update={"tls": TlsConfig(ca_file=str(missing))})
+    writer = make_writer(influx_v1(influxdb1, "unused"))
+    bridge = IngestBridge(broker, ingest_config(), writer)
+    try:
+        with pytest.raises(ConfigError, match=r"mqtt\.tls: cannot load the certificates"):
+            async with asyncio.timeout(10):
+                await bridge.run(asyncio.Event())
+    finally:
+        await writer.close()
