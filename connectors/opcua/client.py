@@ -1,20 +1,32 @@
-"""The OPC UA connector: one batched Read service call per poll (chunked by the server's limit).
+"""The OPC UA connector: one batched Read per poll, or a subscription whose changes each read flushes.
 
 After every connect the server's namespace array is read and each ``nsu=<uri>;...`` node id is
 resolved to the namespace index the server uses now; ``ns=<index>;...`` ids are used as written.
-Only the Read service is used (plus what the session itself needs): never Write, never Call.
+
+``mode: poll`` (default): each ``read()`` is one Read service call for all nodes, split only into
+chunks of the server's MaxNodesPerRead (or ``max_nodes_per_read``).
+``mode: subscribe``: ``connect()`` creates one subscription with a monitored item per node
+(sampling interval, queue size, deadband from the config); the server reports changes, and each
+``read()`` returns the changes received since the previous one (bounded by ``max_queued_samples``;
+the oldest go first and are counted in ``dropped_samples``).
+
+Only Read, CreateSubscription/CreateMonitoredItems/Publish and the session services are used:
+never Write, never Call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asyncua import ua
 from asyncua.client.client import Client
+from asyncua.client.ua_client import UaClientState
+from asyncua.common.subscription import DataChangeNotif, Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
@@ -22,7 +34,7 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from connectors.base import ConnectionState
 from connectors.opcua.config import OpcUaMachine, OpcUaTag
-from connectors.opcua.convert import status_name, to_sample
+from connectors.opcua.convert import apply_max_age, status_name, to_sample
 from edge_agent.errors import ConnectError, DeviceError, ReadTimeout
 from edge_agent.samples import Batch, Sample, now_ns
 
@@ -96,6 +108,12 @@ class OpcUaConnector:
         self._server_max_nodes_per_read = 0
         self.namespaces: tuple[str, ...] = ()
         """The server's namespace array as read at the last connect."""
+        self._subscription: Subscription | None = None
+        self._changes: deque[Sample] = deque()
+        self._item_problems: dict[str, str] = {}
+        self._link_problem: str | None = None
+        self.dropped_samples = 0
+        """Subscribe mode: changes dropped because more than ``max_queued_samples`` waited for a read."""
 
     @property
     def machine_id(self) -> str:
@@ -109,8 +127,9 @@ class OpcUaConnector:
 
     @property
     def nodes_per_read(self) -> int:
-        """How many nodes go into one Read request (0: all of them), from the server's MaxNodesPerRead."""
-        return self._server_max_nodes_per_read
+        """Nodes per Read request (0: all): the smaller of the server's MaxNodesPerRead and the config's."""
+        limits = [n for n in (self._server_max_nodes_per_read, self._config.max_nodes_per_read) if n]
+        return min(limits) if limits else 0
 
     @property
     def reads_per_cycle(self) -> int:
@@ -147,6 +166,8 @@ class OpcUaConnector:
         self._client = client
         try:
             await self._resolve(client)
+            if config.mode == "subscribe":
+                await self._subscribe(client)
         except BaseException:
             await self._drop_client()
             self._state = ConnectionState.DOWN
@@ -182,12 +203,18 @@ class OpcUaConnector:
         self._targets = targets
 
     async def read(self) -> Batch:
-        """Read the Value attribute of every tag: one Read service call per chunk of nodes."""
+        """Poll mode: read every tag now. Subscribe mode: the changes received since the last read."""
         client = self._client
         if client is None:
             if self._state is not ConnectionState.CLOSED:
                 self._state = ConnectionState.DOWN
             raise ConnectError(self.machine_id, "not connected. The runtime reconnects")
+        if self._config.mode == "subscribe":
+            return self._flush(client)
+        return await self._poll(client)
+
+    async def _poll(self, client: Client) -> Batch:
+        """One Read service call per chunk of nodes, then one sample per tag."""
         polled_at = now_ns()
         readable = [t for t in self._targets if t.node_id is not None]
         results: list[ua.DataValue] = []
@@ -204,7 +231,99 @@ class OpcUaConnector:
             if target.node_id is None:
                 samples.append(Sample.bad(tag.name, target.problem or "node id not resolved", received, tag.unit))
                 continue
-            samples.append(to_sample(tag.name, by_tag[tag.name], received, tag.unit, tag.node))
+            sample = to_sample(tag.name, by_tag[tag.name], received, tag.unit, tag.node)
+            samples.append(apply_max_age(sample, received, self._config.max_age_of(tag)))
+        self._state = ConnectionState.UP
+        return Batch(self.machine_id, tuple(samples), polled_at_ns=polled_at)
+
+    async def _subscribe(self, client: Client) -> None:
+        """One subscription, one monitored item per resolved node; failed items are remembered per tag."""
+        config = self._config
+        self._changes = deque()
+        self._item_problems = {}
+        self._link_problem = None
+        handler = _ChangeHandler(self)
+        try:
+            async with asyncio.timeout(config.effective_connect_timeout):
+                subscription = await client.create_subscription(config.interval * 1000, handler)
+                self._subscription = subscription
+                requests = [
+                    self._monitored_item(handle, target)
+                    for handle, target in enumerate(self._targets)
+                    if target.node_id is not None
+                ]
+                results = await subscription.create_monitored_items(requests) if requests else []
+        except TimeoutError as exc:
+            raise ConnectError(self.machine_id, "no answer to CreateSubscription / CreateMonitoredItems") from exc
+        except UaStatusCodeError as exc:
+            raise DeviceError(self.machine_id, f"the server refused the subscription: {_describe(exc)}") from exc
+        except _LINK_ERRORS as exc:
+            raise ConnectError(self.machine_id, f"connection lost while subscribing: {_describe(exc)}") from exc
+        for request, result in zip(requests, results, strict=True):
+            if isinstance(result, ua.StatusCode):
+                target = self._targets[request.RequestedParameters.ClientHandle]
+                reason = status_name(result)
+                if result.value == StatusCodes.BadNodeIdUnknown:
+                    reason += f": the server has no node {target.tag.node}. Fix: check the node id in an OPC UA browser"
+                self._item_problems[target.tag.name] = reason
+                _log.warning("machine %r: tag %r cannot be monitored: %s", self.machine_id, target.tag.name, reason)
+
+    def _monitored_item(self, handle: int, target: _Target) -> ua.MonitoredItemCreateRequest:
+        config = self._config
+        item = ua.MonitoredItemCreateRequest()
+        item.ItemToMonitor = ua.ReadValueId(NodeId=target.node_id, AttributeId=AttributeIds.Value)
+        item.MonitoringMode = ua.MonitoringMode.Reporting
+        parameters = ua.MonitoringParameters()
+        parameters.ClientHandle = ua.UInt32(handle)
+        parameters.SamplingInterval = ua.Duration(config.sampling_interval_of(target.tag) * 1000)
+        parameters.QueueSize = ua.UInt32(config.queue_size)
+        parameters.DiscardOldest = True
+        deadband = config.deadband_of(target.tag)
+        if deadband > 0:
+            change_filter = ua.DataChangeFilter()
+            change_filter.Trigger = ua.DataChangeTrigger.StatusValue
+            change_filter.DeadbandType = ua.UInt32(1 if config.deadband_type == "absolute" else 2)
+            change_filter.DeadbandValue = ua.Double(deadband)
+            parameters.Filter = change_filter
+        item.RequestedParameters = parameters
+        return item
+
+    def _on_change(self, handle: int, data_value: ua.DataValue) -> None:
+        """A monitored item reported a change: queue it as a sample (bounded; the oldest go first)."""
+        if not 0 <= handle < len(self._targets):
+            return
+        tag = self._targets[handle].tag
+        received = now_ns()
+        sample = to_sample(tag.name, data_value, received, tag.unit, tag.node)
+        if len(self._changes) >= self._config.max_queued_samples:
+            self._changes.popleft()
+            if self.dropped_samples == 0:
+                _log.warning(
+                    "machine %r: more than %d changes waited for a read; dropping the oldest",
+                    self.machine_id,
+                    self._config.max_queued_samples,
+                )
+            self.dropped_samples += 1
+        self._changes.append(apply_max_age(sample, received, self._config.max_age_of(tag)))
+
+    def _on_status(self, status: ua.StatusCode) -> None:
+        """The server says the subscription is gone (e.g. BadTimeout): the next read reports it."""
+        if not status.is_good():
+            self._link_problem = f"the server ended the subscription ({status_name(status)})"
+
+    def _flush(self, client: Client) -> Batch:
+        """The queued changes, plus a bad sample per tag that cannot be monitored."""
+        polled_at = now_ns()
+        if client.uaclient.state is not UaClientState.CONNECTED or self._link_problem is not None:
+            self._state = ConnectionState.DOWN
+            raise ConnectError(self.machine_id, self._link_problem or "connection lost. The runtime reconnects")
+        samples = list(self._changes)
+        self._changes.clear()
+        for target in self._targets:
+            tag = target.tag
+            problem = target.problem if target.node_id is None else self._item_problems.get(tag.name)
+            if problem is not None:
+                samples.append(Sample.bad(tag.name, problem, polled_at, tag.unit))
         self._state = ConnectionState.UP
         return Batch(self.machine_id, tuple(samples), polled_at_ns=polled_at)
 
@@ -258,6 +377,7 @@ class OpcUaConnector:
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None
+        self._subscription = None
         if client is not None:
             await self._discard(client)
 
@@ -265,6 +385,20 @@ class OpcUaConnector:
         """Close the session and the connection. Idempotent; never raises."""
         await self._drop_client()
         self._state = ConnectionState.CLOSED
+
+
+class _ChangeHandler:
+    """asyncua's subscription callbacks, forwarded to the connector."""
+
+    def __init__(self, connector: OpcUaConnector) -> None:
+        self._connector = connector
+
+    def datachange_notification(self, _node: Any, _value: Any, data: DataChangeNotif) -> None:
+        item = data.monitored_item
+        self._connector._on_change(int(item.ClientHandle), item.Value)
+
+    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
+        self._connector._on_status(status.Status)
 
 
 def _describe(exc: BaseException) -> str:

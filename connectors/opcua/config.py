@@ -24,6 +24,13 @@ class OpcUaTag(StrictModel):
     name: str = Field(pattern=TAG_NAME_PATTERN)
     node: str
     unit: str | None = None
+    max_age: Duration | None = Field(
+        default=None, description="A value whose source timestamp is older than this is uncertain."
+    )
+    sampling_interval: Duration | None = Field(
+        default=None, description="Subscribe mode: overrides the machine's sampling_interval."
+    )
+    deadband: float | None = Field(default=None, ge=0, description="Subscribe mode: overrides the machine's deadband.")
 
     @field_validator("node")
     @classmethod
@@ -68,7 +75,69 @@ class OpcUaMachine(MachineConfigBase):
     connect_timeout: Duration | None = Field(
         default=None, description="Time opening the connection and session may take; default: timeout."
     )
+    max_nodes_per_read: int | None = Field(
+        default=None, ge=1, description="Nodes per Read request; default: the server's MaxNodesPerRead."
+    )
+    max_age: Duration | None = Field(
+        default=None, description="A value whose source timestamp is older than this is uncertain."
+    )
+    mode: Literal["poll", "subscribe"] = Field(
+        default="poll", description="poll: one Read per interval; subscribe: monitored items report changes."
+    )
+    sampling_interval: Duration | None = Field(
+        default=None, description="Subscribe mode: how often the server samples each node; default: interval."
+    )
+    queue_size: int = Field(
+        default=10, ge=1, le=10000, description="Subscribe mode: changes the server keeps per node."
+    )
+    deadband: float = Field(default=0.0, ge=0, description="Subscribe mode: the change a number must make to be sent.")
+    deadband_type: Literal["absolute", "percent"] = "absolute"
+    max_queued_samples: int = Field(
+        default=10000, ge=1, description="Subscribe mode: changes kept between two reads; the oldest go first."
+    )
     tags: list[OpcUaTag] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _subscribe_keys_need_subscribe_mode(self) -> Self:
+        subscribe_keys = ("sampling_interval", "queue_size", "deadband", "deadband_type", "max_queued_samples")
+        if self.mode == "poll":
+            for key in subscribe_keys:
+                if key in self.model_fields_set:
+                    raise ValueError(
+                        f"{key} only applies with mode: subscribe. Fix: remove {key} or set mode: subscribe"
+                    )
+            for index, tag in enumerate(self.tags):
+                for key in ("sampling_interval", "deadband"):
+                    if key in tag.model_fields_set:
+                        raise ValueError(
+                            f"tags[{index}] {tag.name!r}: {key} only applies with mode: subscribe. "
+                            f"Fix: remove {key} or set mode: subscribe"
+                        )
+        return self
+
+    @model_validator(mode="after")
+    def _durations_are_sane(self) -> Self:
+        ages = [("max_age", self.max_age)] + [(f"tags[{i}].max_age", t.max_age) for i, t in enumerate(self.tags)]
+        for where, value in ages:
+            if value is not None and value <= 0:
+                raise ValueError(f"{where} must be greater than 0 (got {value:g} s). Fix: set e.g. 10s, or remove it")
+        intervals = [("sampling_interval", self.sampling_interval)] + [
+            (f"tags[{i}].sampling_interval", t.sampling_interval) for i, t in enumerate(self.tags)
+        ]
+        for where, value in intervals:
+            if value is not None and value < 0:
+                raise ValueError(
+                    f"{where} must not be negative (got {value:g} s; 0 means as fast as the server can). "
+                    "Fix: set e.g. 500ms, or remove it"
+                )
+        if self.deadband_type == "percent" and self.deadband > 100:
+            raise ValueError(f"a percent deadband must be within 0-100 (got {self.deadband:g}). Fix: lower deadband")
+        if self.connect_timeout is not None and self.connect_timeout <= 0:
+            raise ValueError(
+                f"connect_timeout must be greater than 0 (got {self.connect_timeout:g} s). Fix: set e.g. "
+                "connect_timeout: 5s"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tag_names_are_unique(self) -> Self:
@@ -80,12 +149,21 @@ class OpcUaMachine(MachineConfigBase):
                     "Fix: give every tag of a machine its own name"
                 )
             seen[tag.name] = index
-        if self.connect_timeout is not None and self.connect_timeout <= 0:
-            raise ValueError(
-                f"connect_timeout must be greater than 0 (got {self.connect_timeout:g} s). Fix: set e.g. "
-                "connect_timeout: 5s"
-            )
         return self
+
+    def max_age_of(self, tag: OpcUaTag) -> float | None:
+        """The staleness limit of a tag in seconds: its own, else the machine's (None: no limit)."""
+        return tag.max_age if tag.max_age is not None else self.max_age
+
+    def sampling_interval_of(self, tag: OpcUaTag) -> float:
+        """Subscribe mode: seconds between two samples of a tag's node by the server."""
+        if tag.sampling_interval is not None:
+            return tag.sampling_interval
+        return self.sampling_interval if self.sampling_interval is not None else self.interval
+
+    def deadband_of(self, tag: OpcUaTag) -> float:
+        """Subscribe mode: the deadband of a tag (0: every change)."""
+        return tag.deadband if tag.deadband is not None else self.deadband
 
     @property
     def effective_connect_timeout(self) -> float:

@@ -115,3 +115,17 @@ def to_sample(
         return Sample.bad(tag, str(exc), moment, unit)
     note = status_name(status) if quality is Quality.UNCERTAIN and status is not None else None
     return Sample(tag, value, moment, quality, note, unit)
+
+
+def apply_max_age(sample: Sample, received_ns: int, max_age: float | None) -> Sample:
+    """``sample`` as uncertain when its timestamp is more than ``max_age`` seconds before ``received_ns``.
+
+    Only good samples change: a bad or already uncertain sample says more than "stale" would.
+    """
+    if max_age is None or sample.quality is not Quality.GOOD:
+        return sample
+    age_s = (received_ns - sample.timestamp_ns) / 1e9
+    if age_s <= max_age:
+        return sample
+    reason = f"stale: the source timestamp is {age_s:.1f} s old (max_age {max_age:g} s)"
+    return Sample(sample.tag, sample.value, sample.timestamp_ns, Quality.UNCERTAIN, reason, sample.unit)

@@ -313,3 +313,49 @@ def test_modbus_quirk_limits() -> None:
     with pytest.raises(ValidationError) as exc:
         modbus({"name": "s", "address": 0, "type": "string", "length": 20}, max_registers_per_request=16)
     assert "spans 20 registers, more than max_registers_per_request (16)" in error_text(exc)
+
+
+# --- OPC UA: chunking, staleness, subscriptions --------------------------------------------------
+
+
+def test_opcua_subscription_keys() -> None:
+    machine = opcua(
+        {"name": "a", "node": "i=2258", "sampling_interval": "0s", "deadband": 0.5},
+        {"name": "b", "node": "i=2259", "max_age": "1m"},
+        mode="subscribe",
+        interval="2s",
+        sampling_interval="500ms",
+        queue_size=5,
+        deadband=0.1,
+        max_queued_samples=100,
+    )
+    a, b = machine.tags
+    assert (machine.sampling_interval_of(a), machine.sampling_interval_of(b)) == (0.0, 0.5)
+    assert (machine.deadband_of(a), machine.deadband_of(b)) == (0.5, 0.1)
+    assert (machine.max_age_of(a), machine.max_age_of(b)) == (None, 60.0)
+    defaults = opcua({"name": "a", "node": "i=2258"}, mode="subscribe", interval="2s", max_age="5s")
+    assert defaults.sampling_interval_of(defaults.tags[0]) == 2.0
+    assert defaults.max_age_of(defaults.tags[0]) == 5.0
+
+
+@pytest.mark.parametrize(
+    ("keys", "tag_keys", "message"),
+    [
+        ({"queue_size": 5}, {}, "queue_size only applies with mode: subscribe. Fix: remove queue_size or set mode"),
+        ({"deadband": 1}, {}, "deadband only applies with mode: subscribe"),
+        ({}, {"deadband": 1}, "tags[0] 'a': deadband only applies with mode: subscribe"),
+        ({}, {"sampling_interval": "1s"}, "tags[0] 'a': sampling_interval only applies with mode: subscribe"),
+        ({"max_age": 0}, {}, "max_age must be greater than 0"),
+        ({}, {"max_age": "0s"}, "tags[0].max_age must be greater than 0"),
+        ({"mode": "subscribe", "sampling_interval": -1}, {}, "sampling_interval must not be negative"),
+        ({"mode": "subscribe", "deadband": -1}, {}, "greater than or equal to 0"),
+        ({"mode": "subscribe", "deadband_type": "percent", "deadband": 150}, {}, "within 0-100"),
+        ({"mode": "subscribe", "queue_size": 0}, {}, "greater than or equal to 1"),
+        ({"mode": "stream"}, {}, "'poll' or 'subscribe'"),
+        ({"max_nodes_per_read": 0}, {}, "greater than or equal to 1"),
+    ],
+)
+def test_opcua_bad_mode_keys(keys: dict[str, Any], tag_keys: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        opcua({"name": "a", "node": "i=2258", **tag_keys}, **keys)
+    assert message in error_text(exc)

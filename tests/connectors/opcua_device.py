@@ -1,0 +1,111 @@
+"""A small real OPC UA server for tests: values of every kind, statuses, a low MaxNodesPerRead.
+
+The simulator serves Doubles with good status; this server serves what the connector must also
+handle (integers, text, arrays, uncertain and bad statuses, old timestamps) and records the size
+of every Read request a client sends, so tests can prove how a poll was chunked.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from asyncua import ua
+from asyncua.common.callback import CallbackType
+from asyncua.server.server import Server
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
+
+NAMESPACE = "urn:edge-agent:test-device"
+ONE_HOUR_AGO = datetime.now(UTC) - timedelta(hours=1)
+
+# name: (value, variant type, status code, source timestamp or None for "now")
+NODES: dict[str, tuple[Any, ua.VariantType, int, datetime | None]] = {
+    "double": (1.5, ua.VariantType.Double, StatusCodes.Good, None),
+    "int": (-7, ua.VariantType.Int32, StatusCodes.Good, None),
+    "big": (2**63 + 5, ua.VariantType.UInt64, StatusCodes.Good, None),
+    "flag": (True, ua.VariantType.Boolean, StatusCodes.Good, None),
+    "text": ("hello", ua.VariantType.String, StatusCodes.Good, None),
+    "label": (ua.LocalizedText("Running", "en"), ua.VariantType.LocalizedText, StatusCodes.Good, None),
+    "array": ([1.0, 2.0, 3.0], ua.VariantType.Double, StatusCodes.Good, None),
+    "uncertain": (4.5, ua.VariantType.Double, StatusCodes.UncertainLastUsableValue, None),
+    "broken": (0.0, ua.VariantType.Double, StatusCodes.BadSensorFailure, None),
+    "old": (9.0, ua.VariantType.Double, StatusCodes.Good, ONE_HOUR_AGO),
+}
+COUNTER_NODES = [f"n{i}" for i in range(10)]
+
+
+class OpcUaTestDevice:
+    """``async with OpcUaTestDevice(max_nodes_per_read=4) as device: device.endpoint``."""
+
+    def __init__(self, max_nodes_per_read: int = 0) -> None:
+        self._max_nodes_per_read = max_nodes_per_read
+        self._server: Server | None = None
+        self._node_ids: dict[str, ua.NodeId] = {}
+        self.read_sizes: list[int] = []
+        self.write_count = 0
+        self.endpoint = ""
+
+    def node(self, name: str) -> str:
+        """The node id string of one of this server's variables."""
+        return f"nsu={NAMESPACE};s={name}"
+
+    async def __aenter__(self) -> Self:
+        server = Server()
+        await server.init()
+        server.set_endpoint("opc.tcp://127.0.0.1:0/test/")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        idx = await server.register_namespace(NAMESPACE)
+        folder = await server.nodes.objects.add_folder(ua.NodeId("Device", idx), ua.QualifiedName("Device", idx))
+        for name, (value, vtype, _status, _when) in NODES.items():
+            var = await folder.add_variable(ua.NodeId(name, idx), ua.QualifiedName(name, idx), value, vtype)
+            self._node_ids[name] = var.nodeid
+        for i, name in enumerate(COUNTER_NODES):
+            var = await folder.add_variable(ua.NodeId(name, idx), ua.QualifiedName(name, idx), float(i))
+            self._node_ids[name] = var.nodeid
+        server.subscribe_server_callback(CallbackType.PreRead, self._on_read)
+        server.subscribe_server_callback(CallbackType.PreWrite, self._on_write)
+        await server.start()
+        self._server = server
+        for name, (value, vtype, status, when) in NODES.items():
+            await self.set(name, value, vtype, status, when)
+        if self._max_nodes_per_read:
+            limit = ua.NodeId(ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead)
+            await server.write_attribute_value(
+                limit, ua.DataValue(ua.Variant(self._max_nodes_per_read, ua.VariantType.UInt32))
+            )
+        assert server.bserver is not None
+        self.endpoint = f"opc.tcp://127.0.0.1:{server.bserver.port}/test/"
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()
+
+    async def set(
+        self,
+        name: str,
+        value: Any,
+        vtype: ua.VariantType = ua.VariantType.Double,
+        status: int = StatusCodes.Good,
+        when: datetime | None = None,
+    ) -> None:
+        """Change a value on the server side (not a client write)."""
+        assert self._server is not None
+        stamp = when or datetime.now(UTC)
+        data = ua.DataValue(
+            ua.Variant(value, vtype), StatusCode=ua.StatusCode(status), SourceTimestamp=stamp, ServerTimestamp=stamp
+        )
+        await self._server.write_attribute_value(self._node_ids[name], data)
+
+    async def _on_read(self, event: Any, _dispatcher: Any) -> None:
+        if event.is_external:
+            self.read_sizes.append(len(event.request_params.NodesToRead))
+
+    async def _on_write(self, event: Any, _dispatcher: Any) -> None:
+        if event.is_external:
+            self.write_count += 1

@@ -1,0 +1,126 @@
+"""Pure mapping of OPC UA DataValues to samples: timestamps, qualities, values, staleness, node ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from asyncua import ua
+from asyncua.ua.status_codes import StatusCodes
+
+from connectors.opcua.client import chunked, resolve_node
+from connectors.opcua.convert import (
+    UnsupportedValue,
+    apply_max_age,
+    datetime_to_ns,
+    quality_of,
+    status_name,
+    timestamp_ns,
+    to_sample,
+    to_value,
+)
+from edge_agent.samples import Quality, Sample
+
+SOURCE = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+SERVER = SOURCE + timedelta(milliseconds=5)
+RECEIVED = 1_800_000_000_000_000_000
+
+
+def data_value(value: object = 1.5, status: int = StatusCodes.Good, **timestamps: datetime) -> ua.DataValue:
+    return ua.DataValue(ua.Variant(value), StatusCode=ua.StatusCode(status), **timestamps)
+
+
+def test_datetime_to_ns_is_exact() -> None:
+    assert datetime_to_ns(datetime(1970, 1, 1, tzinfo=UTC)) == 0
+    assert datetime_to_ns(SOURCE) == 1767323045678901000
+    assert datetime_to_ns(SOURCE.replace(tzinfo=None)) == 1767323045678901000  # naive means UTC
+
+
+def test_timestamp_fallbacks() -> None:
+    both = data_value(SourceTimestamp=SOURCE, ServerTimestamp=SERVER)
+    assert timestamp_ns(both, RECEIVED) == datetime_to_ns(SOURCE)
+    assert timestamp_ns(data_value(ServerTimestamp=SERVER), RECEIVED) == datetime_to_ns(SERVER)
+    assert timestamp_ns(data_value(), RECEIVED) == RECEIVED
+    null = datetime(1601, 1, 1, tzinfo=UTC)  # what a zero OPC UA DateTime decodes to
+    assert timestamp_ns(data_value(SourceTimestamp=null, ServerTimestamp=SERVER), RECEIVED) == datetime_to_ns(SERVER)
+
+
+@pytest.mark.parametrize(
+    ("status", "quality"),
+    [
+        (StatusCodes.Good, Quality.GOOD),
+        (StatusCodes.GoodLocalOverride, Quality.GOOD),
+        (StatusCodes.UncertainLastUsableValue, Quality.UNCERTAIN),
+        (StatusCodes.UncertainSensorNotAccurate, Quality.UNCERTAIN),
+        (StatusCodes.BadNodeIdUnknown, Quality.BAD),
+        (StatusCodes.BadCommunicationError, Quality.BAD),
+    ],
+)
+def test_quality_from_status(status: int, quality: Quality) -> None:
+    assert quality_of(ua.StatusCode(status)) is quality
+    assert quality_of(None) is Quality.GOOD
+
+
+def test_status_names() -> None:
+    assert status_name(ua.StatusCode(StatusCodes.BadNodeIdUnknown)) == "BadNodeIdUnknown"
+    assert status_name(ua.StatusCode(0x80FF0000)).startswith(("0x80FF0000", "Bad"))
+
+
+def test_samples_from_data_values() -> None:
+    good = to_sample("t", data_value(2.5, SourceTimestamp=SOURCE), RECEIVED, "bar")
+    assert good == Sample("t", 2.5, datetime_to_ns(SOURCE), Quality.GOOD, None, "bar")
+    uncertain = to_sample("t", data_value(2.5, StatusCodes.UncertainLastUsableValue), RECEIVED)
+    assert (uncertain.quality, uncertain.value, uncertain.reason) == (
+        Quality.UNCERTAIN,
+        2.5,
+        "UncertainLastUsableValue",
+    )
+    bad = to_sample("t", data_value(2.5, StatusCodes.BadSensorFailure), RECEIVED)
+    assert (bad.quality, bad.value, bad.reason) == (Quality.BAD, None, "BadSensorFailure")
+    unknown = to_sample("t", data_value(None, StatusCodes.BadNodeIdUnknown), RECEIVED, node="ns=2;s=x")
+    assert unknown.reason is not None
+    assert unknown.reason.startswith("BadNodeIdUnknown: the server has no node ns=2;s=x. Fix:")
+    empty = to_sample("t", ua.DataValue(), RECEIVED)
+    assert (empty.quality, empty.reason) == (Quality.BAD, "the server returned no value")
+    array = to_sample("t", data_value([1, 2]), RECEIVED)
+    assert array.quality is Quality.BAD
+
+
+def test_values() -> None:
+    assert to_value(True) is True
+    assert to_value(7) == 7
+    assert to_value(ua.ServerState.Running) == 0
+    assert type(to_value(ua.ServerState.Running)) is int
+    assert to_value(ua.LocalizedText("Auto", "en")) == "Auto"
+    assert to_value(SOURCE) == "2026-01-02T03:04:05.678901+00:00"
+    with pytest.raises(UnsupportedValue, match="array of 2"):
+        to_value([1, 2])
+    with pytest.raises(UnsupportedValue, match="QualifiedName"):
+        to_value(ua.QualifiedName("x", 1))
+
+
+def test_staleness() -> None:
+    fresh = Sample("t", 1.0, RECEIVED - 2 * 10**9)
+    assert apply_max_age(fresh, RECEIVED, 5.0) is fresh
+    assert apply_max_age(fresh, RECEIVED, None) is fresh
+    stale = apply_max_age(fresh, RECEIVED, 1.0)
+    assert (stale.quality, stale.value, stale.timestamp_ns) == (Quality.UNCERTAIN, 1.0, fresh.timestamp_ns)
+    assert stale.reason == "stale: the source timestamp is 2.0 s old (max_age 1 s)"
+    bad = Sample.bad("t", "BadSensorFailure", RECEIVED - 10**12)
+    assert apply_max_age(bad, RECEIVED, 1.0) is bad
+
+
+def test_resolve_node() -> None:
+    namespaces = ["http://opcfoundation.org/UA/", "urn:a", "urn:b"]
+    assert resolve_node("nsu=urn:b;s=X.Y", namespaces) == ua.NodeId("X.Y", 2)
+    assert resolve_node("nsu=urn:a;i=5", namespaces) == ua.NodeId(5, 1)
+    assert resolve_node("ns=7;s=X", namespaces) == ua.NodeId("X", 7)
+    assert resolve_node("i=2258", namespaces) == ua.NodeId(2258, 0)
+    with pytest.raises(LookupError, match=r"no namespace 'urn:c'.*'urn:a', 'urn:b'"):
+        resolve_node("nsu=urn:c;s=X", namespaces)
+
+
+def test_chunked() -> None:
+    assert chunked([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+    assert chunked([1, 2, 3], 0) == [[1, 2, 3]]
+    assert chunked([1, 2, 3], 3) == [[1, 2, 3]]
