@@ -83,6 +83,36 @@ def tcp_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> boo
         return False
 
 
+_MQTT_CONNECT = bytes(
+    [0x10, 12, 0x00, 0x04, *b"MQTT", 0x04, 0x02, 0x00, 0x0A, 0x00, 0x00]
+)  # MQTT 3.1.1 CONNECT: clean session, keepalive 10 s, empty client id
+_MQTT_CONNACK_OK = bytes([0x20, 0x02, 0x00, 0x00])
+_MQTT_DISCONNECT = bytes([0xE0, 0x00])
+
+
+def mqtt_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """True when an MQTT broker on host:port answers CONNECT with a successful CONNACK.
+
+    A protocol answer, not just an open port: a bare TCP connect could reach some other process
+    that grabbed the port between our stop and start.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(_MQTT_CONNECT)
+            answer = b""
+            while len(answer) < len(_MQTT_CONNACK_OK):
+                chunk = sock.recv(len(_MQTT_CONNACK_OK) - len(answer))
+                if not chunk:
+                    return False
+                answer += chunk
+            if answer[:1] == b"\x20" and answer[3:4] == b"\x00":
+                sock.sendall(_MQTT_DISCONNECT)
+                return True
+            return False
+    except OSError:
+        return False
+
+
 def http_request(
     url: str,
     *,
@@ -352,7 +382,7 @@ class Mosquitto(Server):
         return [self._executable, "-c", str(self.config_path)]
 
     def _is_ready(self) -> bool:
-        return tcp_accepts(self.port)
+        return mqtt_accepts(self.port)
 
 
 class InfluxDB1(Server):

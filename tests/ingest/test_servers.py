@@ -5,6 +5,9 @@ Other test folders rely on these helpers, so their promises are checked here wit
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -85,3 +88,33 @@ def test_a_missing_binary_fails_with_the_package_to_install(monkeypatch: pytest.
     monkeypatch.setattr(Mosquitto, "binary", "no-such-mosquitto-binary")
     with pytest.raises(pytest.fail.Exception, match="apt-get install mosquitto"):
         Mosquitto()
+
+
+def test_victoria_metrics_keeps_data_across_restart(fresh_victoria_metrics: VictoriaMetrics) -> None:
+    port = fresh_victoria_metrics.port
+    status, _ = http_request(
+        f"{fresh_victoria_metrics.url}/api/v2/write?precision=ns",
+        method="POST",
+        data=b"telemetry,machine=r value=1.5 1763800000000000000",
+    )
+    assert status == 204
+    fresh_victoria_metrics.flush()
+    fresh_victoria_metrics.restart()
+    assert fresh_victoria_metrics.port == port
+    assert fresh_victoria_metrics.export('telemetry_value{machine="r"}')[0]["values"] == [1.5]
+
+
+def test_a_taken_port_on_restart_fails_with_the_server_log(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "mosquitto", ready_timeout=1.0)
+    try:
+        broker.start()
+        broker.stop()
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", broker.port))
+            squatter.listen()
+            with pytest.raises(ServerError, match=r"(?i)address already in use"):
+                broker.start()
+        assert not broker.running
+    finally:
+        broker.close()
