@@ -50,7 +50,7 @@ from edge_agent.ingest.lineproto import check_line_protocol
 from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
 from edge_agent.payloads import decode_json, to_line_protocol
 
-__all__ = ["IngestBridge", "IngestStats", "parse_payload", "run_ingest", "telemetry_subscription"]
+__all__ = ["IngestBridge", "IngestStats", "backoff_delay", "parse_payload", "run_ingest", "telemetry_subscription"]
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,14 @@ def parse_payload(payload: bytes) -> list[str]:
     if payload.lstrip()[:1] == b"{":
         return to_line_protocol(decode_json(payload))
     return check_line_protocol(payload)
+
+
+def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based): doubling from ``initial`` up to ``cap``,
+    then scaled by a random factor in [0.5, 1] so that bridges restarted together do not retry in step.
+    """
+    # min(attempt, 32): 2**attempt as a float overflows after ~1000 attempts (8 hours at a 30 s cap).
+    return min(cap, initial * 2.0 ** min(attempt, 32)) * random.uniform(0.5, 1.0)
 
 
 def telemetry_subscription(topic_prefix: str, share_group: str | None) -> str:
@@ -467,7 +475,7 @@ class IngestBridge:
                 self.stats.influx_ok = False
                 if final or self._stopping.is_set():
                     return None
-                delay = min(self.backoff_max, self.backoff_initial * 2**attempt) * random.uniform(0.5, 1.0)
+                delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
                 attempt += 1
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):

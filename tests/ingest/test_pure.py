@@ -1,12 +1,13 @@
-"""The light line-protocol check: pure function, no sockets. What InfluxDB accepts must pass; what
-would be lost or duplicated must be refused with a message saying which line and why."""
+"""The bridge's pure parts, no sockets: the light line-protocol check (what InfluxDB accepts must
+pass; what would be lost or duplicated is refused saying which line and why), payload dispatch,
+problem kinds for log dedup, and the retry backoff."""
 
 from __future__ import annotations
 
 import pytest
 
 from edge_agent.errors import PayloadError
-from edge_agent.ingest.bridge import parse_payload, problem_kind
+from edge_agent.ingest.bridge import backoff_delay, parse_payload, problem_kind
 from edge_agent.ingest.lineproto import check_line_protocol
 from edge_agent.payloads import Origin, encode_line_protocol
 from edge_agent.samples import Batch, Sample
@@ -76,3 +77,10 @@ def test_parse_payload_dispatches_on_the_first_byte() -> None:
 def test_problem_kinds_group_messages_that_differ_only_in_particulars() -> None:
     assert problem_kind("samples[3]: missing key 'tag'") == problem_kind("samples[7]: missing key 'v'")
     assert problem_kind("unsupported schema 2; this version reads schema 1") != problem_kind("not valid JSON: x")
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter_and_never_overflows() -> None:
+    for attempt, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (6, 30.0), (5000, 30.0)]:
+        delays = [backoff_delay(attempt, 0.5, 30.0) for _ in range(50)]
+        assert all(ceiling * 0.5 <= d <= ceiling for d in delays), (attempt, delays)
+        assert len(set(delays)) > 1  # jittered
