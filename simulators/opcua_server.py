@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from copy import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -89,6 +90,7 @@ class OpcUaSimServer:
         self._nodes: dict[tuple[str, str], Any] = {}
         self._port: int | None = None
         self.write_count = 0
+        self._clock_written: datetime | None = None
         self.signal_status: dict[str, int] = {}
         """Machine id -> StatusCodes value given to its signals (protocol fault injection)."""
         self.read_hooks: list[ReadHook] = []
@@ -118,6 +120,9 @@ class OpcUaSimServer:
         server.set_endpoint(f"opc.tcp://{_url_host(self.host)}:{self._requested_port}{ENDPOINT_PATH}")
         server.set_server_name("edge-agent machine simulator")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        # asyncua's own clock task sleeps a whole second and makes every stop() wait for it;
+        # publish() keeps ServerStatus.CurrentTime up to date instead (see _tick_clock).
+        server.disable_clock(True)
         await server.set_application_uri("urn:edge-agent:simulator:server")
         idx = await server.register_namespace(NAMESPACE_URI)
         folder = await server.nodes.objects.add_folder(string_node("Machines", idx), ua.QualifiedName("Machines", idx))
@@ -178,6 +183,7 @@ class OpcUaSimServer:
         if self._server is None:
             return
         stamp = to_datetime(timestamp_ns)
+        await self._tick_clock(stamp)
         for machine_id, reading in readings.items():
             code = status(self.signal_status.get(machine_id, StatusCodes.Good))
             for name, value in reading.values.items():
@@ -198,6 +204,19 @@ class OpcUaSimServer:
         when = cast(ua.DateTime, stamp)  # ua.DateTime is asyncua's datetime subclass; a datetime encodes alike
         value = ua.DataValue(variant, StatusCode=code, SourceTimestamp=when, ServerTimestamp=when)
         await self._server.write_attribute_value(self._nodes[(machine_id, name)], value)
+
+    async def _tick_clock(self, now: datetime) -> None:
+        """Server_ServerStatus.CurrentTime, at most once per simulated-update second (as asyncua does)."""
+        if self._clock_written is not None and (now - self._clock_written).total_seconds() < 1.0:
+            return
+        self._clock_written = now
+        status_node = self._server.get_node(ObjectIds.Server_ServerStatus)
+        status_value = copy(await status_node.read_value())
+        status_value.CurrentTime = now
+        await status_node.write_value(status_value)
+        await self._server.get_node(ObjectIds.Server_ServerStatus_CurrentTime).write_value(
+            ua.Variant(now, ua.VariantType.DateTime)
+        )
 
     def drop_connections(self) -> int:
         """Close every client connection (the listener stays up); returns how many were closed."""
