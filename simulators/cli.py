@@ -11,10 +11,14 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
+from simulators.durations import parse_duration
 from simulators.errors import SimulatorError
+from simulators.faults import FAULT_KINDS
 from simulators.register_map import PlantDescription, describe
+from simulators.scenario import Scenario, load_scenario, parse_scenario
 from simulators.simulation import Simulation
 
 
@@ -37,14 +41,62 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--opcua-port", type=_port, default=4840, help="OPC UA port, 0 = any free, 'off' = no server")
     run.add_argument("--modbus-port", type=_port, default=5020, help="Modbus TCP port, 0 = any free, 'off' = no server")
     run.add_argument("--host", default="127.0.0.1", help="address both servers bind (0.0.0.0 for the LAN)")
-    run.add_argument("--seed", type=int, default=1, help="random seed; same seed, same values")
+    run.add_argument("--seed", type=int, default=1, help="random seed; same seed, same values (scenario: its own)")
     run.add_argument("--interval", type=float, default=0.1, help="seconds between plant updates")
     run.add_argument("--machines", nargs="+", default=None, help="machine ids, kind before the last '-' (pump-2)")
+    run.add_argument("--scenario", default=None, help="scenario YAML: machines, modes, faults, time scale")
+    run.add_argument("--time-scale", type=float, default=None, help="simulated seconds per real second")
 
     desc = commands.add_parser("describe", help="print node ids and the Modbus register map")
     desc.add_argument("--json", action="store_true", help="machine-readable output")
     desc.add_argument("--machines", nargs="+", default=None, help="machine ids (default: the default plant)")
+
+    rec = commands.add_parser("record", help="write a labelled CSV of a scenario, without servers")
+    rec.add_argument("--scenario", default=None, help="scenario YAML (default: the default plant, no faults)")
+    rec.add_argument("--duration", type=_duration, required=True, help="simulated time to record, e.g. 7d")
+    rec.add_argument("--out", required=True, help="CSV file to write (written to <out>.part, then renamed)")
+    rec.add_argument("--step", type=_duration, default=None, help="sample interval (default: the scenario's, 1s)")
+    rec.add_argument("--seed", type=int, default=None, help="seed when no scenario is given")
+    rec.add_argument("--machines", nargs="+", default=None, help="machines when no scenario is given")
+
+    commands.add_parser("faults", help="list the fault library: names, machines, signals affected")
     return parser
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive; write e.g. 7d, 12h, 1s")
+    return seconds
+
+
+def _scenario_for(args: argparse.Namespace) -> Scenario:
+    """The scenario file, or an implicit one built from --seed/--machines (never both)."""
+    if args.scenario is not None:
+        if args.machines is not None or args.seed is not None:
+            raise SimulatorError("--seed and --machines come from the scenario file. Fix: set them in the scenario")
+        return load_scenario(args.scenario)
+    lines = [f"seed: {args.seed if args.seed is not None else 1}"]
+    if args.machines:
+        lines.append("machines: [" + ", ".join(json.dumps(m) for m in args.machines) + "]")
+    return parse_scenario("\n".join(lines), "<command line>")
+
+
+def format_faults() -> str:
+    """The fault library as text."""
+    lines = []
+    for spec in FAULT_KINDS.values():
+        scope = (
+            "one signal (give signal=...)"
+            if spec.sensor
+            else ", ".join(f"{kind}: {'/'.join(spec.affects.get(kind, ()))}" for kind in sorted(spec.kinds))
+        )
+        lines.append(f"{spec.name:<15}{spec.description}")
+        lines.append(f"{'':<15}default {spec.default_progression}, ramp {spec.default_ramp_s:g} s; affects {scope}")
+    return "\n".join(lines)
 
 
 def format_description(description: PlantDescription) -> str:
@@ -80,6 +132,8 @@ async def _serve(args: argparse.Namespace) -> None:
         opcua_port=args.opcua_port,
         modbus_port=args.modbus_port,
         host=args.host,
+        time_scale=args.time_scale,
+        scenario=args.scenario,
     ) as sim:
         if args.opcua_port is not None:
             print(f"OPC UA  {sim.opcua.endpoint}  (namespace {sim.opcua.namespace_uri})", flush=True)
@@ -91,25 +145,59 @@ async def _serve(args: argparse.Namespace) -> None:
     print(f"edge-sim stopped; client write requests seen: {sim.write_count}", flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``edge-sim``; returns the exit code."""
-    args = build_parser().parse_args(argv)
+def _record(args: argparse.Namespace) -> int:
+    from simulators.record import record
+
+    scenario = _scenario_for(args)
+    began = time.perf_counter()
     try:
-        if args.command == "describe":
-            description = describe(args.machines)
-            if args.json:
-                print(json.dumps(description.to_dict(), indent=2, ensure_ascii=False))
-            else:
-                print(format_description(description))
-            return 0
+        summary = record(scenario, args.duration, args.out, args.step)
+    except OSError as exc:
+        print(f"edge-sim: cannot write {args.out}: {exc.strerror}. Fix: check the directory exists", file=sys.stderr)
+        return 1
+    took = time.perf_counter() - began
+    print(
+        f"wrote {summary.rows} rows x {len(summary.columns)} columns to {args.out} in {took:.1f} s "
+        f"({summary.anomalous_rows} rows with a fault present)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    description = describe(args.machines)
+    if args.json:
+        print(json.dumps(description.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(format_description(description))
+    return 0
+
+
+def _faults(_args: argparse.Namespace) -> int:
+    print(format_faults())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         asyncio.run(_serve(args))
-    except SimulatorError as exc:
-        print(f"edge-sim: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
         print(f"edge-sim: cannot listen: {exc}. Fix: choose another port or stop what uses it", file=sys.stderr)
         return 1
     return 0
+
+
+COMMANDS = {"run": _run, "describe": _describe, "record": _record, "faults": _faults}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``edge-sim``; returns the exit code (2: bad input, nothing started)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SimulatorError as exc:  # ScenarioError included: every problem with file, line, key, fix
+        print(f"edge-sim: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

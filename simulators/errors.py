@@ -1,21 +1,39 @@
 """The simulator's exception tree (it never imports the agent's, on purpose).
 
 SimulatorError           a bad argument to the Python API or the CLI; the message carries the fix
-└── ScenarioError        a scenario file is wrong; carries file, key path and the fix
+└── ScenarioError        a scenario file is wrong; every problem names file, line, key and fix
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class SimulatorError(Exception):
     """A bad argument or request; the message says what is wrong and how to fix it."""
 
 
-class ScenarioError(SimulatorError):
-    """A scenario is wrong. ``file`` and ``key`` locate it; nothing was started."""
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a scenario: where (dotted key, 1-based line if known) and what to do."""
 
-    def __init__(self, file: str, key: str, problem: str) -> None:
+    key: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.key or '(top level)'}: {self.message}"
+
+
+class ScenarioError(SimulatorError):
+    """A scenario is wrong; ``problems`` lists every mistake so all are fixed in one go.
+
+    Raised before anything starts: no server listens, no file is written.
+    """
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
         self.file = file
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{file}: {key}: {problem}")
+        self.problems = problems
+        detail = "\n".join(f"  - {file}: {p}" for p in problems)
+        super().__init__(f"{file}: {len(problems)} problem(s) in the scenario:\n{detail}")

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
@@ -32,6 +33,7 @@ from simulators.physics import MachineState
 from simulators.physics.registry import MachinesArg
 from simulators.plant import Plant, Reading
 from simulators.register_map import PlantDescription, describe
+from simulators.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,19 @@ class Simulation:
         modbus_port: int | None = 0,
         host: str = "127.0.0.1",
         *,
-        time_scale: float = 1.0,
+        time_scale: float | None = None,
         history_depth: int = DEFAULT_DEPTH,
+        scenario: Scenario | str | Path | None = None,
     ) -> None:
+        """See the module docstring. ``scenario`` (a checked ``Scenario`` or a YAML path) supplies
+        the machines, seed, modes, faults and default ``time_scale``; do not pass ``machines`` too.
+        """
+        if scenario is not None and not isinstance(scenario, Scenario):
+            scenario = load_scenario(scenario)
+        if scenario is not None and machines is not None:
+            raise SimulatorError("pass machines or a scenario, not both. Fix: list the machines in the scenario")
+        if time_scale is None:
+            time_scale = scenario.time_scale if scenario is not None else 1.0
         if not (isinstance(update_interval, int | float) and math.isfinite(update_interval) and update_interval > 0):
             raise SimulatorError(f"update_interval must be a positive number of seconds, got {update_interval!r}")
         if not (math.isfinite(time_scale) and time_scale > 0):
@@ -65,11 +77,12 @@ class Simulation:
                 raise SimulatorError(
                     f"{name}={port} is not a TCP port. Fix: 0 (any free port), 1-65535, or None to disable"
                 )
-        self.seed = seed
+        self.scenario = scenario
+        self.seed = scenario.seed if scenario is not None else seed
         self.update_interval = float(update_interval)
         self.time_scale = float(time_scale)
         self.host = host
-        self.plant = Plant(seed, machines)
+        self.plant = scenario.build_plant() if scenario is not None else Plant(seed, machines)
         self.history = ServedHistory(history_depth)
         self._opcua = (
             OpcUaSimServer(host, opcua_port, [(m, self.plant.signals(m)) for m in self.plant.machine_ids])

@@ -66,28 +66,34 @@ class Modifiers:
 class Schedule:
     """Automatic production rhythm: long runs, short idles, occasional setups.
 
-    Durations are drawn from the machine's own noise only when a phase ends, so the rhythm is
-    reproducible for a seed. ``off`` is never chosen automatically; a scenario sets it.
+    The rhythm keeps its own state, so a scheduled or forced mode overrides it only for its
+    window and the machine then returns to wherever the rhythm has got to. Durations are drawn
+    from the machine's own noise only when a phase ends, so the rhythm is reproducible for a
+    seed. ``off`` is never chosen automatically; a scenario or ``set_mode`` sets it.
     """
 
     mean_run_s: float = 2400.0
+    state: MachineState = MachineState.RUNNING
     remaining_s: float = field(default=-1.0)
 
-    def advance(self, state: MachineState, dt: float, noise: Noise) -> MachineState:
-        """Return the state after ``dt`` seconds, drawing a new phase length on a transition."""
+    def advance(self, dt: float, noise: Noise) -> MachineState:
+        """Return the rhythm's state after ``dt`` seconds, drawing a new phase length on a transition."""
         if self.remaining_s < 0:
             self.remaining_s = self._run_length(noise)
         self.remaining_s -= dt
         if self.remaining_s > 0:
-            return state
-        if state is MachineState.RUNNING:
+            return self.state
+        if self.state is MachineState.RUNNING:
             if noise.uniform() < 0.3:
                 self.remaining_s = noise.uniform(300.0, 900.0)
-                return MachineState.SETUP
-            self.remaining_s = noise.uniform(60.0, 300.0)
-            return MachineState.IDLE
-        self.remaining_s = self._run_length(noise)
-        return MachineState.RUNNING
+                self.state = MachineState.SETUP
+            else:
+                self.remaining_s = noise.uniform(60.0, 300.0)
+                self.state = MachineState.IDLE
+        else:
+            self.remaining_s = self._run_length(noise)
+            self.state = MachineState.RUNNING
+        return self.state
 
     def _run_length(self, noise: Noise) -> float:
         return 600.0 + noise.uniform() * 2.0 * (self.mean_run_s - 600.0)
@@ -148,7 +154,7 @@ class MachineModel(ABC):
             raise ValueError(f"dt must be positive, got {dt}")
         self.time_s += dt
         self.steps += 1
-        automatic = self.schedule.advance(self.state, dt, self.noise)
+        automatic = self.schedule.advance(dt, self.noise)
         self.state = automatic if self.forced_state is None else self.forced_state
         self.load = self._next_load(dt) if self.forced_load is None else self.forced_load
         self._values = self._advance(dt)
