@@ -7,12 +7,19 @@ import time
 from collections.abc import Callable
 
 
-async def eventually(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> None:
-    """Return as soon as ``condition()`` holds; fail with ``what`` after ``timeout`` seconds."""
+async def eventually(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    poll: float = 0.05,
+    detail: Callable[[], object] | None = None,
+) -> None:
+    """Return as soon as ``condition()`` holds; fail with ``what`` (and ``detail()``) after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for: {what}")
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for: {what}{extra}")
         await asyncio.sleep(poll)
 
 

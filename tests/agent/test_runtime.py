@@ -32,12 +32,17 @@ async def sim() -> AsyncIterator[Simulation]:
 
 def fast(config: AgentConfig, **mqtt: Any) -> AgentConfig:
     """The demo config with 200 ms polls (and an MQTT section when given)."""
-    data = config.model_dump(mode="json", exclude_none=True)
+    data = config.model_dump(mode="json", exclude_unset=True)
     for machine in data["machines"]:
         machine["interval"] = 0.2
     if mqtt:
         data["mqtt"] = mqtt
     return AgentConfig.model_validate(data)
+
+
+def states(agent: Agent) -> str:
+    """Every poller's stats, for failure messages."""
+    return "\n".join(f"{p.machine.id}: {p.stats}" for p in agent.pollers)
 
 
 async def start(agent: Agent) -> tuple[asyncio.Event, asyncio.Task[None]]:
@@ -49,7 +54,12 @@ async def test_polls_every_machine_and_never_writes(sim: Simulation) -> None:
     view = LiveView(io.StringIO())
     agent = Agent(fast(demo_config(sim)), extra_sinks=[view])
     stop, task = await start(agent)
-    await eventually(lambda: all(p.stats.polls >= 5 for p in agent.pollers), 15, "5 polls of every machine")
+    await eventually(
+        lambda: all(p.stats.polls >= 5 for p in agent.pollers),
+        15,
+        "5 polls of every machine",
+        detail=lambda: states(agent),
+    )
     stop.set()
     await asyncio.wait_for(task, 5)
     assert set(view.latest) == {"pump-1", "press-1"}
@@ -61,7 +71,7 @@ async def test_polls_every_machine_and_never_writes(sim: Simulation) -> None:
 async def test_unreachable_machine_is_reported_down_and_the_others_go_on(
     sim: Simulation, caplog: pytest.LogCaptureFixture
 ) -> None:
-    data = fast(demo_config(sim)).model_dump(mode="json", exclude_none=True)
+    data = fast(demo_config(sim)).model_dump(mode="json", exclude_unset=True)
     ghost = dict(data["machines"][1], id="ghost-1", port=free_port())
     data["machines"].append(ghost)
     agent = Agent(AgentConfig.model_validate(data), extra_sinks=[LiveView(io.StringIO())])
@@ -71,7 +81,12 @@ async def test_unreachable_machine_is_reported_down_and_the_others_go_on(
     stop, task = await start(agent)
     ghost_poller = next(p for p in agent.pollers if p.machine.id == "ghost-1")
     await eventually(lambda: ghost_poller.stats.failures >= 3, 15, "three failed connection attempts to ghost-1")
-    await eventually(lambda: all(p.stats.polls >= 5 for p in agent.pollers if p is not ghost_poller), 15, "others poll")
+    await eventually(
+        lambda: all(p.stats.polls >= 5 for p in agent.pollers if p is not ghost_poller),
+        15,
+        "others poll",
+        detail=lambda: states(agent),
+    )
     stop.set()
     await asyncio.wait_for(task, 5)
     assert ghost_poller.stats.state in (ConnectionState.DOWN, ConnectionState.CLOSED)
@@ -89,7 +104,9 @@ async def test_machine_that_comes_back_is_polled_again(caplog: pytest.LogCapture
         for poller in agent.pollers:
             poller.backoff.initial, poller.backoff.cap = 0.05, 0.3
         stop, task = await start(agent)
-        await eventually(lambda: all(p.stats.polls >= 2 for p in agent.pollers), 15, "first polls")
+        await eventually(
+            lambda: all(p.stats.polls >= 2 for p in agent.pollers), 15, "first polls", detail=lambda: states(agent)
+        )
     before = {p.machine.id: p.stats.polls for p in agent.pollers}
     await eventually(lambda: all(p.stats.state is ConnectionState.DOWN for p in agent.pollers), 15, "all down")
     async with Simulation(seed=4, update_interval=0.05, opcua_port=None, modbus_port=port):
@@ -112,7 +129,12 @@ async def test_broker_unreachable_at_start_keeps_polling_then_publishes(
     agent = Agent(fast(demo_config(sim), host="127.0.0.1", port=port, topic_prefix=prefix))
     stop, task = await start(agent)
     try:
-        await eventually(lambda: all(p.stats.polls >= 3 for p in agent.pollers), 15, "polling without a broker")
+        await eventually(
+            lambda: all(p.stats.polls >= 3 for p in agent.pollers),
+            15,
+            "polling without a broker",
+            detail=lambda: states(agent),
+        )
         assert agent.publisher is not None
         assert not agent.publisher.connected
         assert any("MQTT: broker" in r.getMessage() and "down" in r.getMessage() for r in caplog.records)
@@ -138,7 +160,9 @@ async def test_broker_unreachable_at_start_keeps_polling_then_publishes(
 async def test_clean_shutdown_within_five_seconds(sim: Simulation) -> None:
     agent = Agent(fast(demo_config(sim)))
     stop, task = await start(agent)
-    await eventually(lambda: all(p.stats.polls >= 1 for p in agent.pollers), 15, "first polls")
+    await eventually(
+        lambda: all(p.stats.polls >= 1 for p in agent.pollers), 15, "first polls", detail=lambda: states(agent)
+    )
     began = time.monotonic()
     stop.set()
     await asyncio.wait_for(task, 5)
