@@ -107,7 +107,7 @@ async def test_values_arrive_in_influxdb_unchanged(
 ) -> None:
     prefix, database = unique_name("e2e"), unique_name("db")
     await asyncio.to_thread(influxdb1.create_database, database)
-    config = demo_config(sim).model_dump(mode="json", exclude_none=True)
+    config = demo_config(sim).model_dump(mode="json", exclude_unset=True)
     for machine in config["machines"]:
         machine["interval"] = "300ms"
     config["mqtt"] = {"host": "127.0.0.1", "port": mosquitto.port, "topic_prefix": prefix}
