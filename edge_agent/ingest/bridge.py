@@ -67,7 +67,7 @@ class IngestStats:
 
     ``writes`` counts successful write requests (a batch is one), ``write_errors`` failed attempts,
     ``rejected`` messages whose points InfluxDB refused as bad data, ``malformed`` messages set aside
-    before writing. ``influx_ok`` is None until the first health check.
+    before writing. ``influx_ok`` is None until the start-up ping or a write has answered.
     """
 
     received: int = 0
@@ -190,9 +190,11 @@ class IngestBridge:
     async def run(self, stop: asyncio.Event) -> None:
         """Bridge until ``stop`` is set or the task is cancelled."""
         self._loop = asyncio.get_running_loop()
-        await self._health_check()
         self._client = self._make_client()
         self._start_client(self._client)
+        # The health check only reports (a dead database shows at start-up); it must not delay or
+        # block the start, so it runs beside the consumer.
+        health = asyncio.create_task(self._health_check(), name="ingest-health-check")
         consumer = asyncio.create_task(self._consume(), name="ingest-consumer")
         stopper = asyncio.create_task(stop.wait(), name="ingest-stop")
         try:
@@ -208,9 +210,9 @@ class IngestBridge:
                 except TimeoutError:
                     log.warning("ingest: final flush did not finish in time; unacked messages will be redelivered")
         finally:
-            for task in (consumer, stopper):
+            for task in (health, consumer, stopper):
                 task.cancel()
-            await asyncio.gather(consumer, stopper, return_exceptions=True)
+            await asyncio.gather(health, consumer, stopper, return_exceptions=True)
             await self._stop_client()
 
     # ------------------------------------------------------------------ MQTT (paho thread)
@@ -377,10 +379,12 @@ class IngestBridge:
         try:
             await self.writer.ping()
         except WriteFailed as exc:
-            self.stats.influx_ok = False
-            log.warning("ingest: %s; messages will wait in the broker until it answers", exc)
+            if self.stats.influx_ok is None:  # a write may have answered the question meanwhile
+                self.stats.influx_ok = False
+                log.warning("ingest: %s; messages will wait in the broker until it answers", exc)
         else:
-            self.stats.influx_ok = True
+            if self.stats.influx_ok is None:
+                self.stats.influx_ok = True
             log.info("ingest: InfluxDB at %s answers", self.writer.target)
 
     async def _consume(self) -> None:
