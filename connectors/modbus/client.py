@@ -1,10 +1,18 @@
 """The Modbus TCP connector: runs the request plan each poll and turns the answers into a ``Batch``.
 
 Only function codes 1 (read coils), 2 (read discrete inputs), 3 (read holding registers) and 4
-(read input registers) are ever sent. A Modbus exception or a missing answer for one request marks
-exactly that request's tags bad; a lost connection raises ``ConnectError``; a poll in which no
-request was answered raises ``ReadTimeout``. Device quirks (pauses, closing after each poll, one
-request per tag, smaller requests) come from the machine config.
+(read input registers) are ever sent.
+
+Timing: a poll has ``POLL_BUDGET`` of the machine's timeout to finish, so its batch is ready
+before the runtime gives up on it. Each request may take what is left of that budget, or
+``request_timeout`` if that is shorter. A request that gets no answer marks exactly its tags bad;
+the connection is then reopened before the next request, because a late answer would otherwise
+be taken for the answer to the next one. Requests the budget no longer covers are marked bad too.
+
+Failures: a Modbus exception marks exactly that request's tags bad (exception 2 for a joined read
+splits it into one read per tag from then on); a lost connection raises ``ConnectError``; a poll
+in which no request was answered raises ``ReadTimeout``. Device quirks (pauses, closing after each
+poll, one request per tag, smaller requests) come from the machine config.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from connectors.modbus.config import ModbusMachine
 from connectors.modbus.decode import DecodeError, decode_value, exception_reason
 from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests, split_request
 from edge_agent.errors import ConnectError, ReadTimeout
-from edge_agent.samples import Batch, Sample, now_ns
+from edge_agent.samples import Batch, Sample, Value, now_ns
 
 _log = logging.getLogger(__name__)
 
 ILLEGAL_DATA_ADDRESS = 2
+
+POLL_BUDGET = 0.9
+"""Share of the machine's timeout one poll may use, leaving the runtime time to take the batch."""
 
 
 class ModbusConnector:
@@ -38,6 +49,7 @@ class ModbusConnector:
         self._client: AsyncModbusTcpClient | None = None
         self._state = ConnectionState.CLOSED
         self._opened = False  # connect() succeeded and close() was not called since
+        self._reopen = False  # the link must be reopened before the next request (after a timeout)
         self._plan: list[ReadRequest] = plan_requests(config.tags, self._options)
 
     @property
@@ -71,6 +83,7 @@ class ModbusConnector:
             self._state = ConnectionState.DOWN
             raise
         self._opened = True
+        self._reopen = False
         self._state = ConnectionState.UP
         if self._config.close_after_cycle:
             await self._drop_client()
@@ -90,6 +103,9 @@ class ModbusConnector:
         except (OSError, ModbusException) as exc:
             client.close()
             raise ConnectError(config.id, f"cannot connect to {config.host}:{config.port}: {exc}") from exc
+        except BaseException:
+            client.close()
+            raise
         if not connected:
             client.close()
             raise ConnectError(
@@ -102,40 +118,58 @@ class ModbusConnector:
             await asyncio.sleep(config.pause_after_connect)
         return client
 
-    async def _link(self) -> AsyncModbusTcpClient:
-        """The open client; reopens it when the device wants a new connection per poll."""
+    async def _link(self, deadline: float) -> AsyncModbusTcpClient:
+        """The open client; reopens it after a timeout or when the device wants a connection per poll."""
         client = self._client
-        if client is not None and client.connected:
+        if client is not None and client.connected and not self._reopen:
             return client
-        if self._opened and self._config.close_after_cycle:
+        if self._opened and (self._reopen or self._config.close_after_cycle):
+            await self._drop_client()
             try:
-                return await self._open()
+                async with asyncio.timeout_at(deadline):
+                    client = await self._open()
+            except TimeoutError as exc:
+                await self._drop_client()
+                self._state = ConnectionState.DOWN
+                raise ConnectError(self.machine_id, "reopening the connection took longer than the poll") from exc
             except ConnectError:
                 self._state = ConnectionState.DOWN
                 raise
+            self._reopen = False
+            return client
         if self._state is not ConnectionState.CLOSED:
             self._state = ConnectionState.DOWN
         raise ConnectError(self.machine_id, "not connected (connection closed or lost). The runtime reconnects")
 
     async def read(self) -> Batch:
         """Run every request of the plan once and decode each tag."""
-        client = await self._link()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.effective_timeout * POLL_BUDGET
+        polled_at = now_ns()
+        await self._link(deadline)
         try:
-            return await self._poll(client)
+            return await self._poll(deadline, polled_at)
         finally:
             if self._config.close_after_cycle:
                 await self._drop_client()
 
-    async def _poll(self, client: AsyncModbusTcpClient) -> Batch:
-        polled_at = now_ns()
+    async def _poll(self, deadline: float, polled_at: int) -> Batch:
+        loop = asyncio.get_running_loop()
         samples: dict[str, Sample] = {}
         answered = timed_out = 0
         new_plan: list[ReadRequest] = []
         pause = self._config.pause_between_requests
-        for position, request in enumerate(self._plan):
-            if position and pause > 0:
+        queue = list(self._plan)
+        for position, request in enumerate(queue):
+            if position and pause > 0 and loop.time() + pause < deadline:
                 await asyncio.sleep(pause)
-            result = await self._execute(client, request)
+            if loop.time() >= deadline:
+                reason = f"not read: the poll used up its time ({self._config.effective_timeout:g} s timeout)"
+                for rest in queue[position:]:
+                    self._bad(samples, rest, reason, now_ns())
+                new_plan.extend(queue[position:])
+                break
+            result = await self._execute(request, deadline)
             received_at = now_ns()
             if isinstance(result, _Failed):
                 timed_out += result.timed_out
@@ -157,9 +191,7 @@ class ModbusConnector:
                     )
                     new_plan.extend(parts)
                     for part in parts:
-                        if pause > 0:
-                            await asyncio.sleep(pause)
-                        await self._run_single(client, part, samples)
+                        await self._run_single(part, deadline, samples)
                     continue
                 self._bad(samples, request, exception_reason(result), received_at)
             else:
@@ -171,14 +203,25 @@ class ModbusConnector:
             self._state = ConnectionState.DOWN
             raise ReadTimeout(
                 self.machine_id,
-                f"no answer to any of {timed_out} request(s) within {self._config.effective_timeout:g} s",
+                f"no answer from the device: {timed_out} of {len(queue)} request(s) went unanswered and the rest "
+                f"did not fit in the poll's timeout ({self._config.effective_timeout:g} s)"
+                if timed_out < len(queue)
+                else f"no answer from the device to any of {timed_out} request(s)",
             )
         self._state = ConnectionState.UP
         ordered = tuple(samples[tag.name] for tag in self._config.tags)
         return Batch(self.machine_id, ordered, polled_at_ns=polled_at)
 
-    async def _run_single(self, client: AsyncModbusTcpClient, request: ReadRequest, into: dict[str, Sample]) -> None:
-        result = await self._execute(client, request)
+    async def _run_single(self, request: ReadRequest, deadline: float, into: dict[str, Sample]) -> None:
+        loop = asyncio.get_running_loop()
+        pause = self._config.pause_between_requests
+        if pause > 0 and loop.time() + pause < deadline:
+            await asyncio.sleep(pause)
+        if loop.time() >= deadline:
+            reason = f"not read: the poll used up its time ({self._config.effective_timeout:g} s timeout)"
+            self._bad(into, request, reason, now_ns())
+            return
+        result = await self._execute(request, deadline)
         received_at = now_ns()
         if isinstance(result, _Failed):
             self._bad(into, request, result.reason, received_at)
@@ -187,23 +230,28 @@ class ModbusConnector:
         else:
             self._decode(into, request, result, received_at)
 
-    async def _execute(
-        self, client: AsyncModbusTcpClient, request: ReadRequest
-    ) -> Sequence[int] | Sequence[bool] | int | _Failed:
+    async def _execute(self, request: ReadRequest, deadline: float) -> Sequence[int] | Sequence[bool] | int | _Failed:
         """The answer's registers or bits, the exception code of a Modbus exception, or ``_Failed``."""
+        client = await self._link(deadline)
         calls: dict[str, Callable[..., Awaitable[Any]]] = {
             "coil": client.read_coils,
             "discrete_input": client.read_discrete_inputs,
             "holding": client.read_holding_registers,
             "input": client.read_input_registers,
         }
+        loop = asyncio.get_running_loop()
+        limit = self._config.request_timeout
+        until = deadline if limit is None else min(deadline, loop.time() + limit)
         try:
-            response = await calls[request.table](request.start, count=request.count, device_id=request.unit_id)
+            async with asyncio.timeout_at(until):
+                response = await calls[request.table](request.start, count=request.count, device_id=request.unit_id)
+        except TimeoutError:
+            return self._no_answer()
         except ModbusIOException as exc:
             if not client.connected:
                 self._state = ConnectionState.DOWN
                 raise ConnectError(self.machine_id, f"connection lost while reading: {exc}") from exc
-            return _Failed(f"no valid answer within {self._config.effective_timeout:g} s", timed_out=True)
+            return self._no_answer()
         except ConnectionException as exc:
             self._state = ConnectionState.DOWN
             raise ConnectError(self.machine_id, f"connection lost while reading: {exc}") from exc
@@ -217,6 +265,13 @@ class ModbusConnector:
             return _Failed(f"device answered {len(data)} values, {request.count} were asked for")
         return data[: request.count]
 
+    def _no_answer(self) -> _Failed:
+        """A request went unanswered: reopen the link before the next request (a late answer would confuse it)."""
+        self._reopen = True
+        limit = self._config.request_timeout
+        within = limit if limit is not None else self._config.effective_timeout * POLL_BUDGET
+        return _Failed(f"no answer within {within:g} s", timed_out=True)
+
     @staticmethod
     def _decode(
         into: dict[str, Sample], request: ReadRequest, data: Sequence[int] | Sequence[bool], received_at: int
@@ -224,8 +279,9 @@ class ModbusConnector:
         for tag in request.tags:
             part = request.slice_of(tag, data)
             try:
+                value: Value
                 if request.is_bits:
-                    value: bool | int | float | str = bool(part[0])
+                    value = bool(part[0])
                 else:
                     value = decode_value(
                         [int(word) for word in part],
@@ -257,6 +313,7 @@ class ModbusConnector:
     async def close(self) -> None:
         """Close the connection. Idempotent; never raises."""
         self._opened = False
+        self._reopen = False
         await self._drop_client()
         self._state = ConnectionState.CLOSED
 

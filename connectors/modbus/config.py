@@ -160,6 +160,9 @@ class ModbusMachine(MachineConfigBase):
     max_registers_per_request: int = Field(default=MAX_REGISTERS_PER_REQUEST, ge=1, le=MAX_REGISTERS_PER_REQUEST)
     max_bits_per_request: int = Field(default=MAX_BITS_PER_REQUEST, ge=1, le=MAX_BITS_PER_REQUEST)
     one_request_per_tag: bool = False
+    request_timeout: Duration | None = Field(
+        default=None, description="Time one request may take; default: what is left of the poll's timeout."
+    )
     pause_after_connect: Duration = 0.0
     pause_between_requests: Duration = 0.0
     close_after_cycle: bool = False
@@ -171,6 +174,11 @@ class ModbusMachine(MachineConfigBase):
         for name in ("pause_after_connect", "pause_between_requests"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative. Fix: set e.g. {name}: 100ms, or remove it")
+        if self.request_timeout is not None and not 0 < self.request_timeout < self.effective_timeout:
+            problems.append(
+                f"request_timeout ({self.request_timeout:g} s) must be greater than 0 and shorter than the poll's "
+                f"timeout ({self.effective_timeout:g} s). Fix: lower request_timeout, or raise timeout"
+            )
         seen: dict[str, int] = {}
         for index, tag in enumerate(self.tags):
             if tag.name in seen:
@@ -211,6 +219,24 @@ class ModbusMachine(MachineConfigBase):
                     )
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _pauses_fit_in_a_poll(self) -> Self:
+        from connectors.modbus.plan import PlanOptions, plan_requests
+
+        requests = len(plan_requests(self.tags, PlanOptions.of(self)))
+        waiting = self.pause_between_requests * (requests - 1)
+        if self.close_after_cycle:
+            waiting += self.pause_after_connect
+        budget = self.effective_timeout * 0.9  # connectors.modbus.client.POLL_BUDGET
+        if waiting > 0 and waiting >= budget:
+            raise ValueError(
+                f"one poll sends {requests} request(s) and pauses {waiting:g} s in total "
+                f"(pause_between_requests{' and pause_after_connect' if self.close_after_cycle else ''}), "
+                f"which leaves no time within the poll's timeout ({self.effective_timeout:g} s, 90 % usable). "
+                "Fix: raise interval (and timeout), or lower the pauses"
+            )
         return self
 
     def unit_of(self, tag: ModbusTag) -> int:

@@ -48,6 +48,8 @@ class ModbusTestDevice:
         self.connections_opened = 0
         self.connections_closed = 0
         self.latency_s = 0.0
+        self.slow_addresses: set[int] = set()
+        """Requests starting at these addresses get ``latency_s``; empty means every request does."""
         self.exception: int | None = None
         self._server: ModbusTcpServer | None = None
         self.port = 0
@@ -110,12 +112,12 @@ class ModbusTestDevice:
         _unit: int,
         _function_code: int,
         _start_address: int,
-        _address: int,
+        address: int,
         _count: int,
         _registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        if self.latency_s > 0:
+        if self.latency_s > 0 and (not self.slow_addresses or address in self.slow_addresses):
             await asyncio.sleep(self.latency_s)
         if self.exception is not None:
             return ExcCodes(self.exception)

@@ -298,6 +298,8 @@ def test_modbus_quirk_limits() -> None:
         pause_after_connect="1s",
         pause_between_requests="50ms",
         close_after_cycle=True,
+        request_timeout="1s",
+        interval="5s",
     )
     assert (machine.pause_after_connect, machine.pause_between_requests) == (1.0, 0.05)
     for key, value, fix in [
@@ -306,6 +308,7 @@ def test_modbus_quirk_limits() -> None:
         ("max_bits_per_request", 2001, "less than or equal to 2000"),
         ("pause_between_requests", "soon", "is not a duration"),
         ("pause_after_connect", -1, "pause_after_connect must not be negative"),
+        ("request_timeout", "1s", "request_timeout (1 s) must be greater than 0 and shorter than the poll's timeout"),
     ]:
         with pytest.raises(ValidationError) as exc:
             modbus({"name": "a", "address": 0}, **{key: value})
@@ -359,3 +362,16 @@ def test_opcua_bad_mode_keys(keys: dict[str, Any], tag_keys: dict[str, Any], mes
     with pytest.raises(ValidationError) as exc:
         opcua({"name": "a", "node": "i=2258", **tag_keys}, **keys)
     assert message in error_text(exc)
+
+
+def test_modbus_pauses_must_fit_in_a_poll() -> None:
+    tags = [{"name": f"t{i}", "address": i} for i in range(5)]
+    modbus(*tags, one_request_per_tag=True, pause_between_requests="100ms")  # 0.4 s of 0.72 s
+    with pytest.raises(ValidationError) as exc:
+        modbus(*tags, one_request_per_tag=True, pause_between_requests="200ms")
+    assert "one poll sends 5 request(s) and pauses 0.8 s in total" in error_text(exc)
+    assert "Fix: raise interval" in error_text(exc)
+    modbus(*tags, one_request_per_tag=True, pause_between_requests="200ms", interval="2s")
+    with pytest.raises(ValidationError) as exc:
+        modbus(tags[0], close_after_cycle=True, pause_after_connect="1s")
+    assert "pause_between_requests and pause_after_connect" in error_text(exc)

@@ -208,7 +208,7 @@ async def test_silent_device_raises_read_timeout_and_recovers(device: ModbusTest
     connector = ModbusConnector(config)
     await connector.connect()
     device.latency_s = 1.0
-    with pytest.raises(ReadTimeout, match="no answer to any of 2 request"):
+    with pytest.raises(ReadTimeout, match="no answer from the device: 1 of 2 request"):
         await connector.read()
     device.latency_s = 0.0
     await connector.close()
@@ -216,3 +216,44 @@ async def test_silent_device_raises_read_timeout_and_recovers(device: ModbusTest
     batch = await connector.read()
     assert batch.good_count == 2
     await connector.close()
+
+
+async def test_one_slow_request_marks_only_its_tags_bad(device: ModbusTestDevice) -> None:
+    tags = [
+        {"name": "slow", "address": 0},
+        {"name": "fast_holding", "address": 30, "type": "int32"},
+        {"name": "fast_input", "table": "input", "address": 10, "type": "float32"},
+    ]
+    config = machine(device, tags, max_gap=0, request_timeout="200ms")
+    connector = ModbusConnector(config)
+    await connector.connect()
+    device.latency_s = 1.0
+    device.slow_addresses = {0}
+    try:
+        batch = await connector.read()
+        samples = {s.tag: s for s in batch.samples}
+        assert (samples["slow"].quality, samples["slow"].reason) == (Quality.BAD, "no answer within 0.2 s")
+        assert samples["fast_holding"].value == -123456
+        assert samples["fast_input"].value == 21.5
+        # The link was reopened after the timeout, so the late answer could not be taken for the next one.
+        assert device.connections_opened == 2
+        device.latency_s = 0.0
+        batch = await connector.read()
+        assert batch.good_count == 3
+    finally:
+        await connector.close()
+
+
+async def test_a_poll_never_outlasts_its_timeout(device: ModbusTestDevice) -> None:
+    tags = [{"name": "slow", "address": 0}, {"name": "late", "table": "input", "address": 10, "type": "float32"}]
+    connector = ModbusConnector(machine(device, tags, interval="500ms"))
+    await connector.connect()
+    device.latency_s = 2.0
+    device.slow_addresses = {0}
+    started = time.monotonic()
+    try:
+        with pytest.raises(ReadTimeout):
+            await connector.read()
+    finally:
+        await connector.close()
+    assert time.monotonic() - started < 0.5  # 90 % of the 400 ms timeout, not the device's 2 s
