@@ -11,9 +11,11 @@ straight to the address space and are not counted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from copy import copy
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -76,7 +78,13 @@ def status(code: int) -> ua.StatusCode:
     return ua.StatusCode(ua.UInt32(code))
 
 
-ReadHook = Callable[[], Awaitable[None]]
+@dataclass(slots=True)
+class MachineFaults:
+    """Protocol-level misbehaviour for one machine's nodes (see ``Simulation.inject_protocol_fault``)."""
+
+    latency_s: float = 0.0
+    stale: bool = False
+    status_code: int | None = None
 
 
 class OpcUaSimServer:
@@ -91,10 +99,9 @@ class OpcUaSimServer:
         self._port: int | None = None
         self.write_count = 0
         self._clock_written: datetime | None = None
-        self.signal_status: dict[str, int] = {}
-        """Machine id -> StatusCodes value given to its signals (protocol fault injection)."""
-        self.read_hooks: list[ReadHook] = []
-        """Awaited before every Read request; protocol faults use them to add latency."""
+        self.faults: dict[str, MachineFaults] = {mid: MachineFaults() for mid, _ in self._machines}
+        """Protocol faults per machine: Read latency, stale values, a bad status code on its signals."""
+        self._namespace_index = -1
 
     @property
     def port(self) -> int:
@@ -125,6 +132,7 @@ class OpcUaSimServer:
         server.disable_clock(True)
         await server.set_application_uri("urn:edge-agent:simulator:server")
         idx = await server.register_namespace(NAMESPACE_URI)
+        self._namespace_index = idx
         folder = await server.nodes.objects.add_folder(string_node("Machines", idx), ua.QualifiedName("Machines", idx))
         for machine_id, signals in self._machines:
             obj = await folder.add_object(string_node(machine_id, idx), ua.QualifiedName(machine_id, idx))
@@ -170,22 +178,37 @@ class OpcUaSimServer:
             self.write_count += 1
 
     async def _on_read(self, event: Any, _dispatcher: Any) -> None:
-        if event.is_external:
-            for hook in list(self.read_hooks):
-                await hook()
+        """Delay a client's Read by the largest latency among the machines whose nodes it reads."""
+        if not event.is_external:
+            return
+        delay = 0.0
+        for item in getattr(event.request_params, "NodesToRead", None) or ():
+            node = item.NodeId
+            if node.NamespaceIndex == self._namespace_index and isinstance(node.Identifier, str):
+                faults = self.faults.get(node.Identifier.split(".", 1)[0])
+                if faults is not None:
+                    delay = max(delay, faults.latency_s)
+        if delay > 0:
+            await asyncio.sleep(delay)
 
-    async def publish(self, readings: dict[str, Reading], timestamp_ns: int) -> None:
+    async def publish(self, readings: dict[str, Reading], timestamp_ns: int) -> list[str]:
         """Set every variable of the given machines, all with the same source timestamp.
 
-        Signals carry the machine's entry in ``signal_status`` (Good unless a protocol fault set
-        a bad code); status variables are always Good.
+        Signals carry the machine's injected status code (Good unless a protocol fault set one);
+        status variables are always Good. Machines with stale values are skipped. Returns the ids
+        of the machines whose values were published.
         """
         if self._server is None:
-            return
+            return []
         stamp = to_datetime(timestamp_ns)
         await self._tick_clock(stamp)
+        published = []
         for machine_id, reading in readings.items():
-            code = status(self.signal_status.get(machine_id, StatusCodes.Good))
+            faults = self.faults[machine_id]
+            if faults.stale:
+                continue
+            published.append(machine_id)
+            code = status(StatusCodes.Good if faults.status_code is None else faults.status_code)
             for name, value in reading.values.items():
                 await self._write(machine_id, name, ua.Variant(value, ua.VariantType.Double), stamp, code)
             good = status(StatusCodes.Good)
@@ -197,6 +220,7 @@ class OpcUaSimServer:
             )
             count = reading.parts_count & 0xFFFFFFFF
             await self._write(machine_id, "parts_count", ua.Variant(count, ua.VariantType.UInt32), stamp, good)
+        return published
 
     async def _write(
         self, machine_id: str, name: str, variant: ua.Variant, stamp: datetime, code: ua.StatusCode

@@ -27,11 +27,17 @@ from simulators.durations import parse_duration
 from simulators.errors import SimulatorError
 from simulators.faults import Fault
 from simulators.history import DEFAULT_DEPTH, ServedHistory
-from simulators.modbus_server import ModbusSimServer
-from simulators.opcua_server import OpcUaSimServer
+from simulators.modbus_server import ModbusSimServer, UnitFaults
+from simulators.opcua_server import MachineFaults, OpcUaSimServer
 from simulators.physics import MachineState
 from simulators.physics.registry import MachinesArg
 from simulators.plant import Plant, Reading
+from simulators.protocol_faults import (
+    PROTOCOL_FAULT_KINDS,
+    ProtocolFaultKind,
+    apply_modbus_fault,
+    apply_opcua_fault,
+)
 from simulators.register_map import PlantDescription, describe
 from simulators.scenario import Scenario, load_scenario
 
@@ -170,9 +176,10 @@ class Simulation:
             for machine_id, values in self._modbus.publish(readings, timestamp_ns).items():
                 self.history.record("modbus", machine_id, values, timestamp_ns)
         if self._opcua is not None:
-            for machine_id, reading in readings.items():
+            fresh = {m: r for m, r in readings.items() if not self._opcua.faults[m].stale}
+            for machine_id, reading in fresh.items():  # recorded before any client can read it
                 self.history.record("opcua", machine_id, reading.values, timestamp_ns)
-            await self._opcua.publish(readings, timestamp_ns)
+            await self._opcua.publish(fresh, timestamp_ns)
         self._stamp_ground_truth(timestamp_ns)
         self._update_count += 1
         if self._updated is not None:
@@ -243,6 +250,62 @@ class Simulation:
         except KeyError:
             names = [s.name.lower() for s in MachineState]
             raise SimulatorError(f"unknown state {state!r}. Fix: use one of {names} or None") from None
+
+    # -- protocol faults -------------------------------------------------------------------------
+
+    def inject_protocol_fault(
+        self,
+        protocol: Protocol,
+        kind: ProtocolFaultKind,
+        machine_id: str | None = None,
+        *,
+        latency: float | str | None = None,
+        code: str | int | None = None,
+    ) -> None:
+        """Make one server misbehave for one machine (or all machines when ``machine_id`` is None).
+
+        - ``latency``: every read waits ``latency`` (seconds or "250ms") before it is answered
+          (OPC UA: Read service requests; Modbus: any request to the unit);
+        - ``exception`` (Modbus): every request to the unit gets exception ``code``
+          ("device_busy", "illegal_address", ... or the number);
+        - ``stale``: values and timestamps stop updating, the server keeps answering;
+        - ``bad_status`` (OPC UA): signals carry status ``code`` ("BadSensorFailure", ...).
+
+        Faults stay until ``clear_protocol_faults``; they change neither physics nor ground truth.
+        """
+        if protocol not in PROTOCOLS:
+            raise SimulatorError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        if kind not in PROTOCOL_FAULT_KINDS:
+            raise SimulatorError(f"unknown protocol fault {kind!r}. Fix: use one of {PROTOCOL_FAULT_KINDS}")
+        machines = self.machine_ids if machine_id is None else [machine_id]
+        if machine_id is not None and machine_id not in self.plant.machines:
+            raise SimulatorError(f"unknown machine {machine_id!r}. Fix: use one of {self.machine_ids}")
+        seconds = _seconds("latency", latency)
+        if kind == "latency" and (seconds is None or seconds < 0):
+            raise SimulatorError("latency needs a non-negative duration. Fix: e.g. latency='500ms'")
+        if protocol == "modbus":
+            apply_modbus_fault(self.modbus, kind, machines, seconds, code)
+        else:
+            apply_opcua_fault(self.opcua, kind, machines, seconds, code)
+
+    def clear_protocol_faults(self, protocol: Protocol | None = None, machine_id: str | None = None) -> None:
+        """Undo protocol faults (both servers and every machine unless narrowed)."""
+        machines = self.machine_ids if machine_id is None else [machine_id]
+        if self._modbus is not None and protocol in {None, "modbus"}:
+            for mid in machines:
+                self._modbus.faults[self._modbus.unit_id(mid)] = UnitFaults()
+        if self._opcua is not None and protocol in {None, "opcua"}:
+            for mid in machines:
+                self._opcua.faults[mid] = MachineFaults()
+
+    def drop_connections(self, protocol: Protocol | None = None) -> int:
+        """Close every client connection now (listeners stay up, clients may reconnect)."""
+        dropped = 0
+        if self._modbus is not None and protocol in {None, "modbus"}:
+            dropped += self._modbus.drop_connections()
+        if self._opcua is not None and protocol in {None, "opcua"}:
+            dropped += self._opcua.drop_connections()
+        return dropped
 
     # -- what tests and the demo ask -----------------------------------------------------------
 

@@ -13,3 +13,10 @@ from simulators import Simulation
 async def sim() -> AsyncIterator[Simulation]:
     async with Simulation(seed=1, update_interval=0.05) as running:
         yield running
+
+
+@pytest.fixture
+async def modbus_sim() -> AsyncIterator[Simulation]:
+    """Modbus only: starts in milliseconds (asyncua's address space takes about a second)."""
+    async with Simulation(seed=1, update_interval=0.05, opcua_port=None) as running:
+        yield running

@@ -61,7 +61,8 @@ def decode_float32(registers: list[int]) -> list[float]:
     ]
 
 
-async def test_modbus_input_registers_decode_to_served(sim: Simulation) -> None:
+async def test_modbus_input_registers_decode_to_served(modbus_sim: Simulation) -> None:
+    sim = modbus_sim
     client = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus.port, timeout=5)
     try:
         assert await client.connect()
@@ -102,7 +103,8 @@ async def test_modbus_holding_registers_status_and_scaled_values() -> None:
             client.close()
 
 
-async def test_modbus_unknown_unit_and_address_get_exceptions(sim: Simulation) -> None:
+async def test_modbus_unknown_unit_and_address_get_exceptions(modbus_sim: Simulation) -> None:
+    sim = modbus_sim
     client = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus.port, timeout=5)
     try:
         assert await client.connect()

@@ -30,7 +30,8 @@ async def test_reads_are_not_counted(sim: Simulation) -> None:
     assert sim.write_count == 0
 
 
-async def test_modbus_writes_are_counted_and_refused(sim: Simulation) -> None:
+async def test_modbus_writes_are_counted_and_refused(modbus_sim: Simulation) -> None:
+    sim = modbus_sim
     client = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus.port, timeout=5)
     try:
         assert await client.connect()

@@ -1,0 +1,134 @@
+"""Protocol faults seen through real clients: latency, exceptions, stale values, bad status, drops."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from asyncua import Client, ua
+from pymodbus.client import AsyncModbusTcpClient
+
+from simulators import Simulation, SimulatorError
+from simulators.register_map import NAMESPACE_URI
+
+
+@pytest.fixture
+async def modbus_client(modbus_sim: Simulation) -> AsyncIterator[AsyncModbusTcpClient]:
+    client = AsyncModbusTcpClient("127.0.0.1", port=modbus_sim.modbus.port, timeout=5, retries=0)
+    assert await client.connect()
+    yield client
+    client.close()
+
+
+async def timed(awaitable: object) -> tuple[object, float]:
+    began = time.perf_counter()
+    result = await awaitable  # type: ignore[misc]
+    return result, time.perf_counter() - began
+
+
+async def test_modbus_latency_delays_only_that_unit(
+    modbus_sim: Simulation, modbus_client: AsyncModbusTcpClient
+) -> None:
+    modbus_sim.inject_protocol_fault("modbus", "latency", "pump-1", latency="300ms")
+    slow, slow_s = await timed(modbus_client.read_input_registers(0, count=2, device_id=1))
+    fast, fast_s = await timed(modbus_client.read_input_registers(0, count=2, device_id=2))
+    assert slow_s >= 0.3
+    assert fast_s < 0.3
+    assert not slow.isError()  # type: ignore[attr-defined]
+    assert not fast.isError()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("code", "number"), [("device_busy", 6), ("illegal_address", 2), (4, 4)])
+async def test_modbus_exception_responses(
+    modbus_sim: Simulation, modbus_client: AsyncModbusTcpClient, code: str | int, number: int
+) -> None:
+    modbus_sim.inject_protocol_fault("modbus", "exception", "press-1", code=code)
+    refused = await modbus_client.read_holding_registers(100, count=3, device_id=2)
+    assert refused.isError()
+    assert refused.exception_code == number
+    assert not (await modbus_client.read_holding_registers(100, count=3, device_id=1)).isError()
+    modbus_sim.clear_protocol_faults("modbus")
+    assert not (await modbus_client.read_holding_registers(100, count=3, device_id=2)).isError()
+    assert modbus_sim.write_count == 0
+
+
+async def test_modbus_stale_values_freeze_until_cleared(
+    modbus_sim: Simulation, modbus_client: AsyncModbusTcpClient
+) -> None:
+    modbus_sim.inject_protocol_fault("modbus", "stale", "pump-1")
+    served_before = len(modbus_sim.served("modbus", "pump-1", "flow"))
+    first = (await modbus_client.read_input_registers(0, count=10, device_id=1)).registers
+    async with asyncio.timeout(5):
+        await modbus_sim.wait_updates(3)
+    second = (await modbus_client.read_input_registers(0, count=10, device_id=1)).registers
+    assert first == second
+    assert len(modbus_sim.served("modbus", "pump-1", "flow")) == served_before
+    modbus_sim.clear_protocol_faults()
+    async with asyncio.timeout(5):
+        await modbus_sim.wait_updates(2)
+    third = (await modbus_client.read_input_registers(0, count=10, device_id=1)).registers
+    assert third != first
+
+
+async def test_modbus_dropped_connection(modbus_sim: Simulation, modbus_client: AsyncModbusTcpClient) -> None:
+    assert not (await modbus_client.read_input_registers(0, count=2, device_id=1)).isError()
+    assert modbus_sim.drop_connections("modbus") == 1
+    fresh = AsyncModbusTcpClient("127.0.0.1", port=modbus_sim.modbus.port, timeout=5)
+    try:
+        assert await fresh.connect()
+        assert not (await fresh.read_input_registers(0, count=2, device_id=1)).isError()
+    finally:
+        fresh.close()
+
+
+async def test_opcua_bad_status_stale_and_latency(sim: Simulation) -> None:
+    async with Client(sim.opcua.endpoint, timeout=5) as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        flow = client.get_node(ua.NodeId("pump-1.flow", idx))
+        press = client.get_node(ua.NodeId("press-1.hydraulic_pressure", idx))
+
+        sim.inject_protocol_fault("opcua", "bad_status", "pump-1", code="BadSensorFailure")
+        async with asyncio.timeout(5):
+            await sim.wait_updates(2)
+        bad = await flow.read_data_value(raise_on_bad_status=False)
+        assert bad.StatusCode.value == ua.StatusCodes.BadSensorFailure
+        assert (await press.read_data_value()).StatusCode.is_good()
+
+        sim.clear_protocol_faults()
+        async with asyncio.timeout(5):
+            await sim.wait_updates(2)  # a Good value first, or the frozen one would stay bad
+        sim.inject_protocol_fault("opcua", "stale", "pump-1")
+        async with asyncio.timeout(5):
+            await sim.wait_updates(2)
+        first = await flow.read_data_value()
+        async with asyncio.timeout(5):
+            await sim.wait_updates(3)
+        second = await flow.read_data_value()
+        assert first.SourceTimestamp == second.SourceTimestamp
+        assert first.Value == second.Value
+        assert (await press.read_data_value()).SourceTimestamp > first.SourceTimestamp
+
+        sim.clear_protocol_faults()
+        sim.inject_protocol_fault("opcua", "latency", "press-1", latency=0.3)
+        _, slow_s = await timed(press.read_data_value())
+        _, fast_s = await timed(flow.read_data_value())
+        assert slow_s >= 0.3
+        assert fast_s < 0.3
+        assert sim.drop_connections("opcua") == 1
+
+
+async def test_bad_protocol_faults_are_refused(sim: Simulation) -> None:
+    with pytest.raises(SimulatorError, match="Modbus fault"):
+        sim.inject_protocol_fault("opcua", "exception", code="device_busy")
+    with pytest.raises(SimulatorError, match="OPC UA fault"):
+        sim.inject_protocol_fault("modbus", "bad_status", code="BadSensorFailure")
+    with pytest.raises(SimulatorError, match="unknown Modbus exception"):
+        sim.inject_protocol_fault("modbus", "exception", code="on_fire")
+    with pytest.raises(SimulatorError, match="Good OPC UA status"):
+        sim.inject_protocol_fault("opcua", "bad_status", code="Good")
+    with pytest.raises(SimulatorError, match="latency"):
+        sim.inject_protocol_fault("modbus", "latency")
+    with pytest.raises(SimulatorError, match="unknown machine"):
+        sim.inject_protocol_fault("modbus", "stale", "robot-1")
