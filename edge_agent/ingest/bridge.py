@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 MAX_RECEIVE_MAXIMUM = 65535
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
+_STABLE_CONNECTION = 10.0  # seconds; a connection dropped sooner counts as a quick drop
+_FLAPS_BEFORE_ERROR = 3
 _MAX_KINDS = 200
 _FINAL_FLUSH_TIMEOUT = 2.0
 _THREAD_STOP_TIMEOUT = 2.0
@@ -181,6 +184,9 @@ class IngestBridge:
         self._stopping = asyncio.Event()
         self._broker_down_logged = False
         self._refused_logged = False
+        self._connected_at = 0.0
+        self._quick_drops = 0
+        self._flapping = False
 
     # ------------------------------------------------------------------ public
     async def wait_ready(self) -> None:
@@ -316,12 +322,14 @@ class IngestBridge:
             return
         self._generation += 1
         self._refused_logged = False
+        self._connected_at = time.monotonic()
         self.stats.connected = True
+        level = logging.DEBUG if self._flapping else logging.INFO
         if self._broker_down_logged:
-            log.info("ingest: reconnected to MQTT broker (session present: %s)", flags.session_present)
+            log.log(level, "ingest: reconnected to MQTT broker (session present: %s)", flags.session_present)
             self._broker_down_logged = False
         else:
-            log.info("ingest: connected to MQTT broker (session present: %s)", flags.session_present)
+            log.log(level, "ingest: connected to MQTT broker (session present: %s)", flags.session_present)
         client.subscribe(self.topic, qos=1)
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
@@ -344,6 +352,27 @@ class IngestBridge:
     ) -> None:
         self.stats.connected = False
         if self._stopping.is_set() or self._client is None:
+            return
+        lasted = time.monotonic() - self._connected_at
+        if lasted >= _STABLE_CONNECTION:
+            self._quick_drops = 0
+            self._flapping = False
+        else:
+            self._quick_drops += 1
+        if (reason.value == SESSION_TAKEN_OVER or self._quick_drops >= _FLAPS_BEFORE_ERROR) and not self._flapping:
+            # Mosquitto just closes the socket of the older client, so the reason code cannot be relied on.
+            self._flapping = True
+            log.error(
+                "ingest: the MQTT connection keeps dropping right after it is made (%s). Most likely another "
+                "client uses the same client id %r and takes over this bridge's session; the two push each "
+                "other off. Fix: give every bridge its own ingest.client_id (and the same ingest.share_group to "
+                "split the stream between them). Further reconnects are logged at DEBUG",
+                reason,
+                self.ingest.client_id,
+            )
+        if self._flapping:
+            log.debug("ingest: lost MQTT connection again (%s)", reason)
+            self._broker_down_logged = True
             return
         if not self._broker_down_logged:
             self._broker_down_logged = True

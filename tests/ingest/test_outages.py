@@ -7,7 +7,10 @@ through the bridge's constructor so the tests wait seconds, not minutes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+
+import pytest
 
 from edge_agent.config import InfluxConfig
 from edge_agent.ingest import IngestBridge, make_writer
@@ -171,3 +174,20 @@ async def test_shared_subscription_splits_the_stream_without_loss(mosquitto: Mos
         assert await count_points(influxdb1, database) == 90
     finally:
         publisher.close()
+
+
+async def test_two_bridges_with_one_client_id_are_reported(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default client id is fixed, so a second bridge started by mistake must say what is wrong."""
+    caplog.set_level(logging.INFO, logger="edge_agent.ingest")
+    config = InfluxConfig(version=1, url=influxdb1.url, database=unique_name("db"), timeout=2.0)
+    ingest = ingest_config()
+    broker = mqtt_config(mosquitto, unique_name("edge"))
+    async with running_bridge(broker, ingest, config), running_bridge(broker, ingest, config):
+        await wait_until(
+            lambda: any("keeps dropping right after it is made" in r.getMessage() for r in caplog.records),
+            "the session take-over to be reported",
+            within=20,
+        )
+    assert "ingest.client_id" in caplog.text
