@@ -21,6 +21,12 @@ send. Knowing that window, the bridge flushes as soon as it is full instead of w
 flush interval (with MQTT 3.1.1 the broker's own in-flight limit, 20 in Mosquitto, would throttle
 it silently). Brokers that cap the window lower still work: a short quiet gap also flushes.
 
+Acks go out in arrival order, as MQTT asks (a malformed message behind a pending batch waits for
+that batch). Packet ids belong to one connection, so a message received before a reconnect is
+never acked on the new one: the broker redelivers it, and that copy is written (again, harmlessly)
+and acked. Every bridge needs its own ``ingest.client_id``: two clients with one id take the
+session from each other in turn (the bridge detects this and says so).
+
 Threads: paho runs its network loop in its own thread; callbacks only hand messages over to the
 event loop with ``call_soon_threadsafe``. Everything else runs in the event loop.
 """
