@@ -1,0 +1,112 @@
+"""Faults injected by the simulator at protocol level: what each connector makes of them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from connectors.modbus.client import ModbusConnector
+from connectors.opcua.client import OpcUaConnector
+from edge_agent.errors import ConnectError, ConnectorError, ReadTimeout
+from edge_agent.samples import Quality
+from simulators import Simulation
+from tests.connectors.simconfig import modbus_machine, opcua_machine
+
+
+async def test_modbus_device_busy_marks_tags_bad_and_spares_other_units(modbus_sim: Simulation) -> None:
+    sim = modbus_sim
+    first, second = sim.machine_ids[:2]
+    busy = ModbusConnector(modbus_machine(sim, first))
+    calm = ModbusConnector(modbus_machine(sim, second))
+    await busy.connect()
+    await calm.connect()
+    try:
+        sim.inject_protocol_fault("modbus", "exception", first, code="device_busy")
+        batch = await busy.read()
+        assert {s.reason for s in batch.samples} == {"Modbus exception 6: server device busy"}
+        assert (await calm.read()).good_count == len(calm.plan[0].tags) + sum(len(r.tags) for r in calm.plan[1:])
+        sim.clear_protocol_faults("modbus")
+        assert (await busy.read()).good_count == len(batch.samples)
+    finally:
+        await busy.close()
+        await calm.close()
+
+
+async def test_modbus_slow_device_and_dropped_connection(modbus_sim: Simulation) -> None:
+    sim = modbus_sim
+    machine = sim.machine_ids[0]
+    connector = ModbusConnector(modbus_machine(sim, machine, interval="500ms"))
+    await connector.connect()
+    try:
+        sim.inject_protocol_fault("modbus", "latency", machine, latency="1s")
+        with pytest.raises(ReadTimeout):
+            await connector.read()
+        sim.clear_protocol_faults("modbus")
+        await connector.close()
+        await connector.connect()
+        assert (await connector.read()).good_count > 0
+        assert sim.drop_connections("modbus") == 1
+        with pytest.raises(ConnectorError):
+            async with asyncio.timeout(5):
+                await connector.read()
+        await connector.connect()
+        assert (await connector.read()).good_count > 0
+    finally:
+        await connector.close()
+
+
+async def test_opcua_bad_status_stale_values_and_latency(opcua_sim: Simulation) -> None:
+    sim = opcua_sim
+    machine = sim.machine_ids[0]
+    namespace = sim.opcua.namespace_uri
+    extra = [{"name": "state", "node": f"nsu={namespace};s={machine}.state"}]
+    connector = OpcUaConnector(opcua_machine(sim, machine, extra_tags=extra, max_age="300ms", interval="500ms"))
+    await connector.connect()
+    try:
+        sim.inject_protocol_fault("opcua", "bad_status", machine, code="BadSensorFailure")
+        await sim.wait_updates(2)
+        batch = await connector.read()
+        signals = [s for s in batch.samples if s.tag != "state"]
+        assert {(s.quality, s.reason) for s in signals} == {(Quality.BAD, "BadSensorFailure")}
+        assert next(s for s in batch.samples if s.tag == "state").quality is Quality.GOOD
+        sim.clear_protocol_faults("opcua")
+        await sim.wait_updates(2)  # good values again before they freeze
+
+        sim.inject_protocol_fault("opcua", "stale", machine)
+        await sim.wait_updates(5)  # half a second without new values or timestamps
+        batch = await connector.read()
+        assert {s.quality for s in batch.samples} == {Quality.UNCERTAIN}
+        assert all((s.reason or "").startswith("stale: the source timestamp is") for s in batch.samples)
+        sim.clear_protocol_faults("opcua")
+        await sim.wait_updates(2)
+        assert (await connector.read()).good_count == len(batch.samples)
+
+        sim.inject_protocol_fault("opcua", "latency", machine, latency="1s")
+        with pytest.raises(ReadTimeout):
+            await connector.read()
+    finally:
+        sim.clear_protocol_faults("opcua")
+        await connector.close()
+
+
+async def test_opcua_dropped_connection_then_reconnect(opcua_sim: Simulation) -> None:
+    sim = opcua_sim
+    machine = sim.machine_ids[0]
+    connector = OpcUaConnector(opcua_machine(sim, machine))
+    await connector.connect()
+    try:
+        assert sim.drop_connections("opcua") >= 1
+
+        async def read_until_it_fails() -> None:
+            async with asyncio.timeout(5):
+                while True:  # the client learns of the closed socket on its next request
+                    await connector.read()
+                    await sim.wait_updates(1)
+
+        with pytest.raises(ConnectError):
+            await read_until_it_fails()
+        await connector.connect()
+        assert (await connector.read()).good_count == len(sim.signals(machine))
+    finally:
+        await connector.close()
