@@ -34,6 +34,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from simulators.durations import parse_duration
 from simulators.errors import Problem, ScenarioError, SimulatorError
 from simulators.faults import FaultBook, fault_problems
+from simulators.faults.book import FaultOverlapError
 from simulators.physics import MachineState
 from simulators.physics.registry import MACHINE_KINDS, resolve_machines
 from simulators.plant import ModeWindow, Plant
@@ -193,6 +194,7 @@ def _check_faults(spec: ScenarioFile, kinds: dict[str, str]) -> list[tuple[str, 
     problems: list[tuple[str, str]] = []
     signals = {mid: MACHINE_KINDS[kind].signal_names() for mid, kind in kinds.items()}
     book = FaultBook(spec.seed, {mid: (kinds[mid], signals[mid]) for mid in kinds})
+    entry_of: dict[int, int] = {}  # fault id in the book -> index in faults:
     for i, f in enumerate(spec.faults):
         key = f"faults[{i}]"
         if f.machine not in kinds:
@@ -211,7 +213,7 @@ def _check_faults(spec: ScenarioFile, kinds: dict[str, str]) -> list[tuple[str, 
         if fit:
             continue
         try:
-            book.add(
+            added = book.add(
                 f.machine,
                 f.fault,
                 severity=f.severity,
@@ -221,8 +223,19 @@ def _check_faults(spec: ScenarioFile, kinds: dict[str, str]) -> list[tuple[str, 
                 duration_s=f.duration,
                 signal=f.signal,
             )
-        except SimulatorError as exc:  # overlaps an earlier entry of the same exclusive group
-            problems.append((key, str(exc).removeprefix(f"{f.machine}: ")))
+        except FaultOverlapError as exc:
+            other = exc.existing
+            on = f" on {other.signal}" if other.signal else ""
+            problems.append(
+                (
+                    key,
+                    f"overlaps faults[{entry_of[other.fault_id]}] ({other.fault}{on} on {f.machine}); "
+                    "a fault cannot overlap itself and a sensor has one fault at a time. "
+                    "Fix: end one (duration) before the other starts (at)",
+                )
+            )
+        else:
+            entry_of[added.fault_id] = i
     return problems
 
 

@@ -20,6 +20,19 @@ _EXP_K = 4.0
 _SPAN_FLOOR = 1.0
 
 
+class FaultOverlapError(SimulatorError):
+    """A new fault overlaps one of the same exclusive group; ``existing`` is the one in the way."""
+
+    def __init__(self, new: Fault, existing: Fault) -> None:
+        self.new = new
+        self.existing = existing
+        on = f" on {existing.signal}" if existing.signal else ""
+        super().__init__(
+            f"{new.machine_id}: {new.fault!r} overlaps fault #{existing.fault_id} ({existing.fault}{on}, "
+            f"from {existing.start_s:g} s). Fix: clear it first or schedule this one after it ends"
+        )
+
+
 @dataclass(slots=True)
 class Fault:
     """One fault on one machine: what, how strong, when, and (sensor faults) on which signal.
@@ -160,11 +173,7 @@ class FaultBook:
         )
         clash = self.overlapping(new)
         if clash is not None:
-            raise SimulatorError(
-                f"{machine_id}: {fault!r} overlaps fault #{clash.fault_id} ({clash.fault}"
-                f"{' on ' + clash.signal if clash.signal else ''}, from {clash.start_s:g} s). "
-                "Fix: clear it first or schedule this one after it ends"
-            )
+            raise FaultOverlapError(new, clash)
         self._next_id += 1
         self.faults.append(new)
         return new

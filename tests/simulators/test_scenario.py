@@ -123,6 +123,9 @@ modes:
         parse_scenario(text, "s.yaml")
     located = {(p.key, p.line) for p in info.value.problems}
     assert located == {("faults[1]", 3), ("faults[3]", 5), ("modes[1]", 9)}
+    messages = {p.key: p.message for p in info.value.problems}
+    assert messages["faults[1]"].startswith("overlaps faults[0] (bearing_wear on pump-1)")
+    assert messages["faults[3]"].startswith("overlaps faults[2] (stuck_sensor on flow on pump-1)")
     assert all("Fix:" in p.message for p in info.value.problems)
 
 
