@@ -56,6 +56,16 @@ _LOST_LINK_CODES = frozenset(
 )
 """Service results that mean the session or channel is gone: reconnect rather than retry."""
 
+_LOGIN_CODES = frozenset(
+    {
+        StatusCodes.BadUserAccessDenied,
+        StatusCodes.BadIdentityTokenRejected,
+        StatusCodes.BadIdentityTokenInvalid,
+        StatusCodes.BadUserSignatureInvalid,
+    }
+)
+"""Connect failures that mean the login was refused."""
+
 _T = TypeVar("_T")
 
 _LINK_ERRORS: tuple[type[BaseException], ...] = (OSError, ConnectionError, EOFError, UaError)
@@ -162,7 +172,14 @@ class OpcUaConnector:
         except _LINK_ERRORS as exc:
             await self._discard(client)
             self._state = ConnectionState.DOWN
-            raise ConnectError(config.id, f"cannot connect to {config.endpoint}: {_describe(exc)}") from exc
+            hint = ""
+            if isinstance(exc, UaStatusCodeError) and exc.code in _LOGIN_CODES:
+                hint = (
+                    ". Fix: check username and password"
+                    if config.username is not None
+                    else ". Fix: the server does not allow anonymous sessions; set username and password"
+                )
+            raise ConnectError(config.id, f"cannot connect to {config.endpoint}: {_describe(exc)}{hint}") from exc
         self._client = client
         try:
             await self._resolve(client)

@@ -139,6 +139,17 @@ class OpcUaMachine(MachineConfigBase):
             )
         return self
 
+    @field_validator("endpoint")
+    @classmethod
+    def _no_credentials_in_endpoint(cls, endpoint: str) -> str:
+        authority = endpoint.removeprefix("opc.tcp://").split("/", 1)[0]
+        if "@" in authority:
+            raise ValueError(
+                "the endpoint holds a user name or password (user:password@host), which would show up in logs "
+                "and status pages. Fix: remove it from the endpoint and use the username and password keys"
+            )
+        return endpoint
+
     @model_validator(mode="after")
     def _tag_names_are_unique(self) -> Self:
         seen: dict[str, int] = {}

@@ -13,7 +13,9 @@ from typing import Any, Self
 
 from asyncua import ua
 from asyncua.common.callback import CallbackType
+from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.server import Server
+from asyncua.server.user_managers import UserManager
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
@@ -36,11 +38,29 @@ NODES: dict[str, tuple[Any, ua.VariantType, int, datetime | None]] = {
 COUNTER_NODES = [f"n{i}" for i in range(10)]
 
 
-class OpcUaTestDevice:
-    """``async with OpcUaTestDevice(max_nodes_per_read=4) as device: device.endpoint``."""
+class _Passwords(UserManager):
+    """Accepts exactly the given user names and passwords; no anonymous sessions."""
 
-    def __init__(self, max_nodes_per_read: int = 0) -> None:
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
+        if username is not None and self.users.get(username) == password:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+class OpcUaTestDevice:
+    """``async with OpcUaTestDevice(max_nodes_per_read=4) as device: device.endpoint``.
+
+    With ``users``, sessions need one of those user names and passwords.
+    """
+
+    def __init__(self, max_nodes_per_read: int = 0, users: dict[str, str] | None = None) -> None:
         self._max_nodes_per_read = max_nodes_per_read
+        self._users = users
         self._server: Server | None = None
         self._node_ids: dict[str, ua.NodeId] = {}
         self.read_sizes: list[int] = []
@@ -52,10 +72,12 @@ class OpcUaTestDevice:
         return f"nsu={NAMESPACE};s={name}"
 
     async def __aenter__(self) -> Self:
-        server = Server()
+        server = Server(user_manager=_Passwords(self._users) if self._users else None)
         await server.init()
         server.set_endpoint("opc.tcp://127.0.0.1:0/test/")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self._users:
+            server.set_security_IDs(["Username"])
         idx = await server.register_namespace(NAMESPACE)
         folder = await server.nodes.objects.add_folder(ua.NodeId("Device", idx), ua.QualifiedName("Device", idx))
         for name, (value, vtype, _status, _when) in NODES.items():

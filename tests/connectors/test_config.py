@@ -41,6 +41,16 @@ def test_sample_yaml_validates(folder: str) -> None:
 
 
 @pytest.mark.parametrize("folder", ["modbus", "opcua"])
+def test_sample_yaml_loads_as_a_machine_of_an_agent_config(folder: str) -> None:
+    from edge_agent.loader import parse_config
+
+    sample = (ROOT / folder / "sample.yaml").read_text()
+    indented = "\n".join(f"    {line}" if line.strip() else line for line in sample.splitlines())
+    config = parse_config(f"machines:\n  -\n{indented}\n", file="sample.yaml")
+    assert [m.type for m in config.machines] == [folder]
+
+
+@pytest.mark.parametrize("folder", ["modbus", "opcua"])
 def test_sample_yaml_documents_every_key(folder: str) -> None:
     text = (ROOT / folder / "sample.yaml").read_text()
     model = ModbusMachine if folder == "modbus" else OpcUaMachine
@@ -195,6 +205,14 @@ def test_opcua_endpoint_must_be_opc_tcp() -> None:
     with pytest.raises(ValidationError) as exc:
         opcua({"name": "a", "node": "i=2258"}, endpoint="http://host:4840")
     assert "endpoint" in error_text(exc)
+
+
+def test_opcua_credentials_in_the_endpoint_are_refused() -> None:
+    with pytest.raises(ValidationError) as exc:
+        opcua({"name": "a", "node": "i=2258"}, endpoint="opc.tcp://admin:hunter2@plc:4840/")
+    assert "Fix: remove it from the endpoint and use the username and password keys" in error_text(exc)
+    assert "endpoint" in error_text(exc)
+    opcua({"name": "a", "node": "i=2258"}, endpoint="opc.tcp://plc:4840/path@with-at")
 
 
 def test_opcua_security_other_than_none_is_refused() -> None:

@@ -177,3 +177,20 @@ async def test_subscription_read_fails_when_the_server_goes_away() -> None:
     assert failed, "read kept succeeding after the server went away"
     assert "dev" in str(failed[0])
     await connector.close()
+
+
+async def test_user_name_and_password() -> None:
+    async with OpcUaTestDevice(users={"operator": "s3cret-pw"}) as device:
+        right = OpcUaConnector(machine(device, ["double"], username="operator", password="s3cret-pw"))
+        await right.connect()
+        assert (await right.read()).good_count == 1
+        await right.close()
+        for keys in ({"username": "operator", "password": "wrong-pw"}, {}):
+            connector = OpcUaConnector(machine(device, ["double"], **keys))
+            with pytest.raises(ConnectError) as exc:
+                await connector.connect()
+            assert "cannot connect" in str(exc.value)
+            assert "Fix:" in str(exc.value)
+            assert "wrong-pw" not in str(exc.value)
+            assert "s3cret" not in str(exc.value)
+            await connector.close()
