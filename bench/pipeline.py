@@ -26,11 +26,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_agent.config import AgentConfig  # noqa: E402
-from edge_agent.demo import demo_config  # noqa: E402
-from edge_agent.runtime import Agent  # noqa: E402
-from simulators import Simulation  # noqa: E402
-from tests.servers import Mosquitto  # noqa: E402
+from edge_agent.config import AgentConfig
+from edge_agent.demo import demo_config
+from edge_agent.runtime import Agent
+from simulators import Simulation
+from tests.servers import Mosquitto
 
 
 def flat_out(config: AgentConfig, interval: float) -> AgentConfig:
@@ -114,7 +114,9 @@ async def main() -> None:
             base = await baseline(config, args.seconds)
             print(f"baseline  connectors alone, flat out:        {base:10.0f} samples/s")
             rate, latencies = await pipeline(config, broker.port, args.seconds)
-            print(f"pipeline  agent -> Mosquitto -> subscriber:  {rate:10.0f} samples/s  ({rate / base:.0%} of baseline)")
+            print(
+                f"pipeline  agent -> Mosquitto -> subscriber:  {rate:10.0f} samples/s  ({rate / base:.0%} of baseline)"
+            )
             print(
                 f"latency   poll -> delivered to subscriber:    p50 {percentile(latencies, 50) * 1000:.2f} ms"
                 f"  p99 {percentile(latencies, 99) * 1000:.2f} ms  ({len(latencies)} batches)"
