@@ -24,14 +24,15 @@ from tests.connectors.simconfig import modbus_machine, opcua_machine
 
 ConfigFor = Callable[[Simulation, str], Any]
 
-CONFIGS: dict[str, ConfigFor] = {
-    "opcua": opcua_machine,
-    "modbus": modbus_machine,
+VARIANTS: dict[str, tuple[str, ConfigFor]] = {
+    "opcua": ("opcua", opcua_machine),
+    "opcua-subscribe": ("opcua", lambda sim, machine: opcua_machine(sim, machine, mode="subscribe", interval="200ms")),
+    "modbus": ("modbus", modbus_machine),
 }
 
 
 def test_every_registered_protocol_is_covered() -> None:
-    assert set(CONFIGS) == set(MACHINE_TYPES)
+    assert {protocol for protocol, _ in VARIANTS.values()} == set(MACHINE_TYPES)
 
 
 @asynccontextmanager
@@ -46,32 +47,51 @@ def port_of(sim: Simulation, protocol: str) -> int:
     return sim.opcua.port if protocol == "opcua" else sim.modbus.port
 
 
-def assert_sane_batch(connector: Connector, batch: Any, tag_count: int) -> None:
-    assert batch.machine == connector.machine_id
-    assert len(batch.samples) == tag_count
-    now = time.time_ns()
-    for sample in batch.samples:
-        assert sample.quality is Quality.GOOD, sample
-        assert isinstance(sample.timestamp_ns, int)
-        assert now - 60 * 10**9 < sample.timestamp_ns <= now + 10**9, "timestamp is not UTC nanoseconds of now"
+async def assert_sane_batches(connector: Connector, tag_names: list[str]) -> None:
+    """Read until every tag has a sample (a subscription delivers in the background), checking each batch."""
+    seen: set[str] = set()
+    for _ in range(50):
+        batch = await connector.read()
+        assert batch.machine == connector.machine_id
+        now = time.time_ns()
+        for sample in batch.samples:
+            assert sample.quality is Quality.GOOD, sample
+            assert isinstance(sample.timestamp_ns, int)
+            assert now - 60 * 10**9 < sample.timestamp_ns <= now + 10**9, "timestamp is not UTC nanoseconds of now"
+            seen.add(sample.tag)
+        if seen == set(tag_names):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"tags never read: {sorted(set(tag_names) - seen)}")
 
 
-@pytest.mark.parametrize("protocol", sorted(CONFIGS))
-async def test_lifecycle_and_recovery(protocol: str) -> None:
+async def read_until_it_fails(connector: Connector) -> ConnectorError:
+    """A read that raises, within 10 s (a subscription notices a dead link on its own schedule)."""
+    for _ in range(100):
+        try:
+            await connector.read()
+        except ConnectorError as exc:
+            return exc
+        await asyncio.sleep(0.1)
+    raise AssertionError("read() kept succeeding after the server went away")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+async def test_lifecycle_and_recovery(variant: str) -> None:
+    protocol, config_for = VARIANTS[variant]
     async with simulation(protocol) as sim:
         machine = sim.machine_ids[0]
-        config = CONFIGS[protocol](sim, machine)
+        config = config_for(sim, machine)
+        names = [tag.name for tag in config.tags]
         connector: Connector = config.build_connector()
         port = port_of(sim, protocol)
         assert connector.state is ConnectionState.CLOSED
         await connector.close()  # closing a connector that never connected is fine
         await connector.connect()
         assert connector.state is ConnectionState.UP
-        assert_sane_batch(connector, await connector.read(), len(config.tags))
-    # The server is gone (its connections are closed): the next read fails as a whole.
-    with pytest.raises(ConnectorError):
-        async with asyncio.timeout(10):
-            await connector.read()
+        await assert_sane_batches(connector, names)
+    # The server is gone (its connections are closed): reads fail as a whole.
+    await read_until_it_fails(connector)
     assert connector.state is ConnectionState.DOWN
     with pytest.raises(ConnectorError):
         await connector.connect()
@@ -79,7 +99,7 @@ async def test_lifecycle_and_recovery(protocol: str) -> None:
     async with simulation(protocol, port) as sim:
         await connector.connect()
         assert connector.state is ConnectionState.UP
-        assert_sane_batch(connector, await connector.read(), len(config.tags))
+        await assert_sane_batches(connector, names)
         await connector.close()
         await connector.close()
         assert connector.state is ConnectionState.CLOSED
