@@ -141,6 +141,8 @@ def decode_json(payload: bytes) -> Telemetry:
             raise PayloadError(f"{where}: a good sample needs a value 'v'")
         if value is not None and not isinstance(value, int | float | str | bool):
             raise PayloadError(f"{where}: 'v' must be a number, boolean, string or null")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PayloadError(f"{where}: 'v' is {value}; values must be finite numbers")
         reason = item.get("reason")
         unit = item.get("unit")
         if reason is not None and not isinstance(reason, str):
