@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pymodbus import FramerType
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
@@ -93,6 +94,7 @@ class ModbusConnector:
         client = AsyncModbusTcpClient(
             config.host,
             port=config.port,
+            framer=FramerType.RTU if config.framing == "rtu_over_tcp" else FramerType.SOCKET,
             timeout=config.effective_timeout,
             retries=0,
             reconnect_delay=0,  # the runtime reconnects with backoff; no hidden retries below it

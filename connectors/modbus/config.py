@@ -147,6 +147,9 @@ class ModbusMachine(MachineConfigBase):
     type: Literal["modbus"]
     host: str
     port: int = Field(default=502, ge=1, le=65535)
+    framing: Literal["tcp", "rtu_over_tcp"] = Field(
+        default="tcp", description="rtu_over_tcp: RTU frames in the TCP stream (transparent serial gateways)."
+    )
     unit_id: int = Field(default=1, ge=0, le=255)
     address_base: Literal[0, 1] = Field(
         default=0, description="1 when the addresses in this section count from 1, as many manuals do."

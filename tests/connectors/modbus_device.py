@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -41,8 +42,9 @@ class Seen:
 class ModbusTestDevice:
     """``async with ModbusTestDevice({1: UnitImage(...)}) as device: device.port``."""
 
-    def __init__(self, units: dict[int, UnitImage], port: int = 0) -> None:
+    def __init__(self, units: dict[int, UnitImage], port: int = 0, framer: FramerType = FramerType.SOCKET) -> None:
         self.units = units
+        self._framer = framer
         self._requested_port = port
         self.seen: list[Seen] = []
         self.connections_opened = 0
@@ -59,6 +61,7 @@ class ModbusTestDevice:
         server = ModbusTcpServer(
             devices,
             address=("127.0.0.1", self._requested_port),
+            framer=self._framer,
             trace_pdu=self._trace_pdu,
             trace_connect=self._trace_connect,
         )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pymodbus import FramerType
 
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
@@ -257,3 +258,16 @@ async def test_a_poll_never_outlasts_its_timeout(device: ModbusTestDevice) -> No
     finally:
         await connector.close()
     assert time.monotonic() - started < 0.5  # 90 % of the 400 ms timeout, not the device's 2 s
+
+
+async def test_rtu_frames_over_tcp() -> None:
+    async with ModbusTestDevice({1: UNIT_1}, framer=FramerType.RTU) as device:
+        samples, _ = await read_once(machine(device, ALL_TYPES, framing="rtu_over_tcp"))
+        assert all(s.quality is Quality.GOOD for s in samples.values()), samples
+        assert samples["f64"].value == math.pi
+        assert samples["label"].value == "PUMP-01"
+        tcp = ModbusConnector(machine(device, ALL_TYPES[:1]))
+        await tcp.connect()
+        with pytest.raises(ReadTimeout):  # an RTU device does not understand Modbus TCP framing
+            await tcp.read()
+        await tcp.close()
