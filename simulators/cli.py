@@ -179,6 +179,8 @@ def _faults(_args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.scenario is not None:
+        args.scenario = load_scenario(args.scenario)  # checked (and read) before the loop starts
     try:
         asyncio.run(_serve(args))
     except OSError as exc:

@@ -19,12 +19,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
-from simulators.errors import SimulatorError
 from simulators.faults import Fault
 from simulators.plant import Plant
+from simulators.sampling import label, sample_count, samples
 from simulators.scenario import Scenario
-
-MAX_ROWS = 50_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +47,6 @@ def columns_for(plant: Plant) -> list[str]:
     return [*header, "anomaly", "fault", "fault_intensity"]
 
 
-def _label(fault: Fault, prefix: str) -> str:
-    return f"{prefix}{fault.fault}:{fault.signal}" if fault.signal else f"{prefix}{fault.fault}"
-
-
 def write_csv(
     scenario: Scenario,
     duration_s: float,
@@ -61,42 +55,30 @@ def write_csv(
     progress: Callable[[float], None] | None = None,
 ) -> RecordSummary:
     """Step a fresh plant of ``scenario`` for ``duration_s`` simulated seconds, writing rows to ``out``."""
-    step = scenario.step_s if step_s is None else step_s
-    if not step > 0:
-        raise SimulatorError(f"step must be positive, got {step!r}. Fix: e.g. --step 1s")
-    if not duration_s > 0:
-        raise SimulatorError(f"duration must be positive, got {duration_s!r}. Fix: e.g. --duration 7d")
-    rows = round(duration_s / step)
-    if rows > MAX_ROWS:
-        raise SimulatorError(f"{rows} rows is too many (limit {MAX_ROWS}). Fix: a shorter duration or a longer step")
+    rows, step = sample_count(scenario, duration_s, step_s)
     plant = scenario.build_plant()
     header = columns_for(plant)
     out.write(",".join(header) + "\n")
     multi = len(plant.machines) > 1
     anomalous = 0
-    for k in range(1, rows + 1):
-        readings = plant.step(step)
-        t = plant.time_s
-        stamp = (scenario.start + timedelta(seconds=k * step)).isoformat(timespec="milliseconds")
+    for sample in samples(plant, rows, step):
+        t = sample.time_s
+        stamp = (scenario.start + timedelta(seconds=sample.index * step)).isoformat(timespec="milliseconds")
         cells = [stamp, f"{t:.3f}"]
         present_all: list[Fault] = []
-        for mid, reading in readings.items():
+        for mid, reading in sample.readings.items():
             cells += [f"{v:.6g}" for v in reading.values.values()]
             cells += [reading.state.name.lower(), str(reading.parts_count)]
-            present = plant.faults.present(mid, t)
+            present = sample.present[mid]
             present_all += present
             if multi:
-                cells += ["1" if present else "0", "+".join(_label(f, "") for f in present)]
+                cells += ["1" if present else "0", "+".join(label(f) for f in present)]
         intensity = max((f.intensity(t) for f in present_all), default=0.0)
-        cells += [
-            "1" if present_all else "0",
-            "+".join(_label(f, f"{f.machine_id}:" if multi else "") for f in present_all),
-            f"{intensity:.4g}",
-        ]
+        cells += ["1" if present_all else "0", "+".join(label(f, multi) for f in present_all), f"{intensity:.4g}"]
         anomalous += bool(present_all)
         out.write(",".join(cells) + "\n")
-        if progress is not None and k % 100_000 == 0:
-            progress(k / rows)
+        if progress is not None and sample.index % 100_000 == 0:
+            progress(sample.index / rows)
     return RecordSummary(rows, anomalous, header)
 
 

@@ -65,6 +65,7 @@ class Simulation:
     ) -> None:
         """See the module docstring. ``scenario`` (a checked ``Scenario`` or a YAML path) supplies
         the machines, seed, modes, faults and default ``time_scale``; do not pass ``machines`` too.
+        A path is read here, synchronously: inside a running loop prefer ``load_scenario`` first.
         """
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,18 +33,21 @@ def test_bad_machine_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> Non
     assert "unknown kind 'robot'" in capsys.readouterr().err
 
 
-async def test_run_prints_endpoints_and_stops_on_sigterm() -> None:
+SCENARIO = Path(__file__).parents[2] / "simulators" / "scenarios" / "demo_plant.yaml"
+
+
+@pytest.mark.parametrize(
+    ("extra", "units"),
+    [
+        (["--opcua-port", "0", "--seed", "3"], "unit ids: pump-1=1, press-1=2"),
+        (["--opcua-port", "off", "--scenario", str(SCENARIO)], "press-1=2, cnc-1=3, conveyor-1=4, compressor-1=5"),
+    ],
+)
+async def test_run_prints_endpoints_and_stops_on_sigterm(extra: list[str], units: str) -> None:
+    command = ["-m", "simulators.cli", "run", "--modbus-port", "0", *extra]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "simulators.cli",
-        "run",
-        "--opcua-port",
-        "0",
-        "--modbus-port",
-        "0",
-        "--seed",
-        "3",
+        *command,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -54,8 +58,8 @@ async def test_run_prints_endpoints_and_stops_on_sigterm() -> None:
             while not lines or "running" not in lines[-1]:
                 lines.append((await process.stdout.readline()).decode())
                 assert lines[-1], "edge-sim exited early"
-        assert lines[0].startswith("OPC UA  opc.tcp://127.0.0.1:")
-        assert "unit ids: pump-1=1, press-1=2" in lines[1]
+        assert any(line.startswith("OPC UA  opc.tcp://127.0.0.1:") for line in lines) != ("off" in extra)
+        assert units in lines[-2]
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             rest = (await process.stdout.read()).decode()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from simulators import MachineState, ScenarioError, Simulation
+from simulators import MachineState, ScenarioError, Simulation, SimulatorError
 from simulators.cli import main
+from simulators.dataset import dataset
 from simulators.record import write_csv
 from simulators.scenario import load_scenario, parse_scenario
 
@@ -159,3 +160,22 @@ def test_record_is_fast_enough_for_a_week_at_one_hertz() -> None:
     record_text("machines: [pump-1]\nfaults:\n  - {machine: pump-1, fault: bearing_wear, at: 1h}\n", 6 * 3600)
     rate = 6 * 3600 / (time.perf_counter() - began)
     assert rate > 2 * 7 * 86400 / 30, f"{rate:.0f} rows/s"
+
+
+def test_dataset_arrays_match_the_csv() -> None:
+    data = dataset(parse_scenario(GOOD), "1h")
+    rows = list(csv.DictReader(io.StringIO(record_text(GOOD, 3600))))
+    assert data.machine_id == "pump-1"
+    assert data.signals == ["flow", "outlet_pressure", "motor_current", "motor_temperature", "vibration_rms"]
+    assert data.values.shape == (3600, 5)
+    for i in (0, 599, 600, 1900, 3599):
+        assert data.values[i] == pytest.approx([float(rows[i][s]) for s in data.signals], rel=1e-5, abs=1e-9)
+        assert data.fault[i] == rows[i]["fault"]
+    assert [bool(int(r["anomaly"])) for r in rows] == data.anomaly.tolist()
+    assert data.state[1900] == int(MachineState.OFF)
+    with pytest.raises(SimulatorError, match="pass machine_id"):
+        dataset(parse_scenario("machines: [pump-1, cnc-1]"), "1m")
+    assert dataset(parse_scenario("machines: [pump-1, cnc-1]"), "1m", machine_id="cnc-1", step="10s").values.shape == (
+        6,
+        6,
+    )

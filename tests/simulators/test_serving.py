@@ -125,3 +125,28 @@ async def test_disabled_servers_and_real_ports() -> None:
     async with Simulation(opcua_port=0, modbus_port=None) as only_opcua:
         assert only_opcua.opcua.port > 0
         assert only_opcua.served("modbus", "pump-1", "flow") == []
+
+
+class _Changes:
+    """Collects data-change notifications (asyncua calls ``datachange_notification``)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+
+    def datachange_notification(self, _node: object, value: float, data: object) -> None:
+        stamp = data.monitored_item.Value.SourceTimestamp  # type: ignore[attr-defined]
+        self.seen.append((int(stamp.timestamp()) * 10**9 + stamp.microsecond * 1000, value))
+
+
+async def test_opcua_subscription_delivers_served_values(sim: Simulation) -> None:
+    changes = _Changes()
+    async with Client(sim.opcua.endpoint, timeout=5) as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        subscription = await client.create_subscription(50, changes)
+        await subscription.subscribe_data_change(client.get_node(ua.NodeId("pump-1.motor_current", idx)))
+        async with asyncio.timeout(10):
+            while len(changes.seen) < 5:
+                await sim.wait_updates(1)
+        await subscription.delete()
+    served = set(sim.served("opcua", "pump-1", "motor_current"))
+    assert set(changes.seen) <= served
