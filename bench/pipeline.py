@@ -125,7 +125,8 @@ async def main() -> None:
             expected = tags / args.interval
             print(
                 f"pipeline  agent -> Mosquitto -> subscriber:  {rate:10.0f} samples/s  "
-                f"({rate / expected:.0%} of the {expected:.0f}/s scheduled; connectors alone could do {base / expected:.0f}x)"
+                f"({rate / expected:.0%} of the {expected:.0f}/s scheduled; "
+                f"connectors alone could do {base / expected:.0f}x)"
             )
             print(
                 f"latency   poll -> delivered to subscriber:    p50 {percentile(latencies, 50) * 1000:.2f} ms"
