@@ -121,7 +121,8 @@ class MachineModel(ABC):
 
     kind: ClassVar[str]
     signal_specs: ClassVar[tuple[SignalSpec, ...]]
-    ambient_c: ClassVar[float] = 25.0
+    mean_ambient_c: ClassVar[float] = 24.0
+    """Hall temperature averaged over a day; ``ambient_c`` swings ±3 K around it."""
 
     def __init__(self, machine_id: str, seed: int) -> None:
         self.machine_id = machine_id
@@ -142,6 +143,15 @@ class MachineModel(ABC):
     def signal_names(cls) -> tuple[str, ...]:
         """Signal names in register-map order."""
         return tuple(spec.name for spec in cls.signal_specs)
+
+    @property
+    def ambient_c(self) -> float:
+        """Hall temperature now: a daily swing (coolest 6 h after start, warmest 18 h after).
+
+        Every temperature settles relative to it, so a week of data has the daily rhythm a
+        detector must not mistake for a fault.
+        """
+        return self.mean_ambient_c - 3.0 * math.sin(2.0 * math.pi * self.time_s / 86400.0)
 
     @property
     def values(self) -> dict[str, float]:

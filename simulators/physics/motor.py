@@ -39,7 +39,7 @@ class InductionMotor(MachineModel):
     def __init__(self, machine_id: str, seed: int) -> None:
         self.rpm = SYNC_RPM - RATED_SLIP_RPM * 0.6
         self.shaft_load = 0.6
-        self.winding_temp_c = self.ambient_c + RISE_AT_RATED_K * 0.5
+        self.winding_temp_c = self.mean_ambient_c + RISE_AT_RATED_K * 0.5
         self.production = 0.0
         super().__init__(machine_id, seed)
 

@@ -139,3 +139,13 @@ def test_every_kind_is_deterministic_and_finite(kind: str) -> None:
         ra, rb = a.step(1.0), b.step(1.0)
     assert ra == rb
     assert all(v == v and abs(v) < 1e5 for v in ra[f"{kind}-1"].values.values())
+
+
+def test_temperatures_follow_the_daily_ambient_swing() -> None:
+    pump = CentrifugalPump("pump-1", 1)
+    pump.forced_state = MachineState.OFF
+    rows = run(pump, 3 * 86400, dt=60.0)[-1440:]  # the third day, cooled to ambient
+    temps = [r["motor_temperature"] for r in rows]
+    coolest = min(range(len(temps)), key=temps.__getitem__)
+    assert 4.0 < max(temps) - min(temps) < 7.0
+    assert 6 * 60 <= coolest <= 8 * 60  # 6 h after the start of the day, plus the thermal lag
