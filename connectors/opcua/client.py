@@ -180,11 +180,20 @@ class OpcUaConnector:
                     else ". Fix: the server does not allow anonymous sessions; set username and password"
                 )
             raise ConnectError(config.id, f"cannot connect to {config.endpoint}: {_describe(exc)}{hint}") from exc
+        except asyncio.CancelledError:
+            _abort(client)
+            self._state = ConnectionState.DOWN
+            raise
         self._client = client
         try:
             await self._resolve(client)
             if config.mode == "subscribe":
                 await self._subscribe(client)
+        except asyncio.CancelledError:
+            self._client = None
+            _abort(client)
+            self._state = ConnectionState.DOWN
+            raise
         except BaseException:
             await self._drop_client()
             self._state = ConnectionState.DOWN
@@ -416,6 +425,14 @@ class _ChangeHandler:
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
         self._connector._on_status(status.Status)
+
+
+def _abort(client: Client) -> None:
+    """Drop a half-open link at once, without waiting on the server (we are being cancelled)."""
+    try:
+        client.disconnect_socket()
+    except Exception:  # noqa: BLE001 - nothing useful to do with a failure here
+        _log.debug("error while dropping a half-open OPC UA link", exc_info=True)
 
 
 def _describe(exc: BaseException) -> str:
