@@ -92,10 +92,8 @@ class Plant:
         return self.readings()
 
     def _apply_modes(self, machine_id: str, model: MachineModel, t: float) -> None:
-        windows = [w for w in self.modes if w.machine_id == machine_id]
-        if windows:
-            current = [w for w in windows if w.covers(t)]
-            model.forced_state = current[-1].state if current else None
+        current = [w for w in self.modes if w.machine_id == machine_id and w.covers(t)]
+        model.scheduled_state = current[-1].state if current else None
 
     def present_faults(self, machine_id: str) -> list[Fault]:
         """Faults present on a machine now (ground truth of the last step)."""

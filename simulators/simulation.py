@@ -241,7 +241,11 @@ class Simulation:
         return list(self.plant.faults.faults)
 
     def set_mode(self, machine_id: str, state: MachineState | str | None) -> None:
-        """Hold a machine in a state ("off", "idle", "running", "setup"); None returns it to its rhythm."""
+        """Hold a machine in a state ("off", "idle", "running", "setup"); None releases it.
+
+        A held state wins over a scenario's mode windows; released, the machine follows its
+        scenario or its automatic rhythm again.
+        """
         model = self.plant.machine(machine_id)
         if state is None:
             model.forced_state = None
@@ -291,6 +295,8 @@ class Simulation:
 
     def clear_protocol_faults(self, protocol: Protocol | None = None, machine_id: str | None = None) -> None:
         """Undo protocol faults (both servers and every machine unless narrowed)."""
+        if machine_id is not None and machine_id not in self.plant.machines:
+            raise SimulatorError(f"unknown machine {machine_id!r}. Fix: use one of {self.machine_ids}")
         machines = self.machine_ids if machine_id is None else [machine_id]
         if self._modbus is not None and protocol in {None, "modbus"}:
             for mid in machines:

@@ -136,6 +136,9 @@ class MachineModel(ABC):
         self.modifiers = Modifiers()
         self.schedule = Schedule()
         self.forced_state: MachineState | None = None
+        """A state held by hand (``Simulation.set_mode``, tests); wins over everything."""
+        self.scheduled_state: MachineState | None = None
+        """The state of a scenario's mode window, set by the plant; wins over the rhythm."""
         self.forced_load: float | None = None
         self._values: dict[str, float] = self._initial_values()
 
@@ -165,7 +168,8 @@ class MachineModel(ABC):
         self.time_s += dt
         self.steps += 1
         automatic = self.schedule.advance(dt, self.noise)
-        self.state = automatic if self.forced_state is None else self.forced_state
+        held = self.forced_state if self.forced_state is not None else self.scheduled_state
+        self.state = held if held is not None else automatic  # not `or`: OFF is 0, falsy
         self.load = self._next_load(dt) if self.forced_load is None else self.forced_load
         self._values = self._advance(dt)
         return dict(self._values)

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from simulators import Simulation, SimulatorError
+from simulators import MachineState, Simulation, SimulatorError
+from simulators.scenario import parse_scenario
 
 
 async def test_inject_and_clear_fault_on_a_running_simulation() -> None:
@@ -43,3 +44,18 @@ async def test_bad_injection_is_refused_and_changes_nothing() -> None:
         with pytest.raises(SimulatorError, match="unknown state"):
             sim.set_mode("pump-1", "exploded")
         assert sim.ground_truth() == []
+
+
+async def test_held_mode_wins_over_scenario_windows_and_releases() -> None:
+    scenario = parse_scenario("machines: [pump-1]\nmodes:\n  - {machine: pump-1, state: idle, at: 0s}\n")
+    async with Simulation(scenario=scenario, update_interval=0.01, opcua_port=None, modbus_port=None) as sim:
+        pump = sim.plant.machine("pump-1")
+        async with asyncio.timeout(5):
+            await sim.wait_updates(2)
+            assert pump.state is MachineState.IDLE
+            sim.set_mode("pump-1", "off")
+            await sim.wait_updates(2)
+            assert pump.state is MachineState.OFF
+            sim.set_mode("pump-1", None)
+            await sim.wait_updates(2)
+            assert pump.state is MachineState.IDLE
