@@ -124,6 +124,13 @@ class OpcUaConnector:
         self._link_problem: str | None = None
         self.dropped_samples = 0
         """Subscribe mode: changes dropped because more than ``max_queued_samples`` waited for a read."""
+        self._warned: set[str] = set()
+
+    def _warn_once(self, message: str) -> None:
+        """Log a configuration problem once per connector, not at every reconnect."""
+        if message not in self._warned:
+            self._warned.add(message)
+            _log.warning("machine %r: %s", self.machine_id, message)
 
     @property
     def machine_id(self) -> str:
@@ -224,7 +231,7 @@ class OpcUaConnector:
             try:
                 targets.append(_Target(tag, resolve_node(tag.node, self.namespaces)))
             except LookupError as exc:
-                _log.warning("machine %r: tag %r: %s", self.machine_id, tag.name, exc)
+                self._warn_once(f"tag {tag.name!r}: {exc}")
                 targets.append(_Target(tag, None, str(exc)))
         self._targets = targets
 
@@ -292,7 +299,7 @@ class OpcUaConnector:
                 if result.value == StatusCodes.BadNodeIdUnknown:
                     reason += f": the server has no node {target.tag.node}. Fix: check the node id in an OPC UA browser"
                 self._item_problems[target.tag.name] = reason
-                _log.warning("machine %r: tag %r cannot be monitored: %s", self.machine_id, target.tag.name, reason)
+                self._warn_once(f"tag {target.tag.name!r} cannot be monitored: {reason}")
 
     def _monitored_item(self, handle: int, target: _Target) -> ua.MonitoredItemCreateRequest:
         config = self._config

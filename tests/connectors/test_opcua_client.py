@@ -39,7 +39,9 @@ async def test_values_and_source_timestamps_are_what_was_served(opcua_sim: Simul
     assert sim.write_count == 0
 
 
-async def test_nonexistent_node_is_bad_and_the_rest_good(opcua_sim: Simulation) -> None:
+async def test_nonexistent_node_is_bad_and_the_rest_good(
+    opcua_sim: Simulation, caplog: pytest.LogCaptureFixture
+) -> None:
     sim = opcua_sim
     machine = sim.machine_ids[0]
     extra = [
@@ -51,10 +53,13 @@ async def test_nonexistent_node_is_bad_and_the_rest_good(opcua_sim: Simulation) 
     ]
     connector = OpcUaConnector(opcua_machine(sim, machine, extra_tags=extra))
     await connector.connect()
+    await connector.connect()  # a reconnect resolves again but does not repeat the warning
     try:
         batch = await connector.read()
     finally:
         await connector.close()
+    warnings = [r for r in caplog.records if r.name.startswith("connectors") and "urn:not-there" in r.getMessage()]
+    assert len(warnings) == 1
     samples = {s.tag: s for s in batch.samples}
     assert samples["missing"].quality is Quality.BAD
     assert samples["missing"].value is None
