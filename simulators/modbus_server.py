@@ -80,7 +80,10 @@ class ModbusSimServer:
         devices = [self._device(unit, count) for unit, count in self._signal_counts.items()]
         devices.append(self._device(0, max(self._signal_counts.values())))
         server = ModbusTcpServer(devices, address=(self.host, self._requested_port), trace_pdu=self._trace_pdu)
-        await server.serve_forever(background=True)
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus reports a failed bind this way; callers expect OSError
+            raise OSError(f"the Modbus server cannot listen on {self.host}:{self._requested_port}") from exc
         self._server = server
         self._port = _bound_port(server.transport)
         log.info("Modbus simulator listening on %s:%d", self.host, self._port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
+import pytest
 from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 
@@ -150,3 +151,15 @@ async def test_opcua_subscription_delivers_served_values(sim: Simulation) -> Non
         await subscription.delete()
     served = set(sim.served("opcua", "pump-1", "motor_current"))
     assert set(changes.seen) <= served
+
+
+@pytest.mark.parametrize("protocol", ["opcua", "modbus"])
+async def test_port_in_use_is_an_oserror_and_starts_nothing(protocol: str) -> None:
+    async with Simulation(opcua_port=0 if protocol == "opcua" else None, modbus_port=0) as first:
+        taken = first.opcua.port if protocol == "opcua" else first.modbus.port
+        ports = {"opcua_port": None, "modbus_port": None, f"{protocol}_port": taken}
+        second = Simulation(**ports)  # type: ignore[arg-type]
+        with pytest.raises(OSError):  # noqa: PT011 - the OS message varies; the type is the contract
+            await second.start()
+        await second.stop()
+        assert first.modbus.port > 0
