@@ -161,6 +161,9 @@ class OpcUaConnector:
         config = self._config
         client = Client(config.endpoint, timeout=config.effective_timeout)
         client.name = client.description = f"edge-agent {config.id}"
+        # Ask for a session that outlives a few polls but not a vanished agent by much (servers cap
+        # it anyway; asyncua's default of an hour only earns a warning at every connect).
+        client.session_timeout = int(max(60.0, 3 * config.interval) * 1000)
         if config.username is not None:
             client.set_user(config.username)
         if config.password is not None:
