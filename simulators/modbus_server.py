@@ -79,11 +79,12 @@ class ModbusSimServer:
         """Build the unit datastores and listen."""
         devices = [self._device(unit, count) for unit, count in self._signal_counts.items()]
         devices.append(self._device(0, max(self._signal_counts.values())))
-        server = ModbusTcpServer(devices, address=(self.host, self._requested_port), trace_pdu=self._trace_pdu)
+        port = self._port if self._port is not None else self._requested_port  # a restart keeps its port
+        server = ModbusTcpServer(devices, address=(self.host, port), trace_pdu=self._trace_pdu)
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus reports a failed bind this way; callers expect OSError
-            raise OSError(f"the Modbus server cannot listen on {self.host}:{self._requested_port}") from exc
+            raise OSError(f"the Modbus server cannot listen on {self.host}:{port}") from exc
         self._server = server
         self._port = _bound_port(server.transport)
         log.info("Modbus simulator listening on %s:%d", self.host, self._port)
@@ -96,8 +97,13 @@ class ModbusSimServer:
             unit, simdata=(list(bits), list(bits), holding, inputs), action=functools.partial(self._action, unit)
         )
 
+    @property
+    def running(self) -> bool:
+        """Whether the server is listening."""
+        return self._server is not None
+
     async def stop(self) -> None:
-        """Close client connections and stop listening. Idempotent."""
+        """Close client connections and stop listening. Idempotent; ``start`` again reuses the port."""
         server, self._server = self._server, None
         if server is not None:
             await server.shutdown()  # type: ignore[no-untyped-call]

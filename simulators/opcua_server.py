@@ -124,7 +124,9 @@ class OpcUaSimServer:
         """Build the address space and listen."""
         server = Server()
         await server.init()
-        server.set_endpoint(f"opc.tcp://{_url_host(self.host)}:{self._requested_port}{ENDPOINT_PATH}")
+        port = self._port if self._port is not None else self._requested_port  # a restart keeps its port
+        server.set_endpoint(f"opc.tcp://{_url_host(self.host)}:{port}{ENDPOINT_PATH}")
+        self._clock_written = None
         server.set_server_name("edge-agent machine simulator")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         # asyncua's own clock task sleeps a whole second and makes every stop() wait for it;
@@ -167,8 +169,13 @@ class OpcUaSimServer:
         self._port = int(server.bserver.port)
         log.info("OPC UA simulator listening on %s", self.endpoint)
 
+    @property
+    def running(self) -> bool:
+        """Whether the server is listening."""
+        return self._server is not None
+
     async def stop(self) -> None:
-        """Close client connections and stop listening. Idempotent."""
+        """Close client connections and stop listening. Idempotent; ``start`` again reuses the port."""
         server, self._server = self._server, None
         if server is not None:
             await server.stop()

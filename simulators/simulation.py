@@ -103,8 +103,10 @@ class Simulation:
         )
         self._task: asyncio.Task[None] | None = None
         self._updated: asyncio.Condition | None = None  # created on entry, inside the running loop
+        self._serving = asyncio.Lock()
         self._update_count = 0
         self._last_timestamp_ns = 0
+        self._last_readings: dict[str, Reading] = self.plant.readings()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -122,6 +124,7 @@ class Simulation:
         if self._task is not None:
             raise SimulatorError("this Simulation is already running")
         self._updated = asyncio.Condition()
+        self._serving = asyncio.Lock()
         try:
             if self._opcua is not None:
                 await self._opcua.start()
@@ -169,14 +172,20 @@ class Simulation:
                 log.exception("serving simulator values failed; the plant keeps stepping")
 
     async def _serve(self, readings: dict[str, Reading]) -> None:
+        """Serve one update; serialised, so a restart's re-serve never interleaves with a step's."""
+        async with self._serving:
+            await self._serve_locked(readings)
+
+    async def _serve_locked(self, readings: dict[str, Reading]) -> None:
         timestamp_ns = (time.time_ns() // 1000) * 1000
         if timestamp_ns <= self._last_timestamp_ns:
             timestamp_ns = self._last_timestamp_ns + 1000
         self._last_timestamp_ns = timestamp_ns
-        if self._modbus is not None:
+        self._last_readings = readings
+        if self._modbus is not None and self._modbus.running:
             for machine_id, values in self._modbus.publish(readings, timestamp_ns).items():
                 self.history.record("modbus", machine_id, values, timestamp_ns)
-        if self._opcua is not None:
+        if self._opcua is not None and self._opcua.running:
             fresh = {m: r for m, r in readings.items() if not self._opcua.faults[m].stale}
             for machine_id, reading in fresh.items():  # recorded before any client can read it
                 self.history.record("opcua", machine_id, reading.values, timestamp_ns)
@@ -304,6 +313,26 @@ class Simulation:
         if self._opcua is not None and protocol in {None, "opcua"}:
             for mid in machines:
                 self._opcua.faults[mid] = MachineFaults()
+
+    async def stop_server(self, protocol: Protocol) -> None:
+        """Take one server off the network (clients get connection refused); the plant keeps going.
+
+        Nothing is recorded in ``served()`` for that protocol while it is down.
+        """
+        await self._server_for(protocol).stop()
+
+    async def start_server(self, protocol: Protocol) -> None:
+        """Bring a stopped server back on the same port, serving the current values at once."""
+        server = self._server_for(protocol)
+        if server.running:
+            return
+        await server.start()
+        await self._serve(self._last_readings)
+
+    def _server_for(self, protocol: Protocol) -> OpcUaSimServer | ModbusSimServer:
+        if protocol not in PROTOCOLS:
+            raise SimulatorError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        return self.opcua if protocol == "opcua" else self.modbus
 
     def drop_connections(self, protocol: Protocol | None = None) -> int:
         """Close every client connection now (listeners stay up, clients may reconnect)."""
