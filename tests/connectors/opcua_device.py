@@ -76,6 +76,7 @@ class OpcUaTestDevice:
         await server.init()
         server.set_endpoint("opc.tcp://127.0.0.1:0/test/")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        server.disable_clock(True)  # asyncua's clock task makes stop() wait up to a second
         if self._users:
             server.set_security_IDs(["Username"])
         idx = await server.register_namespace(NAMESPACE)
