@@ -72,7 +72,7 @@ def _misalignment(m: Modifiers, x: float, _kind: str) -> None:
 
 
 def _overheating(m: Modifiers, x: float, _kind: str) -> None:
-    m.cooling_factor *= 1.0 - 0.75 * x
+    m.cooling_factor *= 1.0 - 0.5 * x  # full severity: half the cooling, twice the temperature rise
 
 
 def _cavitation(m: Modifiers, x: float, _kind: str) -> None:
