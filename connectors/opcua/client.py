@@ -66,6 +66,9 @@ _LOGIN_CODES = frozenset(
 )
 """Connect failures that mean the login was refused."""
 
+POLL_BUDGET = 0.9
+"""Share of the machine's timeout one poll may use, leaving the runtime time to take the batch."""
+
 _T = TypeVar("_T")
 
 _LINK_ERRORS: tuple[type[BaseException], ...] = (OSError, ConnectionError, EOFError, UaError)
@@ -257,7 +260,7 @@ class OpcUaConnector:
         if readable:
             node_ids = [t.node_id for t in readable if t.node_id is not None]
             results = await self._read_service(
-                client, node_ids, ua.TimestampsToReturn.Both, self._config.effective_timeout
+                client, node_ids, ua.TimestampsToReturn.Both, self._config.effective_timeout * POLL_BUDGET
             )
         received = now_ns()
         by_tag = dict(zip((t.tag.name for t in readable), results, strict=True))
