@@ -99,16 +99,18 @@ class OpcUaMachine(MachineConfigBase):
 
     @model_validator(mode="after")
     def _subscribe_keys_need_subscribe_mode(self) -> Self:
+        # Keys that differ from their defaults, not keys that were written: a full dump of a valid
+        # config (defaults included) must validate again.
         subscribe_keys = ("sampling_interval", "queue_size", "deadband", "deadband_type", "max_queued_samples")
         if self.mode == "poll":
             for key in subscribe_keys:
-                if key in self.model_fields_set:
+                if getattr(self, key) != type(self).model_fields[key].default:
                     raise ValueError(
                         f"{key} only applies with mode: subscribe. Fix: remove {key} or set mode: subscribe"
                     )
             for index, tag in enumerate(self.tags):
                 for key in ("sampling_interval", "deadband"):
-                    if key in tag.model_fields_set:
+                    if getattr(tag, key) is not None:
                         raise ValueError(
                             f"tags[{index}] {tag.name!r}: {key} only applies with mode: subscribe. "
                             f"Fix: remove {key} or set mode: subscribe"

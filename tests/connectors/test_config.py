@@ -51,6 +51,21 @@ def test_sample_yaml_loads_as_a_machine_of_an_agent_config(folder: str) -> None:
 
 
 @pytest.mark.parametrize("folder", ["modbus", "opcua"])
+@pytest.mark.parametrize("dump", [{}, {"exclude_none": True}, {"exclude_unset": True}, {"exclude_defaults": True}])
+def test_a_dumped_machine_validates_again(folder: str, dump: dict[str, bool]) -> None:
+    section = yaml.safe_load((ROOT / folder / "sample.yaml").read_text())
+    adapter: TypeAdapter[Any] = TypeAdapter(MachineConfig)
+    machine = adapter.validate_python(section)
+    again = adapter.validate_python(machine.model_dump(mode="json", **dump))
+    assert again == machine
+
+
+def test_a_dumped_subscribe_machine_validates_again() -> None:
+    machine = opcua({"name": "a", "node": "i=2258", "deadband": 1}, mode="subscribe", queue_size=3, deadband=0.5)
+    assert OpcUaMachine.model_validate(machine.model_dump(mode="json")) == machine
+
+
+@pytest.mark.parametrize("folder", ["modbus", "opcua"])
 def test_sample_yaml_documents_every_key(folder: str) -> None:
     text = (ROOT / folder / "sample.yaml").read_text()
     model = ModbusMachine if folder == "modbus" else OpcUaMachine
