@@ -38,6 +38,20 @@ class ModeWindow:
         return self.start_s <= t and (self.end_s is None or t < self.end_s)
 
 
+@dataclass(frozen=True, slots=True)
+class LoadWindow:
+    """A scheduled load (0-1 of rated) from ``start_s`` until ``end_s`` (None: for ever)."""
+
+    machine_id: str
+    load: float
+    start_s: float
+    end_s: float | None = None
+
+    def covers(self, t: float) -> bool:
+        """Whether the window holds at simulated time ``t``."""
+        return self.start_s <= t and (self.end_s is None or t < self.end_s)
+
+
 class Plant:
     """The machines of a simulation, built from a seed, stepped on one simulated clock."""
 
@@ -48,6 +62,7 @@ class Plant:
         }
         self.faults = FaultBook(seed, {mid: (m.kind, m.signal_names()) for mid, m in self.machines.items()})
         self.modes: list[ModeWindow] = []
+        self.loads: list[LoadWindow] = []
         self.time_s = 0.0
         self.steps = 0
         self._measured: dict[str, dict[str, float]] = {mid: m.values for mid, m in self.machines.items()}
@@ -92,8 +107,10 @@ class Plant:
         return self.readings()
 
     def _apply_modes(self, machine_id: str, model: MachineModel, t: float) -> None:
-        current = [w for w in self.modes if w.machine_id == machine_id and w.covers(t)]
-        model.scheduled_state = current[-1].state if current else None
+        modes = [w for w in self.modes if w.machine_id == machine_id and w.covers(t)]
+        model.scheduled_state = modes[-1].state if modes else None
+        loads = [w for w in self.loads if w.machine_id == machine_id and w.covers(t)]
+        model.scheduled_load = loads[-1].load if loads else None
 
     def present_faults(self, machine_id: str) -> list[Fault]:
         """Faults present on a machine now (ground truth of the last step)."""

@@ -14,7 +14,9 @@ Example::
     time_scale: 60                # `edge-sim run --scenario`: simulated seconds per real second
     machines: [pump-1]
     modes:
-      - {machine: pump-1, state: off, at: 2d, duration: 8h}
+      - {machine: pump-1, state: "off", at: 2d, duration: 8h}
+    loads:
+      - {machine: pump-1, load: 0.95, at: 12h, duration: 2h}
     faults:
       - {machine: pump-1, fault: bearing_wear, at: 3d12h, severity: 0.8,
          progression: exponential, ramp: 3d}
@@ -23,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +40,7 @@ from simulators.faults import FaultBook, fault_problems
 from simulators.faults.book import FaultOverlapError
 from simulators.physics import MachineState
 from simulators.physics.registry import MACHINE_KINDS, resolve_machines
-from simulators.plant import ModeWindow, Plant
+from simulators.plant import LoadWindow, ModeWindow, Plant
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -74,6 +77,15 @@ class ModeEntry(_Strict):
     duration: Duration | None = None
 
 
+class LoadEntry(_Strict):
+    """One scheduled load (fraction of rated, e.g. a demand step to show cause and effect)."""
+
+    machine: str
+    load: float = Field(ge=0.0, le=1.0)
+    at: Duration = 0.0
+    duration: Duration | None = None
+
+
 class ScenarioFile(_Strict):
     """The keys of a scenario file."""
 
@@ -84,6 +96,7 @@ class ScenarioFile(_Strict):
     time_scale: float = Field(default=1.0, gt=0)
     machines: list[str] | dict[str, str] | None = None
     modes: list[ModeEntry] = Field(default_factory=list)
+    loads: list[LoadEntry] = Field(default_factory=list)
     faults: list[FaultEntry] = Field(default_factory=list)
 
 
@@ -121,6 +134,9 @@ class Scenario:
         for mode in self.spec.modes:
             end = None if mode.duration is None else mode.at + mode.duration
             plant.modes.append(ModeWindow(mode.machine, MachineState[mode.state.upper()], mode.at, end))
+        for entry in self.spec.loads:
+            end = None if entry.duration is None else entry.at + entry.duration
+            plant.loads.append(LoadWindow(entry.machine, entry.load, entry.at, end))
         for f in self.spec.faults:
             plant.faults.add(
                 f.machine,
@@ -185,7 +201,8 @@ def _cross_check(spec: ScenarioFile) -> tuple[list[tuple[str, str]], list[tuple[
         return [*problems, ("machines", str(exc))], []
     kinds = dict(machines)
     problems.extend(_check_faults(spec, kinds))
-    problems.extend(_check_modes(spec, kinds))
+    problems.extend(_check_windows("modes", spec.modes, kinds))
+    problems.extend(_check_windows("loads", spec.loads, kinds))
     return problems, machines
 
 
@@ -239,12 +256,14 @@ def _check_faults(spec: ScenarioFile, kinds: dict[str, str]) -> list[tuple[str, 
     return problems
 
 
-def _check_modes(spec: ScenarioFile, kinds: dict[str, str]) -> list[tuple[str, str]]:
-    """Each mode names a machine, starts at or after 0, lasts a while, and overlaps no other."""
+def _check_windows(
+    section: str, entries: Sequence[ModeEntry | LoadEntry], kinds: dict[str, str]
+) -> list[tuple[str, str]]:
+    """Each mode or load window names a machine, starts at or after 0, lasts, and overlaps no other."""
     problems: list[tuple[str, str]] = []
     windows: dict[str, list[tuple[float, float, int]]] = {}
-    for i, m in enumerate(spec.modes):
-        key = f"modes[{i}]"
+    for i, m in enumerate(entries):
+        key = f"{section}[{i}]"
         if m.machine not in kinds:
             problems.append(
                 (f"{key}.machine", f"no machine {m.machine!r} in this scenario. Fix: use one of {list(kinds)}")
@@ -259,7 +278,7 @@ def _check_modes(spec: ScenarioFile, kinds: dict[str, str]) -> list[tuple[str, s
         end = float("inf") if m.duration is None else m.at + m.duration
         for start, other_end, j in windows.get(m.machine, []):
             if m.at < other_end and start < end:
-                problems.append((key, f"overlaps modes[{j}] on {m.machine}. Fix: end one before the other starts"))
+                problems.append((key, f"overlaps {section}[{j}] on {m.machine}. Fix: end one before the other starts"))
         windows.setdefault(m.machine, []).append((m.at, end, i))
     return problems
 
@@ -283,6 +302,8 @@ def _allowed_keys(parent: str) -> list[str]:
         return list(FaultEntry.model_fields)
     if parent.startswith("modes["):
         return list(ModeEntry.model_fields)
+    if parent.startswith("loads["):
+        return list(LoadEntry.model_fields)
     return list(ScenarioFile.model_fields)
 
 

@@ -265,6 +265,16 @@ class Simulation:
             names = [s.name.lower() for s in MachineState]
             raise SimulatorError(f"unknown state {state!r}. Fix: use one of {names} or None") from None
 
+    def set_load(self, machine_id: str, load: float | None) -> None:
+        """Hold a machine's load (0-1 of rated: a pump's valve, a press's part size); None releases it.
+
+        Current follows within seconds, temperatures within minutes: the demo's cause and effect.
+        """
+        model = self.plant.machine(machine_id)
+        if load is not None and not (isinstance(load, int | float) and 0.0 <= load <= 1.0):
+            raise SimulatorError(f"load must be between 0 and 1, got {load!r}. Fix: e.g. set_load('pump-1', 0.9)")
+        model.forced_load = None if load is None else float(load)
+
     # -- protocol faults -------------------------------------------------------------------------
 
     def inject_protocol_fault(

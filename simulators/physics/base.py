@@ -132,7 +132,10 @@ class MachineModel(ABC):
         self.steps = 0
         self.state = MachineState.RUNNING
         self.parts_count = 0
-        self.load = 0.7
+        self.demand = 0.7
+        """What the plant asks of the machine, wandering on its own (Ornstein-Uhlenbeck)."""
+        self.load = self.demand
+        """The load the physics uses: a held or scheduled load if any, else ``demand``."""
         self.modifiers = Modifiers()
         self.schedule = Schedule()
         self.forced_state: MachineState | None = None
@@ -140,6 +143,9 @@ class MachineModel(ABC):
         self.scheduled_state: MachineState | None = None
         """The state of a scenario's mode window, set by the plant; wins over the rhythm."""
         self.forced_load: float | None = None
+        """A load held by hand (``Simulation.set_load``, tests); wins over a scheduled one."""
+        self.scheduled_load: float | None = None
+        """The load of a scenario's load window, set by the plant."""
         self._values: dict[str, float] = self._initial_values()
 
     @classmethod
@@ -170,15 +176,17 @@ class MachineModel(ABC):
         automatic = self.schedule.advance(dt, self.noise)
         held = self.forced_state if self.forced_state is not None else self.scheduled_state
         self.state = held if held is not None else automatic  # not `or`: OFF is 0, falsy
-        self.load = self._next_load(dt) if self.forced_load is None else self.forced_load
+        self.demand = self._next_demand(dt)  # always advanced, so held loads never shift the noise
+        held_load = self.forced_load if self.forced_load is not None else self.scheduled_load
+        self.load = held_load if held_load is not None else self.demand
         self._values = self._advance(dt)
         return dict(self._values)
 
-    def _next_load(self, dt: float) -> float:
+    def _next_demand(self, dt: float) -> float:
         """Demand wanders slowly (Ornstein-Uhlenbeck, 5 min time constant) between 0.2 and 1."""
         decay = math.exp(-dt / 300.0)
         spread = 0.15 * math.sqrt(1.0 - decay * decay)
-        return clamp(0.65 + (self.load - 0.65) * decay + self.noise.normal(spread), 0.2, 1.0)
+        return clamp(0.65 + (self.demand - 0.65) * decay + self.noise.normal(spread), 0.2, 1.0)
 
     @abstractmethod
     def _initial_values(self) -> dict[str, float]:

@@ -59,3 +59,20 @@ async def test_held_mode_wins_over_scenario_windows_and_releases() -> None:
             sim.set_mode("pump-1", None)
             await sim.wait_updates(2)
             assert pump.state is MachineState.IDLE
+
+
+async def test_set_load_moves_current_at_once() -> None:
+    async with Simulation(
+        machines=["pump-1"], update_interval=0.01, time_scale=10, opcua_port=None, modbus_port=None
+    ) as sim:
+        sim.set_mode("pump-1", "running")
+        sim.set_load("pump-1", 0.25)
+        async with asyncio.timeout(5):
+            await sim.wait_updates(30)  # 3 s simulated: the speed lag has settled
+            low = sim.plant.readings()["pump-1"].values["motor_current"]
+            sim.set_load("pump-1", 1.0)
+            await sim.wait_updates(1)  # one 0.1 s step: current follows flow at once
+        high = sim.plant.readings()["pump-1"].values["motor_current"]
+        assert high > low + 3
+        with pytest.raises(SimulatorError, match="between 0 and 1"):
+            sim.set_load("pump-1", 2.0)

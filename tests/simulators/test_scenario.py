@@ -179,3 +179,34 @@ def test_dataset_arrays_match_the_csv() -> None:
         6,
         6,
     )
+
+
+def test_load_windows_drive_cause_and_effect() -> None:
+    text = """\
+machines: [pump-1]
+modes: [{machine: pump-1, state: running}]
+loads:
+  - {machine: pump-1, load: 0.3, at: 0s, duration: 1h}
+  - {machine: pump-1, load: 1.0, at: 1h}
+"""
+    data = dataset(parse_scenario(text), "2h", step="10s")
+    current = data.values[:, data.signals.index("motor_current")]
+    temperature = data.values[:, data.signals.index("motor_temperature")]
+    assert current[365:370].mean() > current[350:359].mean() + 3  # within a minute of the step
+    assert temperature[361] - temperature[358] < 1.0  # temperature lags the step...
+    assert temperature[-1] - temperature[358] > 5.0  # ...and follows it over the next hour
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("loads:\n  - {machine: pump-1, load: 1.5}\n", "loads[0].load"),
+        ("loads:\n  - {machine: pump-1, load: 0.5, duration: 0s}\n", "loads[0].duration"),
+        ("loads:\n  - {machine: pump-1, load: 0.5}\n  - {machine: pump-1, load: 0.7, at: 1h}\n", "loads[1]"),
+    ],
+)
+def test_bad_load_windows_are_located(text: str, key: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text)
+    assert [p.key for p in info.value.problems] == [key]
+    assert info.value.problems[0].line is not None
