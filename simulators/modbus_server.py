@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -41,13 +42,16 @@ class UnitFaults:
     latency_s: float = 0.0
     exception: int | None = None
     stale: bool = False
+    probability: float = 1.0
+    """Share of requests that get the latency and the exception (1: all; 0.2: an intermittent fault)."""
 
 
 class ModbusSimServer:
     """A pymodbus TCP server serving one plant on ``host:port`` (port 0: ephemeral, see ``.port``)."""
 
-    def __init__(self, host: str, port: int, machines: Iterable[tuple[str, int]]) -> None:
+    def __init__(self, host: str, port: int, machines: Iterable[tuple[str, int]], seed: int = 1) -> None:
         self.host = host
+        self._rng = random.Random(f"modbus-faults-{seed}")
         self._requested_port = port
         self._units: dict[str, int] = {}
         self._signal_counts: dict[int, int] = {}
@@ -152,9 +156,10 @@ class ModbusSimServer:
         if unit == 0:
             return ExcCodes.GATEWAY_NO_RESPONSE
         faults = self.faults[unit]
-        if faults.latency_s > 0:
+        hit = faults.probability >= 1.0 or self._rng.random() < faults.probability
+        if hit and faults.latency_s > 0:
             await asyncio.sleep(faults.latency_s)
-        if faults.exception is not None:
+        if hit and faults.exception is not None:
             return ExcCodes(faults.exception)
         if set_values is not None:
             return ExcCodes.ILLEGAL_ADDRESS

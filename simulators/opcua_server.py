@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterable
 from copy import copy
 from dataclasses import dataclass
@@ -85,13 +86,18 @@ class MachineFaults:
     latency_s: float = 0.0
     stale: bool = False
     status_code: int | None = None
+    probability: float = 1.0
+    """Share of Reads that get the latency and of updates that get the status (intermittent faults)."""
 
 
 class OpcUaSimServer:
     """An asyncua server serving one plant on ``host:port`` (port 0: ephemeral, see ``.port``)."""
 
-    def __init__(self, host: str, port: int, machines: Iterable[tuple[str, list[tuple[str, str]]]]) -> None:
+    def __init__(
+        self, host: str, port: int, machines: Iterable[tuple[str, list[tuple[str, str]]]], seed: int = 1
+    ) -> None:
         self.host = host
+        self._rng = random.Random(f"opcua-faults-{seed}")
         self._requested_port = port
         self._machines = [(mid, list(signals)) for mid, signals in machines]
         self._server: Any = None
@@ -193,8 +199,8 @@ class OpcUaSimServer:
             node = item.NodeId
             if node.NamespaceIndex == self._namespace_index and isinstance(node.Identifier, str):
                 faults = self.faults.get(node.Identifier.split(".", 1)[0])
-                if faults is not None:
-                    delay = max(delay, faults.latency_s)
+                if faults is not None and faults.latency_s > delay and self._hit(faults):
+                    delay = faults.latency_s
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -215,7 +221,8 @@ class OpcUaSimServer:
             if faults.stale:
                 continue
             published.append(machine_id)
-            code = status(StatusCodes.Good if faults.status_code is None else faults.status_code)
+            bad = faults.status_code is not None and self._hit(faults)
+            code = status(faults.status_code if bad and faults.status_code is not None else StatusCodes.Good)
             for name, value in reading.values.items():
                 await self._write(machine_id, name, ua.Variant(value, ua.VariantType.Double), stamp, code)
             good = status(StatusCodes.Good)
@@ -235,6 +242,9 @@ class OpcUaSimServer:
         when = cast(ua.DateTime, stamp)  # ua.DateTime is asyncua's datetime subclass; a datetime encodes alike
         value = ua.DataValue(variant, StatusCode=code, SourceTimestamp=when, ServerTimestamp=when)
         await self._server.write_attribute_value(self._nodes[(machine_id, name)], value)
+
+    def _hit(self, faults: MachineFaults) -> bool:
+        return faults.probability >= 1.0 or self._rng.random() < faults.probability
 
     async def _tick_clock(self, now: datetime) -> None:
         """Server_ServerStatus.CurrentTime, at most once per simulated-update second (as asyncua does)."""

@@ -56,7 +56,13 @@ def opcua_status(code: str | int | None) -> int:
 
 
 def apply_modbus_fault(
-    server: ModbusSimServer, kind: str, machines: list[str], seconds: float | None, code: str | int | None
+    server: ModbusSimServer,
+    kind: str,
+    machines: list[str],
+    *,
+    seconds: float | None,
+    code: str | int | None,
+    probability: float = 1.0,
 ) -> None:
     """Set a checked protocol fault on the units of ``machines``."""
     if kind == "bad_status":
@@ -64,6 +70,7 @@ def apply_modbus_fault(
     exception = modbus_exception(code) if kind == "exception" else None
     for machine_id in machines:
         faults = server.faults[server.unit_id(machine_id)]
+        faults.probability = probability
         if kind == "latency":
             faults.latency_s = seconds or 0.0
         elif kind == "exception":
@@ -73,7 +80,13 @@ def apply_modbus_fault(
 
 
 def apply_opcua_fault(
-    server: OpcUaSimServer, kind: str, machines: list[str], seconds: float | None, code: str | int | None
+    server: OpcUaSimServer,
+    kind: str,
+    machines: list[str],
+    *,
+    seconds: float | None,
+    code: str | int | None,
+    probability: float = 1.0,
 ) -> None:
     """Set a checked protocol fault on the nodes of ``machines``."""
     if kind == "exception":
@@ -81,6 +94,7 @@ def apply_opcua_fault(
     status_code = opcua_status(code) if kind == "bad_status" else None
     for machine_id in machines:
         faults = server.faults[machine_id]
+        faults.probability = probability
         if kind == "latency":
             faults.latency_s = seconds or 0.0
         elif kind == "bad_status":

@@ -92,12 +92,14 @@ class Simulation:
         self.plant = scenario.build_plant() if scenario is not None else Plant(seed, machines)
         self.history = ServedHistory(history_depth)
         self._opcua = (
-            OpcUaSimServer(host, opcua_port, [(m, self.plant.signals(m)) for m in self.plant.machine_ids])
+            OpcUaSimServer(host, opcua_port, [(m, self.plant.signals(m)) for m in self.plant.machine_ids], self.seed)
             if opcua_port is not None
             else None
         )
         self._modbus = (
-            ModbusSimServer(host, modbus_port, [(m, len(self.plant.signals(m))) for m in self.plant.machine_ids])
+            ModbusSimServer(
+                host, modbus_port, [(m, len(self.plant.signals(m))) for m in self.plant.machine_ids], self.seed
+            )
             if modbus_port is not None
             else None
         )
@@ -285,6 +287,7 @@ class Simulation:
         *,
         latency: float | str | None = None,
         code: str | int | None = None,
+        probability: float = 1.0,
     ) -> None:
         """Make one server misbehave for one machine (or all machines when ``machine_id`` is None).
 
@@ -295,6 +298,9 @@ class Simulation:
         - ``stale``: values and timestamps stop updating, the server keeps answering;
         - ``bad_status`` (OPC UA): signals carry status ``code`` ("BadSensorFailure", ...).
 
+        ``probability`` below 1 makes latency, exception and bad status intermittent: each
+        request (Modbus), Read (OPC UA latency) or update (bad status) is hit with that chance,
+        from a generator seeded by the simulation's seed. One machine carries one probability.
         Faults stay until ``clear_protocol_faults``; they change neither physics nor ground truth.
         """
         if protocol not in PROTOCOLS:
@@ -307,10 +313,12 @@ class Simulation:
         seconds = _seconds("latency", latency)
         if kind == "latency" and (seconds is None or seconds < 0):
             raise SimulatorError("latency needs a non-negative duration. Fix: e.g. latency='500ms'")
+        if not (isinstance(probability, int | float) and 0.0 < probability <= 1.0):
+            raise SimulatorError(f"probability must be in (0, 1], got {probability!r}. Fix: e.g. probability=0.2")
         if protocol == "modbus":
-            apply_modbus_fault(self.modbus, kind, machines, seconds, code)
+            apply_modbus_fault(self.modbus, kind, machines, seconds=seconds, code=code, probability=probability)
         else:
-            apply_opcua_fault(self.opcua, kind, machines, seconds, code)
+            apply_opcua_fault(self.opcua, kind, machines, seconds=seconds, code=code, probability=probability)
 
     def clear_protocol_faults(self, protocol: Protocol | None = None, machine_id: str | None = None) -> None:
         """Undo protocol faults (both servers and every machine unless narrowed)."""

@@ -132,3 +132,24 @@ async def test_bad_protocol_faults_are_refused(sim: Simulation) -> None:
         sim.inject_protocol_fault("modbus", "latency")
     with pytest.raises(SimulatorError, match="unknown machine"):
         sim.inject_protocol_fault("modbus", "stale", "robot-1")
+
+
+async def test_intermittent_modbus_exceptions(modbus_sim: Simulation, modbus_client: AsyncModbusTcpClient) -> None:
+    modbus_sim.inject_protocol_fault("modbus", "exception", "pump-1", code="device_busy", probability=0.3)
+    outcomes = [(await modbus_client.read_input_registers(0, count=2, device_id=1)).isError() for _ in range(200)]
+    assert 30 < sum(outcomes) < 90  # about 60 of 200
+    with pytest.raises(SimulatorError, match="probability"):
+        modbus_sim.inject_protocol_fault("modbus", "stale", probability=0.0)
+
+
+async def test_intermittent_opcua_bad_status(sim: Simulation) -> None:
+    sim.inject_protocol_fault("opcua", "bad_status", "pump-1", code="UncertainLastUsableValue", probability=0.5)
+    seen = set()
+    async with Client(sim.opcua.endpoint, timeout=5) as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        node = client.get_node(ua.NodeId("pump-1.flow", idx))
+        async with asyncio.timeout(10):
+            while len(seen) < 2:
+                await sim.wait_updates(1)
+                seen.add((await node.read_data_value(raise_on_bad_status=False)).StatusCode.value)
+    assert seen == {ua.StatusCodes.Good, ua.StatusCodes.UncertainLastUsableValue}
