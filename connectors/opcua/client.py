@@ -119,6 +119,7 @@ class OpcUaConnector:
         self._state = ConnectionState.CLOSED
         self._targets: list[_Target] = []
         self._server_max_nodes_per_read = 0
+        self._learned_max_nodes = 0  # set when the server refuses a Read as too large
         self.namespaces: tuple[str, ...] = ()
         """The server's namespace array as read at the last connect."""
         self._subscription: Subscription | None = None
@@ -147,8 +148,11 @@ class OpcUaConnector:
 
     @property
     def nodes_per_read(self) -> int:
-        """Nodes per Read request (0: all): the smaller of the server's MaxNodesPerRead and the config's."""
-        limits = [n for n in (self._server_max_nodes_per_read, self._config.max_nodes_per_read) if n]
+        """Nodes per Read request (0: all): the least of the server's MaxNodesPerRead, the config's
+        ``max_nodes_per_read`` and what the server turned out to accept."""
+        limits = [
+            n for n in (self._server_max_nodes_per_read, self._config.max_nodes_per_read, self._learned_max_nodes) if n
+        ]
         return min(limits) if limits else 0
 
     @property
@@ -375,20 +379,32 @@ class OpcUaConnector:
     ) -> list[ua.DataValue]:
         """Read the Value attribute of ``node_ids``, chunked by MaxNodesPerRead, translating failures."""
         results: list[ua.DataValue] = []
+        pending = list(node_ids)
         try:
             async with asyncio.timeout(time_limit):
-                for chunk in chunked(node_ids, self.nodes_per_read):
-                    params = ua.ReadParameters()
-                    params.MaxAge = 0
-                    params.TimestampsToReturn = timestamps
-                    params.NodesToRead = [ua.ReadValueId(NodeId=n, AttributeId=AttributeIds.Value) for n in chunk]
-                    answer = await client.uaclient.read(params)
+                while pending:
+                    size = self.nodes_per_read or len(pending)
+                    chunk = pending[:size]
+                    try:
+                        answer = await client.uaclient.read(self._read_parameters(chunk, timestamps))
+                    except UaStatusCodeError as exc:
+                        if exc.code != StatusCodes.BadTooManyOperations or len(chunk) == 1:
+                            raise
+                        # The server enforces a lower limit than it announces: halve the chunk and go on.
+                        self._learned_max_nodes = len(chunk) // 2
+                        self._warn_once(
+                            f"the server refused a Read of {len(chunk)} nodes (BadTooManyOperations), more than "
+                            "it announces; reading fewer nodes per request from now on. Fix: set "
+                            "max_nodes_per_read to what the server accepts"
+                        )
+                        continue
                     if len(answer) != len(chunk):
                         raise DeviceError(
                             self.machine_id,
                             f"the server answered {len(answer)} results for {len(chunk)} nodes",
                         )
                     results.extend(answer)
+                    pending = pending[len(chunk) :]
         except TimeoutError as exc:
             self._state = ConnectionState.DOWN
             raise ReadTimeout(self.machine_id, f"no answer to Read within {time_limit:g} s") from exc
@@ -401,6 +417,14 @@ class OpcUaConnector:
             self._state = ConnectionState.DOWN
             raise ConnectError(self.machine_id, f"connection lost: {_describe(exc)}") from exc
         return results
+
+    @staticmethod
+    def _read_parameters(node_ids: Sequence[ua.NodeId], timestamps: ua.TimestampsToReturn) -> ua.ReadParameters:
+        params = ua.ReadParameters()
+        params.MaxAge = 0
+        params.TimestampsToReturn = timestamps
+        params.NodesToRead = [ua.ReadValueId(NodeId=n, AttributeId=AttributeIds.Value) for n in node_ids]
+        return params
 
     async def _discard(self, client: Client) -> None:
         """Tear ``client`` down as far as it got; never raises."""

@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from asyncua import ua
 from asyncua.common.callback import CallbackType
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.server import Server
 from asyncua.server.user_managers import UserManager
@@ -58,8 +59,11 @@ class OpcUaTestDevice:
     With ``users``, sessions need one of those user names and passwords.
     """
 
-    def __init__(self, max_nodes_per_read: int = 0, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, max_nodes_per_read: int = 0, users: dict[str, str] | None = None, enforce_max_nodes: int = 0
+    ) -> None:
         self._max_nodes_per_read = max_nodes_per_read
+        self._enforce_max_nodes = enforce_max_nodes
         self._users = users
         self._server: Server | None = None
         self._node_ids: dict[str, ua.NodeId] = {}
@@ -88,6 +92,8 @@ class OpcUaTestDevice:
             var = await folder.add_variable(ua.NodeId(name, idx), ua.QualifiedName(name, idx), float(i))
             self._node_ids[name] = var.nodeid
         server.subscribe_server_callback(CallbackType.PreRead, self._on_read)
+        if self._enforce_max_nodes:
+            _refuse_large_reads(server, self._enforce_max_nodes)
         server.subscribe_server_callback(CallbackType.PreWrite, self._on_write)
         await server.start()
         self._server = server
@@ -132,3 +138,16 @@ class OpcUaTestDevice:
     async def _on_write(self, event: Any, _dispatcher: Any) -> None:
         if event.is_external:
             self.write_count += 1
+
+
+def _refuse_large_reads(server: Server, limit: int) -> None:
+    """Answer a Read of more than ``limit`` nodes with BadTooManyOperations, without announcing the limit."""
+    service = server.iserver.attribute_service
+    original = service.read
+
+    def limited_read(params: ua.ReadParameters) -> list[ua.DataValue]:
+        if len(params.NodesToRead) > limit:
+            raise ServiceError(StatusCodes.BadTooManyOperations)
+        return original(params)
+
+    service.read = limited_read  # type: ignore[method-assign]

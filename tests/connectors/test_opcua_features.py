@@ -194,3 +194,19 @@ async def test_user_name_and_password() -> None:
             assert "wrong-pw" not in str(exc.value)
             assert "s3cret" not in str(exc.value)
             await connector.close()
+
+
+async def test_a_server_that_refuses_large_reads_is_read_in_smaller_chunks() -> None:
+    async with OpcUaTestDevice(enforce_max_nodes=3) as device:
+        connector = OpcUaConnector(machine(device, COUNTER_NODES))
+        await connector.connect()
+        device.read_sizes.clear()
+        try:
+            first = await connector.read()
+            assert [s.value for s in first.samples] == [float(i) for i in range(10)]
+            assert connector.nodes_per_read == 2  # 10 refused, 5 refused, 2 accepted
+            device.read_sizes.clear()
+            await connector.read()
+            assert device.read_sizes == [2, 2, 2, 2, 2]
+        finally:
+            await connector.close()
