@@ -1,7 +1,12 @@
-"""``edge-sim``: run the simulated plant, or print its register map and node ids.
+"""``edge-sim``: serve the simulated plant, describe it, record it, list its faults.
 
-edge-sim run [--opcua-port 4840] [--modbus-port 5020] [--host 127.0.0.1] [--seed N]
-edge-sim describe [--json] [--machines pump-1 press-1]
+    edge-sim run [--opcua-port 4840] [--modbus-port 5020] [--host 127.0.0.1] [--seed N]
+                 [--machines pump-1 press-1] [--scenario S] [--time-scale X] [--interval 0.1]
+    edge-sim describe [--json] [--machines pump-1 press-1 | --scenario S]
+    edge-sim record [--scenario S | --seed N --machines ...] --duration 7d --out data.csv [--step 1s]
+    edge-sim faults
+
+Exit codes: 0 done, 1 cannot listen or write, 2 bad input (nothing was started or written).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     desc = commands.add_parser("describe", help="print node ids and the Modbus register map")
     desc.add_argument("--json", action="store_true", help="machine-readable output")
     desc.add_argument("--machines", nargs="+", default=None, help="machine ids (default: the default plant)")
+    desc.add_argument("--scenario", default=None, help="describe the machines of this scenario")
 
     rec = commands.add_parser("record", help="write a labelled CSV of a scenario, without servers")
     rec.add_argument("--scenario", default=None, help="scenario YAML (default: the default plant, no faults)")
@@ -165,7 +171,10 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _describe(args: argparse.Namespace) -> int:
-    description = describe(args.machines)
+    if args.scenario is not None and args.machines is not None:
+        raise SimulatorError("--machines and --scenario both name machines. Fix: pass one of them")
+    machines = dict(load_scenario(args.scenario).machines) if args.scenario is not None else args.machines
+    description = describe(machines)
     if args.json:
         print(json.dumps(description.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -69,3 +69,12 @@ async def test_run_prints_endpoints_and_stops_on_sigterm(extra: list[str], units
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_describe_a_scenario_and_list_faults(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "--scenario", str(SCENARIO)]) == 0
+    assert "compressor-1 (compressor) - Modbus unit id 5" in capsys.readouterr().out
+    assert main(["faults"]) == 0
+    out = capsys.readouterr().out
+    assert "bearing_wear" in out
+    assert "pump: vibration_rms/motor_current/motor_temperature" in out
