@@ -9,8 +9,8 @@ before the runtime gives up on it. Each request may take what is left of that bu
 the connection is then reopened before the next request, because a late answer would otherwise
 be taken for the answer to the next one. Requests the budget no longer covers are marked bad too.
 
-Failures: a Modbus exception marks exactly that request's tags bad (exception 2 for a joined read
-splits it into one read per tag from then on); a lost connection raises ``ConnectError``; a poll
+Failures: a Modbus exception marks exactly that request's tags bad (exception 2 or 3 for a joined
+read splits it into one read per tag from then on); a lost connection raises ``ConnectError``; a poll
 in which no request was answered raises ``ReadTimeout``. Device quirks (pauses, closing after each
 poll, one request per tag, smaller requests) come from the machine config.
 """
@@ -35,7 +35,8 @@ from edge_agent.samples import Batch, Sample, Value, now_ns
 
 _log = logging.getLogger(__name__)
 
-ILLEGAL_DATA_ADDRESS = 2
+SPLIT_ON = frozenset({2, 3})
+"""Exceptions to a joined read that mean "ask for less": illegal data address, illegal data value."""
 
 POLL_BUDGET = 0.9
 """Share of the machine's timeout one poll may use, leaving the runtime time to take the batch."""
@@ -179,10 +180,11 @@ class ModbusConnector:
                 self._bad(samples, request, result.reason, received_at)
             elif isinstance(result, int):
                 answered += 1
-                parts = split_request(request, self._options) if result == ILLEGAL_DATA_ADDRESS else [request]
+                parts = split_request(request, self._options) if result in SPLIT_ON else [request]
                 if len(parts) > 1:
-                    # The joined read may cover a hole in the device's map: read these tags one by one
-                    # from now on, so only the tags that really are missing come out bad.
+                    # The joined read may cover a hole in the device's map, or be longer than the device
+                    # takes: read these tags one by one from now on, so only tags that really are
+                    # missing come out bad.
                     _log.warning(
                         "machine %r: device rejected %s (%s); reading its %d tags in %d requests from now on",
                         self.machine_id,

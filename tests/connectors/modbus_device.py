@@ -53,6 +53,8 @@ class ModbusTestDevice:
         self.slow_addresses: set[int] = set()
         """Requests starting at these addresses get ``latency_s``; empty means every request does."""
         self.exception: int | None = None
+        self.max_count = 0
+        """Reads of more than this many registers or bits get exception 3 (0: no limit)."""
         self._server: ModbusTcpServer | None = None
         self.port = 0
 
@@ -116,7 +118,7 @@ class ModbusTestDevice:
         _function_code: int,
         _start_address: int,
         address: int,
-        _count: int,
+        count: int,
         _registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
@@ -124,6 +126,8 @@ class ModbusTestDevice:
             await asyncio.sleep(self.latency_s)
         if self.exception is not None:
             return ExcCodes(self.exception)
+        if self.max_count and count > self.max_count:
+            return ExcCodes.ILLEGAL_VALUE
         if set_values is not None:
             return ExcCodes.ILLEGAL_ADDRESS
         return None

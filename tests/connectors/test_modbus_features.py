@@ -271,3 +271,17 @@ async def test_rtu_frames_over_tcp() -> None:
         with pytest.raises(ReadTimeout):  # an RTU device does not understand Modbus TCP framing
             await tcp.read()
         await tcp.close()
+
+
+async def test_a_device_that_takes_only_short_reads(device: ModbusTestDevice) -> None:
+    device.max_count = 4
+    tags = [{"name": f"r{i}", "address": i} for i in range(8)] + [{"name": "wide", "address": 8, "type": "int64"}]
+    connector = ModbusConnector(machine(device, tags))
+    await connector.connect()
+    try:
+        for _ in range(2):
+            batch = await connector.read()
+            assert batch.good_count == 9, batch
+        assert connector.requests_per_cycle == 9
+    finally:
+        await connector.close()
