@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Self
+import difflib
+from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connectors.base import TAG_NAME_PATTERN, MachineConfigBase, StrictModel
 from edge_agent.durations import Duration
@@ -15,6 +16,27 @@ if TYPE_CHECKING:
 DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "string"]
 ByteOrder = Literal["ABCD", "DCBA", "BADC", "CDAB"]
 Table = Literal["holding", "input", "coil", "discrete_input"]
+
+_CHOICES: dict[str, Any] = {"type": DataType, "byte_order": ByteOrder, "table": Table}
+_ALIASES: dict[str, str] = {
+    "float": "float32",
+    "real": "float32",
+    "double": "float64",
+    "lreal": "float64",
+    "int": "int16",
+    "word": "uint16",
+    "dword": "uint32",
+    "dint": "int32",
+    "udint": "uint32",
+    "boolean": "bool",
+    "str": "string",
+    "holding_register": "holding",
+    "input_register": "input",
+    "coils": "coil",
+    "discrete": "discrete_input",
+    "discrete_inputs": "discrete_input",
+}
+"""Names from PLC manuals and other tools, offered as suggestions in errors (never accepted silently)."""
 
 REGISTER_TABLES: frozenset[str] = frozenset({"holding", "input"})
 BIT_TABLES: frozenset[str] = frozenset({"coil", "discrete_input"})
@@ -74,6 +96,27 @@ class ModbusTag(StrictModel):
         if isinstance(data, dict) and data.get("table") in BIT_TABLES and "type" not in data:
             return {**data, "type": "bool"}
         return data
+
+    @field_validator("type", "byte_order", "table", mode="before")
+    @classmethod
+    def _known_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        choices: tuple[str, ...] = get_args(_CHOICES[info.field_name or ""])
+        if isinstance(value, str) and value not in choices:
+            close = [_ALIASES[value.lower()]] if value.lower() in _ALIASES else []
+            close = close or difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"{info.field_name} {value!r} is not known. Fix: {hint}use one of {', '.join(choices)}")
+        return value
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address_in_range(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= LAST_ADDRESS:
+            raise ValueError(
+                f"address {value} is outside 0-{LAST_ADDRESS}, the addresses Modbus can express. Fix: use the "
+                "register's offset within its table (40001 in a manual is address 0 of the holding table)"
+            )
+        return value
 
     @property
     def is_bit_table(self) -> bool:
