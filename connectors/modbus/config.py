@@ -105,7 +105,8 @@ class ModbusTag(StrictModel):
             close = [_ALIASES[value.lower()]] if value.lower() in _ALIASES else []
             close = close or difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"{info.field_name} {value!r} is not known. Fix: {hint}use one of {', '.join(choices)}")
+            listed = ", ".join(repr(choice) for choice in choices)
+            raise ValueError(f"unknown {info.field_name} (got {value!r}). Fix: {hint}use one of {listed}")
         return value
 
     @field_validator("address", mode="before")
@@ -113,8 +114,8 @@ class ModbusTag(StrictModel):
     def _address_in_range(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= LAST_ADDRESS:
             raise ValueError(
-                f"address {value} is outside 0-{LAST_ADDRESS}, the addresses Modbus can express. Fix: use the "
-                "register's offset within its table (40001 in a manual is address 0 of the holding table)"
+                f"address is outside 0-{LAST_ADDRESS}, the addresses Modbus can express (got {value}). Fix: use "
+                "the register's offset within its table (40001 in a manual is address 0 of the holding table)"
             )
         return value
 

@@ -106,7 +106,7 @@ def test_modbus_address_out_of_range(address: int) -> None:
         modbus({"name": "a", "address": address})
     text = error_text(exc)
     assert "tags.0.address" in text
-    assert f"address {address} is outside 0-65535" in text
+    assert f"address is outside 0-65535, the addresses Modbus can express (got {address})" in text
     assert "Fix: use the register's offset within its table" in text
 
 
@@ -126,11 +126,11 @@ def test_modbus_register_span_past_the_end() -> None:
         ("type", "float", "did you mean 'float32'?"),
         ("type", "DINT", "did you mean 'int32'?"),
         ("type", "uint23", "did you mean 'uint32'?"),
-        ("type", "foo", "Fix: use one of bool, int16"),
+        ("type", "foo", "Fix: use one of 'bool', 'int16'"),
         ("table", "holdings", "did you mean 'holding'?"),
         ("table", "coils", "did you mean 'coil'?"),
         ("byte_order", "ABDC", "did you mean 'BADC'?"),
-        ("byte_order", "little", "Fix: use one of ABCD, DCBA, BADC, CDAB"),
+        ("byte_order", "little", "Fix: use one of 'ABCD', 'DCBA', 'BADC', 'CDAB'"),
     ],
 )
 def test_modbus_unknown_choice_names_the_key_and_the_fix(key: str, value: str, suggestion: str) -> None:
@@ -138,7 +138,7 @@ def test_modbus_unknown_choice_names_the_key_and_the_fix(key: str, value: str, s
         modbus({"name": "a", "address": 0, key: value})
     text = error_text(exc)
     assert f"tags.0.{key}" in text
-    assert f"{key} {value!r} is not known. Fix:" in text
+    assert f"unknown {key} (got {value!r}). Fix:" in text
     assert suggestion in text
 
 
@@ -295,7 +295,7 @@ def test_modbus_bit_tables_default_to_bool() -> None:
         ({"type": "int32", "length": 2}, "length only applies to type string"),
         ({"type": "bool", "bit": 1, "scale": 2}, "scale and offset do not apply to a bool"),
         ({"type": "string", "length": 2, "offset": 1}, "scale and offset do not apply to a string"),
-        ({"table": "coils"}, "use one of holding, input, coil, discrete_input"),
+        ({"table": "coils"}, "use one of 'holding', 'input', 'coil', 'discrete_input'"),
         ({"type": "int64", "address": 65533}, "at most 65532 for an int64"),
         ({"type": "string", "length": 10, "address": 65530}, "at most 65526 for a string of length 10"),
         ({"unit_id": 256}, "less than or equal to 255"),
