@@ -21,10 +21,11 @@ from collections.abc import Sequence
 
 from simulators.durations import parse_duration
 from simulators.errors import SimulatorError
-from simulators.faults import FAULT_KINDS
+from simulators.faults import FAULT_KINDS, Fault
 from simulators.register_map import PlantDescription, describe
 from simulators.scenario import Scenario, load_scenario, parse_scenario
 from simulators.simulation import Simulation
+from simulators.truth import timeline, write_timeline
 
 
 def _port(text: str) -> int | None:
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--machines", nargs="+", default=None, help="machine ids, kind before the last '-' (pump-2)")
     run.add_argument("--scenario", default=None, help="scenario YAML: machines, modes, faults, time scale")
     run.add_argument("--time-scale", type=float, default=None, help="simulated seconds per real second")
+    run.add_argument("--truth", default=None, help="write the ground-truth timeline (JSON) here on exit")
 
     desc = commands.add_parser("describe", help="print node ids and the Modbus register map")
     desc.add_argument("--json", action="store_true", help="machine-readable output")
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--step", type=_duration, default=None, help="sample interval (default: the scenario's, 1s)")
     rec.add_argument("--seed", type=int, default=None, help="seed when no scenario is given")
     rec.add_argument("--machines", nargs="+", default=None, help="machines when no scenario is given")
+    rec.add_argument("--truth", default=None, help="also write the ground-truth timeline (JSON) here")
 
     commands.add_parser("faults", help="list the fault library: names, machines, signals affected")
     return parser
@@ -126,7 +129,7 @@ def format_description(description: PlantDescription) -> str:
     return "\n".join(lines)
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace) -> list[Fault]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -149,6 +152,7 @@ async def _serve(args: argparse.Namespace) -> None:
         print("edge-sim running; Ctrl+C to stop", flush=True)
         await stop.wait()
     print(f"edge-sim stopped; client write requests seen: {sim.write_count}", flush=True)
+    return sim.ground_truth()
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -158,6 +162,9 @@ def _record(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     try:
         summary = record(scenario, args.duration, args.out, args.step)
+        if args.truth is not None:
+            occurred = [f for f in scenario.build_plant().faults.faults if f.start_s <= args.duration]
+            write_timeline(args.truth, timeline(occurred, scenario.start))
     except OSError as exc:
         print(f"edge-sim: cannot write {args.out}: {exc.strerror}. Fix: check the directory exists", file=sys.stderr)
         return 1
@@ -191,10 +198,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.scenario is not None:
         args.scenario = load_scenario(args.scenario)  # checked (and read) before the loop starts
     try:
-        asyncio.run(_serve(args))
+        truth = asyncio.run(_serve(args))
     except OSError as exc:
         print(f"edge-sim: cannot listen: {exc}. Fix: choose another port or stop what uses it", file=sys.stderr)
         return 1
+    if args.truth is not None:
+        write_timeline(args.truth, timeline(truth))
     return 0
 
 

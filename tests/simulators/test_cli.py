@@ -43,8 +43,9 @@ SCENARIO = Path(__file__).parents[2] / "simulators" / "scenarios" / "demo_plant.
         (["--opcua-port", "off", "--scenario", str(SCENARIO)], "press-1=2, cnc-1=3, conveyor-1=4, compressor-1=5"),
     ],
 )
-async def test_run_prints_endpoints_and_stops_on_sigterm(extra: list[str], units: str) -> None:
-    command = ["-m", "simulators.cli", "run", "--modbus-port", "0", *extra]
+async def test_run_prints_endpoints_and_stops_on_sigterm(extra: list[str], units: str, tmp_path: Path) -> None:
+    truth = tmp_path / "truth.json"
+    command = ["-m", "simulators.cli", "run", "--modbus-port", "0", "--truth", str(truth), *extra]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *command,
@@ -65,6 +66,9 @@ async def test_run_prints_endpoints_and_stops_on_sigterm(extra: list[str], units
             rest = (await process.stdout.read()).decode()
             assert await process.wait() == 0
         assert "client write requests seen: 0" in rest
+        faults = json.loads(truth.read_text())
+        assert len(faults) == (5 if "--scenario" in extra else 0)
+        assert all(f["start"] is None for f in faults)  # 60x: the first fault is 30 s away
     finally:
         if process.returncode is None:
             process.kill()

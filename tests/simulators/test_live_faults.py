@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from simulators import MachineState, Simulation, SimulatorError
 from simulators.scenario import parse_scenario
+from simulators.truth import timeline
 
 
 async def test_inject_and_clear_fault_on_a_running_simulation() -> None:
@@ -33,6 +35,9 @@ async def test_inject_and_clear_fault_on_a_running_simulation() -> None:
         assert truth[0].start_ns is not None
         assert truth[0].end_ns > truth[0].start_ns
         assert truth[0].to_dict()["progression"] == "sudden"
+        (entry,) = timeline(truth)
+        start = datetime.fromisoformat(str(entry["start"]))
+        assert start == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=truth[0].start_ns // 1_000_000 * 1000)
 
 
 async def test_bad_injection_is_refused_and_changes_nothing() -> None:

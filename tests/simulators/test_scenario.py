@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import time
 from pathlib import Path
 
@@ -140,9 +141,15 @@ def test_bad_yaml_and_missing_file() -> None:
 def test_cli_record_writes_csv_and_refuses_bad_scenarios(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scenario = tmp_path / "s.yaml"
     scenario.write_text(GOOD)
-    out = tmp_path / "data.csv"
-    assert main(["record", "--scenario", str(scenario), "--duration", "1h", "--step", "10s", "--out", str(out)]) == 0
-    assert len(out.read_text().splitlines()) == 1 + 360
+    out, truth = tmp_path / "data.csv", tmp_path / "truth.json"
+    command = ["record", "--scenario", str(scenario), "--duration", "55m", "--step", "10s", "--out", str(out)]
+    assert main([*command, "--truth", str(truth)]) == 0
+    assert len(out.read_text().splitlines()) == 1 + 330
+    timeline = json.loads(truth.read_text())
+    assert [(t["fault"], t["start"], t["end"], t["severity"]) for t in timeline] == [
+        ("imbalance", "2026-03-01T00:10:00.000+00:00", "2026-03-01T00:15:00.000+00:00", 0.5),
+        ("stuck_sensor", "2026-03-01T00:50:00.000+00:00", None, 1.0),
+    ]
     assert not (tmp_path / "data.csv.part").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("faults:\n  - {machine: pump-1, fault: melting}\n")
