@@ -162,10 +162,13 @@ def test_cli_record_writes_csv_and_refuses_bad_scenarios(tmp_path: Path, capsys:
 
 
 def test_record_is_fast_enough_for_a_week_at_one_hertz() -> None:
-    """7 days of one pump at 1 Hz must take <= 30 s; 6 h here must beat that rate with 2x margin."""
-    began = time.perf_counter()
+    """7 days of one pump at 1 Hz must take <= 30 s; 6 h here must beat that rate with 2x margin.
+
+    CPU time, not wall time: other work on a shared CI box must not fail this test.
+    """
+    began = time.process_time()
     record_text("machines: [pump-1]\nfaults:\n  - {machine: pump-1, fault: bearing_wear, at: 1h}\n", 6 * 3600)
-    rate = 6 * 3600 / (time.perf_counter() - began)
+    rate = 6 * 3600 / (time.process_time() - began)
     assert rate > 2 * 7 * 86400 / 30, f"{rate:.0f} rows/s"
 
 
