@@ -35,7 +35,7 @@ async def test_modbus_latency_delays_only_that_unit(
     slow, slow_s = await timed(modbus_client.read_input_registers(0, count=2, device_id=1))
     fast, fast_s = await timed(modbus_client.read_input_registers(0, count=2, device_id=2))
     assert slow_s >= 0.3
-    assert fast_s < 0.3
+    assert fast_s < slow_s - 0.2  # relative: a loaded CI box slows both alike
     assert not slow.isError()  # type: ignore[attr-defined]
     assert not fast.isError()  # type: ignore[attr-defined]
 
@@ -115,7 +115,7 @@ async def test_opcua_bad_status_stale_and_latency(sim: Simulation) -> None:
         _, slow_s = await timed(press.read_data_value())
         _, fast_s = await timed(flow.read_data_value())
         assert slow_s >= 0.3
-        assert fast_s < 0.3
+        assert fast_s < slow_s - 0.2  # relative: a loaded CI box slows both alike
         assert sim.drop_connections("opcua") == 1
 
 
