@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -31,6 +32,16 @@ from simulators.register_map import HOLDING_SIZE, float32_round, holding_image, 
 log = logging.getLogger(__name__)
 
 WRITE_FUNCTION_CODES = frozenset({5, 6, 15, 16, 22, 23})
+_IDENTITY = ModbusDeviceIdentification(  # type: ignore[no-untyped-call]  # pymodbus leaves it unannotated
+    info_name={
+        "VendorName": "edge-agent",
+        "ProductCode": "EDGE-SIM",
+        "ProductName": "edge-agent machine simulator",
+        "ModelName": "simulated plant",
+        "MajorMinorRevision": "1.0",
+    }
+)
+"""Answered to function code 43/14 (read device identification), the same for every unit."""
 READ_INPUT = 4
 READ_HOLDING = 3
 
@@ -84,7 +95,7 @@ class ModbusSimServer:
         devices = [self._device(unit, count) for unit, count in self._signal_counts.items()]
         devices.append(self._device(0, max(self._signal_counts.values())))
         port = self._port if self._port is not None else self._requested_port  # a restart keeps its port
-        server = ModbusTcpServer(devices, address=(self.host, port), trace_pdu=self._trace_pdu)
+        server = ModbusTcpServer(devices, address=(self.host, port), trace_pdu=self._trace_pdu, identity=_IDENTITY)
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus reports a failed bind this way; callers expect OSError

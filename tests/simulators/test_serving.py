@@ -163,3 +163,15 @@ async def test_port_in_use_is_an_oserror_and_starts_nothing(protocol: str) -> No
             await second.start()
         await second.stop()
         assert first.modbus.port > 0
+
+
+async def test_modbus_device_identification_is_a_read(modbus_sim: Simulation) -> None:
+    client = AsyncModbusTcpClient("127.0.0.1", port=modbus_sim.modbus.port, timeout=5)
+    try:
+        assert await client.connect()
+        info = await client.read_device_information(device_id=1)
+        assert not info.isError()
+        assert info.information[0] == b"edge-agent"
+    finally:
+        client.close()
+    assert modbus_sim.write_count == 0
