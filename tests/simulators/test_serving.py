@@ -9,8 +9,8 @@ import pytest
 from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 
-from simulators import MachineState, Simulation
-from simulators.register_map import NAMESPACE_URI
+from simulators import MachineState, Plant, Simulation
+from simulators.register_map import NAMESPACE_URI, float32_round
 
 
 async def test_opcua_value_and_source_timestamp_equal_served(sim: Simulation) -> None:
@@ -175,3 +175,15 @@ async def test_modbus_device_identification_is_a_read(modbus_sim: Simulation) ->
     finally:
         client.close()
     assert modbus_sim.write_count == 0
+
+
+async def test_live_values_are_the_offline_physics_step_for_step() -> None:
+    """Same seed, same steps, same values: a live run replays offline, update by update."""
+    async with Simulation(seed=8, update_interval=0.01, opcua_port=None) as sim:
+        async with asyncio.timeout(5):
+            await sim.wait_updates(30)
+        served = [v for _, v in sim.served("modbus", "press-1", "hydraulic_pressure")]
+    offline = Plant(seed=8)
+    expected = [offline.readings()["press-1"].values["hydraulic_pressure"]]
+    expected += [offline.step(0.01)["press-1"].values["hydraulic_pressure"] for _ in range(len(served) - 1)]
+    assert served == [float32_round(v) for v in expected]
