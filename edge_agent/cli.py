@@ -29,6 +29,7 @@ examples:
   edge-agent run config.yaml               poll the machines and publish to MQTT
   edge-agent run config.yaml --once        poll every machine once, print, exit
   edge-agent ingest config.yaml            MQTT -> InfluxDB bridge
+  edge-agent config schema --out schema.json   JSON Schema for editor completion
 """
 
 
@@ -150,6 +151,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    """JSON Schema of the config file, e.g. for VS Code's YAML extension (``# yaml-language-server: $schema=``)."""
+    import json
+
+    schema = AgentConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "edge-agent configuration"
+    text = json.dumps(schema, indent=2) + "\n"
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help in the docs)."""
     parser = argparse.ArgumentParser(
@@ -184,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", help="subscribe to telemetry and write it to InfluxDB")
     ingest.add_argument("config")
     ingest.set_defaults(func=cmd_ingest)
+
+    config = sub.add_parser("config", help="configuration helpers")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    schema = config_sub.add_parser("schema", help="write the config's JSON Schema (for editor completion)")
+    schema.add_argument("--out", help="file to write (default: standard output)")
+    schema.set_defaults(func=cmd_config_schema)
     return parser
 
 

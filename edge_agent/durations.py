@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -40,5 +40,16 @@ def parse_duration(raw: object) -> float:
     return sign * total
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+DURATION_PATTERN = r"^\s*-?\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*)+$"
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number"}, {"type": "string", "pattern": DURATION_PATTERN}],
+            "description": "A duration: '500ms', '2s', '5m', '1h30m', '7d', or a number of seconds.",
+        }
+    ),
+]
 """A config field holding seconds, written by a person as '500ms', '2s', ..."""

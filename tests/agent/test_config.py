@@ -202,3 +202,20 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot read the file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_json_schema_accepts_the_example_and_catches_a_typo(tmp_path: Path) -> None:
+    import json
+
+    import jsonschema
+    import yaml
+
+    out = tmp_path / "schema.json"
+    result = _cli("config", "schema", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(out.read_text())
+    example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    jsonschema.validate(example, schema)
+    example["machines"][0]["intervall"] = "1s"
+    with pytest.raises(jsonschema.ValidationError, match="intervall"):
+        jsonschema.validate(example, schema)
