@@ -21,6 +21,9 @@ MACHINE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 TAG_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
+POLL_BUDGET = 0.9
+"""Share of a machine's ``timeout`` one ``read()`` may use, so its batch is out before the runtime gives up."""
+
 
 class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors, never silently ignored."""

@@ -26,7 +26,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from connectors.base import ConnectionState
+from connectors.base import POLL_BUDGET, ConnectionState
 from connectors.modbus.config import ModbusMachine
 from connectors.modbus.decode import DecodeError, decode_value, exception_reason
 from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests, split_request
@@ -37,9 +37,6 @@ _log = logging.getLogger(__name__)
 
 SPLIT_ON = frozenset({2, 3})
 """Exceptions to a joined read that mean "ask for less": illegal data address, illegal data value."""
-
-POLL_BUDGET = 0.9
-"""Share of the machine's timeout one poll may use, leaving the runtime time to take the batch."""
 
 
 class ModbusConnector:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from connectors.base import TAG_NAME_PATTERN, MachineConfigBase, StrictModel
+from connectors.base import POLL_BUDGET, TAG_NAME_PATTERN, MachineConfigBase, StrictModel
 from edge_agent.durations import Duration
 
 if TYPE_CHECKING:
@@ -276,7 +276,7 @@ class ModbusMachine(MachineConfigBase):
         waiting = self.pause_between_requests * (requests - 1)
         if self.close_after_cycle:
             waiting += self.pause_after_connect
-        budget = self.effective_timeout * 0.9  # connectors.modbus.client.POLL_BUDGET
+        budget = self.effective_timeout * POLL_BUDGET
         if waiting > 0 and waiting >= budget:
             raise ValueError(
                 f"one poll sends {requests} request(s) and pauses {waiting:g} s in total "

@@ -32,7 +32,7 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-from connectors.base import ConnectionState
+from connectors.base import POLL_BUDGET, ConnectionState
 from connectors.opcua.config import OpcUaMachine, OpcUaTag
 from connectors.opcua.convert import apply_max_age, status_name, to_sample
 from edge_agent.errors import ConnectError, DeviceError, ReadTimeout
@@ -66,8 +66,6 @@ _LOGIN_CODES = frozenset(
 )
 """Connect failures that mean the login was refused."""
 
-POLL_BUDGET = 0.9
-"""Share of the machine's timeout one poll may use, leaving the runtime time to take the batch."""
 
 _T = TypeVar("_T")
 
