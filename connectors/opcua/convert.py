@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
@@ -73,6 +74,8 @@ def to_value(raw: object) -> Value:
     if isinstance(raw, int):
         return int(raw)
     if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise UnsupportedValue(f"the server sent {raw} (not a finite number)")
         return float(raw)
     if isinstance(raw, ua.LocalizedText):
         return raw.Text or ""

@@ -93,6 +93,9 @@ def test_values() -> None:
     assert type(to_value(ua.ServerState.Running)) is int
     assert to_value(ua.LocalizedText("Auto", "en")) == "Auto"
     assert to_value(SOURCE) == "2026-01-02T03:04:05.678901+00:00"
+    for not_finite in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(UnsupportedValue, match="not a finite number"):
+            to_value(not_finite)
     with pytest.raises(UnsupportedValue, match="array of 2"):
         to_value([1, 2])
     with pytest.raises(UnsupportedValue, match="QualifiedName"):
