@@ -29,6 +29,7 @@ examples:
   edge-agent run config.yaml               poll the machines and publish to MQTT
   edge-agent run config.yaml --once        poll every machine once, print, exit
   edge-agent ingest config.yaml            MQTT -> InfluxDB bridge
+  edge-agent doctor config.yaml            check machines, broker and database; print fixes
   edge-agent config schema --out schema.json   JSON Schema for editor completion
 """
 
@@ -151,6 +152,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the config, each machine, the broker and InfluxDB; print the fix for each failure."""
+    config = _load(args.config)
+    print(f"PASS  config {args.config}: {len(config.machines)} machine(s)")
+    _setup_logging("ERROR")
+    from edge_agent.doctor import render, run_checks
+
+    checks = asyncio.run(run_checks(config))
+    print(render(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def cmd_config_schema(args: argparse.Namespace) -> int:
     """JSON Schema of the config file, e.g. for VS Code's YAML extension (``# yaml-language-server: $schema=``)."""
     import json
@@ -203,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", help="subscribe to telemetry and write it to InfluxDB")
     ingest.add_argument("config")
     ingest.set_defaults(func=cmd_ingest)
+
+    doctor = sub.add_parser("doctor", help="check config, machines, broker and InfluxDB; print fixes")
+    doctor.add_argument("config")
+    doctor.set_defaults(func=cmd_doctor)
 
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", required=True)

@@ -90,11 +90,12 @@ _MQTT_CONNACK_OK = bytes([0x20, 0x02, 0x00, 0x00])
 _MQTT_DISCONNECT = bytes([0xE0, 0x00])
 
 
-def mqtt_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+def mqtt_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.5, *, login_required: bool = False) -> bool:
     """True when an MQTT broker on host:port answers CONNECT with a successful CONNACK.
 
     A protocol answer, not just an open port: a bare TCP connect could reach some other process
-    that grabbed the port between our stop and start.
+    that grabbed the port between our stop and start. With ``login_required`` the anonymous
+    probe's "not authorized" CONNACK (code 5) also proves the broker is up.
     """
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
@@ -105,7 +106,8 @@ def mqtt_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bo
                 if not chunk:
                     return False
                 answer += chunk
-            if answer[:1] == b"\x20" and answer[3:4] == b"\x00":
+            accepted = (b"\x00", b"\x05") if login_required else (b"\x00",)
+            if answer[:1] == b"\x20" and answer[3:4] in accepted:
                 sock.sendall(_MQTT_DISCONNECT)
                 return True
             return False
@@ -352,8 +354,10 @@ class Mosquitto(Server):
         autosave_interval: int = 1,
         max_queued_messages: int = 100_000,
         extra_config: str = "",
+        users: dict[str, str] | None = None,
     ) -> None:
         super().__init__(directory, ready_timeout=ready_timeout)
+        self.users = users or {}
         self.autosave_interval = autosave_interval
         self.max_queued_messages = max_queued_messages
         self.extra_config = extra_config
@@ -362,7 +366,7 @@ class Mosquitto(Server):
     def _command(self) -> list[str]:
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            "allow_anonymous false" if self.users else "allow_anonymous true",
             "persistence true",
             f"persistence_location {self.directory}/",
             f"autosave_interval {self.autosave_interval}",
@@ -376,13 +380,21 @@ class Mosquitto(Server):
         if os.geteuid() == 0:
             # As root, Mosquitto drops to user "mosquitto", which cannot write our temp dir.
             lines.append(f"user {pwd.getpwuid(0).pw_name}")
+        if self.users:
+            password_file = self.directory / "passwords"
+            password_file.write_text("")
+            for user, password in self.users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(password_file), user, password], check=True, capture_output=True
+                )
+            lines.append(f"password_file {password_file}")
         if self.extra_config:
             lines.append(self.extra_config)
         self.config_path.write_text("\n".join(lines) + "\n")
         return [self._executable, "-c", str(self.config_path)]
 
     def _is_ready(self) -> bool:
-        return mqtt_accepts(self.port)
+        return mqtt_accepts(self.port, login_required=bool(self.users))
 
 
 class InfluxDB1(Server):
