@@ -1,7 +1,7 @@
 """A plant: the machines of one simulation, stepped together on one simulated clock.
 
-Pure like the models it holds: ``step(dt)`` applies the faults and the scheduled operating
-modes, advances every machine and returns their readings (measured values, i.e. after sensor
+Pure like the models it holds: ``step(dt)`` applies the faults, the scheduled operating
+modes and the shift calendar, advances every machine and returns their readings (measured values, i.e. after sensor
 faults). The servers serve these readings; ``edge-sim record`` writes them to CSV.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from simulators.faults import Fault, FaultBook
 from simulators.physics import MachineModel, MachineState, build_machine
 from simulators.physics.registry import MachinesArg, resolve_machines
+from simulators.shifts import ShiftCalendar
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class Plant:
         self.faults = FaultBook(seed, {mid: (m.kind, m.signal_names()) for mid, m in self.machines.items()})
         self.modes: list[ModeWindow] = []
         self.loads: list[LoadWindow] = []
+        self.shifts: ShiftCalendar | None = None
         self.time_s = 0.0
         self.steps = 0
         self._measured: dict[str, dict[str, float]] = {mid: m.values for mid, m in self.machines.items()}
@@ -107,8 +109,14 @@ class Plant:
         return self.readings()
 
     def _apply_modes(self, machine_id: str, model: MachineModel, t: float) -> None:
+        """Mode windows first, then the shift calendar (off outside shifts), else the rhythm."""
         modes = [w for w in self.modes if w.machine_id == machine_id and w.covers(t)]
-        model.scheduled_state = modes[-1].state if modes else None
+        if modes:
+            model.scheduled_state = modes[-1].state
+        elif self.shifts is not None and self.shifts.applies_to(machine_id) and not self.shifts.working(t):
+            model.scheduled_state = MachineState.OFF
+        else:
+            model.scheduled_state = None
         loads = [w for w in self.loads if w.machine_id == machine_id and w.covers(t)]
         model.scheduled_load = loads[-1].load if loads else None
 

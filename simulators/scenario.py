@@ -41,6 +41,7 @@ from simulators.faults.book import FaultOverlapError
 from simulators.physics import MachineState
 from simulators.physics.registry import MACHINE_KINDS, resolve_machines
 from simulators.plant import LoadWindow, ModeWindow, Plant
+from simulators.shifts import DAY_NAMES, ShiftCalendar, parse_hours
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -86,6 +87,24 @@ class LoadEntry(_Strict):
     duration: Duration | None = None
 
 
+DayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WORKDAYS: tuple[DayName, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+
+def _hours(value: object) -> object:
+    if isinstance(value, str):
+        parse_hours(value)  # raises ValueError with the fix
+    return value
+
+
+class ShiftsEntry(_Strict):
+    """Working time: machines are off outside it (explicit mode windows still win)."""
+
+    hours: Annotated[str, BeforeValidator(_hours)]
+    days: list[DayName] = Field(default_factory=lambda: list(WORKDAYS), min_length=1)
+    machines: list[str] | None = None
+
+
 class ScenarioFile(_Strict):
     """The keys of a scenario file."""
 
@@ -97,6 +116,7 @@ class ScenarioFile(_Strict):
     machines: list[str] | dict[str, str] | None = None
     modes: list[ModeEntry] = Field(default_factory=list)
     loads: list[LoadEntry] = Field(default_factory=list)
+    shifts: ShiftsEntry | None = None
     faults: list[FaultEntry] = Field(default_factory=list)
 
 
@@ -134,6 +154,15 @@ class Scenario:
         for mode in self.spec.modes:
             end = None if mode.duration is None else mode.at + mode.duration
             plant.modes.append(ModeWindow(mode.machine, MachineState[mode.state.upper()], mode.at, end))
+        if self.spec.shifts is not None:
+            first, last = parse_hours(self.spec.shifts.hours)
+            plant.shifts = ShiftCalendar(
+                self.start,
+                first,
+                last,
+                frozenset(DAY_NAMES.index(d) for d in self.spec.shifts.days),
+                None if self.spec.shifts.machines is None else frozenset(self.spec.shifts.machines),
+            )
         for entry in self.spec.loads:
             end = None if entry.duration is None else entry.at + entry.duration
             plant.loads.append(LoadWindow(entry.machine, entry.load, entry.at, end))
@@ -203,6 +232,12 @@ def _cross_check(spec: ScenarioFile) -> tuple[list[tuple[str, str]], list[tuple[
     problems.extend(_check_faults(spec, kinds))
     problems.extend(_check_windows("modes", spec.modes, kinds))
     problems.extend(_check_windows("loads", spec.loads, kinds))
+    shift_machines = (spec.shifts.machines or []) if spec.shifts is not None else []
+    for i, machine in enumerate(shift_machines):
+        if machine not in kinds:
+            problems.append(
+                (f"shifts.machines[{i}]", f"no machine {machine!r} in this scenario. Fix: use one of {list(kinds)}")
+            )
     return problems, machines
 
 
@@ -304,6 +339,8 @@ def _allowed_keys(parent: str) -> list[str]:
         return list(ModeEntry.model_fields)
     if parent.startswith("loads["):
         return list(LoadEntry.model_fields)
+    if parent.startswith("shifts"):
+        return list(ShiftsEntry.model_fields)
     return list(ScenarioFile.model_fields)
 
 
