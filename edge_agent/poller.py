@@ -68,9 +68,16 @@ class MachinePoller:
                     await self._poll_until_failure()
                 except (ConnectorError, TimeoutError) as exc:
                     self._mark_down(_reason(exc))
-                except Exception as exc:
+                except Exception as exc:  # a bug in one connector must not stop the others
                     log.exception("machine %s: unexpected error in the connector (please report it)", self.machine.id)
                     self._mark_down(f"internal error: {type(exc).__name__}: {exc}")
+                except asyncio.CancelledError:
+                    if _cancel_requested():
+                        raise
+                    # A library swallowed a timeout's cancellation and let a stray one escape:
+                    # that is a failed poll of this machine, not a request to stop the agent.
+                    log.warning("machine %s: the connector was interrupted by a stray cancellation", self.machine.id)
+                    self._mark_down("connector interrupted (stray cancellation)")
                 await self.connector.close()
                 delay = self.backoff.next_delay()
                 log.debug("machine %s: retrying in %.1f s", self.machine.id, delay)
@@ -138,6 +145,12 @@ class MachinePoller:
     def _tell_sinks(self, state: str, reason: str | None) -> None:
         for sink in self.sinks:
             sink.machine_state_changed(self.origin, state, reason)
+
+
+def _cancel_requested() -> bool:
+    """Whether someone asked to cancel the running task (as opposed to a stray CancelledError)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _reason(exc: BaseException) -> str:

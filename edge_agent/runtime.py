@@ -59,9 +59,8 @@ class Agent:
                 done, _ = await asyncio.wait({*tasks, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
                 for task in done - {stop_waiter}:
                     poller = tasks.pop(task)
-                    log.error(
-                        "agent: poll task %s ended unexpectedly (%r); restarting it", task.get_name(), task.exception()
-                    )
+                    why = "it was cancelled" if task.cancelled() else repr(task.exception())
+                    log.error("agent: poll task %s ended unexpectedly (%s); restarting it", task.get_name(), why)
                     tasks[self._spawn(poller)] = poller
         finally:
             stop_waiter.cancel()
