@@ -97,8 +97,7 @@ class OpcUaTestDevice:
         server.subscribe_server_callback(CallbackType.PreWrite, self._on_write)
         await server.start()
         self._server = server
-        for name, (value, vtype, status, when) in NODES.items():
-            await self.set(name, value, vtype, status, when)
+        await self.reset()
         if self._max_nodes_per_read:
             limit = ua.NodeId(ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead)
             await server.write_attribute_value(
@@ -114,6 +113,15 @@ class OpcUaTestDevice:
         server, self._server = self._server, None
         if server is not None:
             await server.stop()
+
+    async def reset(self) -> None:
+        """Every value as at start, and the request counters at zero."""
+        for name, (value, vtype, status, when) in NODES.items():
+            await self.set(name, value, vtype, status, when)
+        for i, name in enumerate(COUNTER_NODES):
+            await self.set(name, float(i))
+        self.read_sizes.clear()
+        self.write_count = 0
 
     async def set(
         self,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
 from connectors.base import ConnectionState
 from connectors.opcua.client import OpcUaConnector
@@ -14,6 +16,16 @@ from edge_agent.samples import Quality
 from simulators import Simulation
 from tests.connectors.simconfig import NAMESPACE, opcua_machine
 from tests.servers import free_port
+
+# These tests only read, so they share one simulator (starting its OPC UA server takes a second).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def opcua_sim() -> AsyncIterator[Simulation]:
+    async with Simulation(seed=1, update_interval=0.1, modbus_port=None) as simulation:
+        yield simulation
+    assert simulation.write_count == 0, "a connector sent a write request to the simulator"
 
 
 async def test_values_and_source_timestamps_are_what_was_served(opcua_sim: Simulation) -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
@@ -15,12 +16,22 @@ from edge_agent.samples import Quality, Sample
 from tests.connectors.opcua_device import COUNTER_NODES, NODES, OpcUaTestDevice
 from tests.waiting import eventually
 
+# One server for the module (starting asyncua's address space takes over a second); each test
+# gets it with the values and counters of a fresh start.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-@pytest.fixture
-async def device() -> AsyncIterator[OpcUaTestDevice]:
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_device() -> AsyncIterator[OpcUaTestDevice]:
     async with OpcUaTestDevice(max_nodes_per_read=4) as dev:
         yield dev
-    assert dev.write_count == 0, "a connector sent a Write request"
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def device(shared_device: OpcUaTestDevice) -> AsyncIterator[OpcUaTestDevice]:
+    await shared_device.reset()
+    yield shared_device
+    assert shared_device.write_count == 0, "a connector sent a Write request"
 
 
 def machine(device: OpcUaTestDevice, names: list[str], **keys: Any) -> OpcUaMachine:
