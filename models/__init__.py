@@ -1,5 +1,10 @@
-"""On-device predictive-maintenance models: feature windows, detectors, alert state.
+"""On-device predictive-maintenance models: feature windows, detectors, thresholds, alert state.
 
-Empty in this release: the model side is planned (see the issue tracker). The package exists
-so the layout is stable and imports never break when it lands.
+The pipeline, one module per step: ``features`` cuts sliding windows of good samples into
+feature vectors; ``operating_state`` tags each window off/idle/running; ``detectors`` learn
+normal per state and score windows; ``thresholds`` turn a false-alarm budget into a threshold;
+``alerts`` debounces scores into raised/cleared alerts; ``explain`` says which signals, how
+far from normal and what the likely cause is. ``model.MachineModel`` ties one machine's
+detectors together and ``store`` writes them as pickle-free model files. Nothing here does I/O
+beyond its own model files; scoring needs numpy only.
 """

@@ -1,0 +1,101 @@
+"""PCA on robust z-scores with Hotelling's T² (unusual along normal directions) and Q/SPE
+(a pattern normal data never shows, e.g. current up without flow up).
+
+Signals of a machine move together (flow, pressure and current follow the load); PCA learns
+those couplings, so a fault that breaks one (a leak: pressure down while flow goes up) stands
+out even when every signal alone is within its usual range.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edge_agent.errors import ModelError
+from models.detectors.base import Arrays, FloatArray, RobustScaler, Score, check_shape, need_arrays, per_signal
+
+
+class PcaDetector:
+    """Score = max(T²/T²₉₉, Q/Q₉₉) with both limits the training 99th percentiles."""
+
+    name: ClassVar[str] = "pca"
+
+    def __init__(self, signals: list[str], seed: int = 0, variance: float = 0.9) -> None:
+        self.signals = list(signals)
+        self.seed = seed
+        self.variance = variance
+        self.scaler: RobustScaler | None = None
+        self.mean = np.empty(0)
+        self.components = np.empty((0, 0))
+        self.eigen = np.empty(0)
+        self.t2_ref = 1.0
+        self.q_ref = 1.0
+
+    def fit(self, windows: FloatArray) -> None:
+        """Keep the components that explain ``variance`` of the robustly scaled training windows."""
+        check_shape(windows, self.signals)
+        self.scaler = RobustScaler.fit(windows)
+        z = self.scaler.z(windows)
+        self.mean = z.mean(axis=0)
+        _, s, vt = np.linalg.svd(z - self.mean, full_matrices=False)
+        eigen = s * s / max(len(z) - 1, 1)
+        total = float(eigen.sum())
+        if total <= 0:
+            raise ModelError("every training window is identical; PCA needs variation. Fix: train on more data")
+        k = int(np.searchsorted(np.cumsum(eigen) / total, self.variance) + 1)
+        k = max(1, min(k, len(eigen), len(z) - 1))
+        self.components = vt[:k]
+        self.eigen = np.maximum(eigen[:k], 1e-9 * total)
+        t2, q = self._t2_q(z)
+        self.t2_ref = float(max(np.quantile(t2, 0.99), 1e-9))
+        self.q_ref = float(max(np.quantile(q, 0.99), 1e-9))
+
+    def _t2_q(self, z: FloatArray) -> tuple[FloatArray, FloatArray]:
+        c = np.atleast_2d(z) - self.mean
+        t = c @ self.components.T
+        t2 = np.sum(t * t / self.eigen, axis=1)
+        r = c - t @ self.components
+        return t2, np.sum(r * r, axis=1)
+
+    def score(self, window: FloatArray) -> Score:
+        """T² and Q against their training limits; contributions split both back onto features."""
+        check_shape(window, self.signals)
+        if self.scaler is None:
+            raise ModelError("pca detector scored before fit")
+        c = self.scaler.z(window) - self.mean
+        t = self.components @ c
+        r = c - t @ self.components
+        t2 = float(np.sum(t * t / self.eigen))
+        q = float(np.dot(r, r))
+        # T² contribution of feature j: c_j * sum_i p_ij t_i / lambda_i (negative parts dropped).
+        t2_parts = np.maximum(c * (self.components.T @ (t / self.eigen)), 0.0)
+        parts = t2_parts / self.t2_ref + r * r / self.q_ref
+        return Score(max(t2 / self.t2_ref, q / self.q_ref), per_signal(parts, self.signals))
+
+    def to_state(self) -> tuple[Arrays, dict[str, Any]]:
+        """Arrays: scaler, mean, components, eigenvalues; params: the two reference limits."""
+        if self.scaler is None:
+            raise ModelError("pca detector saved before fit")
+        arrays: Arrays = {
+            "center": self.scaler.center,
+            "scale": self.scaler.scale,
+            "mean": self.mean,
+            "components": self.components,
+            "eigen": self.eigen,
+        }
+        return arrays, {"t2_ref": self.t2_ref, "q_ref": self.q_ref, "variance": self.variance}
+
+    @classmethod
+    def from_state(cls, signals: list[str], arrays: Arrays, params: dict[str, Any]) -> PcaDetector:
+        """Rebuild from ``to_state`` output."""
+        need_arrays(arrays, ["center", "scale", "mean", "components", "eigen"], cls.name)
+        det = cls(signals, variance=float(params.get("variance", 0.9)))
+        det.scaler = RobustScaler(arrays["center"].astype(np.float64), arrays["scale"].astype(np.float64))
+        check_shape(det.scaler.center, signals)
+        det.mean = arrays["mean"].astype(np.float64)
+        det.components = arrays["components"].astype(np.float64)
+        det.eigen = arrays["eigen"].astype(np.float64)
+        det.t2_ref = float(params["t2_ref"])
+        det.q_ref = float(params["q_ref"])
+        return det
