@@ -18,10 +18,12 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from simulators.durations import parse_duration
 from simulators.errors import SimulatorError
 from simulators.faults import FAULT_KINDS, Fault
+from simulators.opcua_security import SECURITY_MODES
 from simulators.register_map import PlantDescription, describe
 from simulators.scenario import Scenario, load_scenario, parse_scenario
 from simulators.simulation import Simulation
@@ -53,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", default=None, help="scenario YAML: machines, modes, faults, time scale")
     run.add_argument("--time-scale", type=float, default=None, help="simulated seconds per real second")
     run.add_argument("--truth", default=None, help="write the ground-truth timeline (JSON) here on exit")
+    run.add_argument("--opcua-security", choices=SECURITY_MODES, default="None", help="OPC UA security policy")
+    run.add_argument(
+        "--opcua-user",
+        action="append",
+        type=_user,
+        default=None,
+        metavar="NAME:PASSWORD",
+        help="admit only these OPC UA users (repeatable; visible in the process list: test setups only)",
+    )
+    run.add_argument("--opcua-cert-out", default=None, help="write the server certificate (DER) here for clients")
 
     desc = commands.add_parser("describe", help="print node ids and the Modbus register map")
     desc.add_argument("--json", action="store_true", help="machine-readable output")
@@ -70,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("faults", help="list the fault library: names, machines, signals affected")
     return parser
+
+
+def _user(text: str) -> tuple[str, str]:
+    name, sep, password = text.partition(":")
+    if not sep or not name or not password:
+        raise argparse.ArgumentTypeError("write NAME:PASSWORD, e.g. operator:s3cret")
+    return name, password
 
 
 def _duration(text: str) -> float:
@@ -143,9 +162,18 @@ async def _serve(args: argparse.Namespace) -> list[Fault]:
         host=args.host,
         time_scale=args.time_scale,
         scenario=args.scenario,
+        opcua_security=args.opcua_security,
+        opcua_users=dict(args.opcua_user) if args.opcua_user else None,
     ) as sim:
+        if args.opcua_cert_out is not None and args.opcua_port is not None and sim.opcua.certificate is not None:
+            await asyncio.to_thread(Path(args.opcua_cert_out).write_bytes, sim.opcua.certificate)
         if args.opcua_port is not None:
-            print(f"OPC UA  {sim.opcua.endpoint}  (namespace {sim.opcua.namespace_uri})", flush=True)
+            users = f", users: {', '.join(sorted(dict(args.opcua_user)))}" if args.opcua_user else ""
+            print(
+                f"OPC UA  {sim.opcua.endpoint}  (namespace {sim.opcua.namespace_uri}, "
+                f"security {sim.opcua.security}{users})",
+                flush=True,
+            )
         if args.modbus_port is not None:
             units = ", ".join(f"{m}={sim.modbus.unit_id(m)}" for m in sim.machine_ids)
             print(f"Modbus  {args.host}:{sim.modbus.port}  unit ids: {units}", flush=True)

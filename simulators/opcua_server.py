@@ -7,6 +7,10 @@ property, and status variables ``<machine>.state``, ``.state_code``, ``.parts_co
 Variables are not writable; every Write and Call service request from a client is counted
 (``write_count``) so tests can prove the agent never writes. The server's own value updates go
 straight to the address space and are not counted.
+
+Security: None by default; ``security="Basic256Sha256"`` offers only Basic256Sha256 (Sign and
+SignAndEncrypt) with a self-signed certificate made at start (``certificate``, DER), and
+``users={"name": "password"}`` admits only those users (no anonymous sessions).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +30,7 @@ from asyncua.server.server import Server
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
+from simulators.opcua_security import SECURITY_MODES, PasswordUsers, SecurityMode, make_certificate
 from simulators.physics import MachineState
 from simulators.plant import Reading
 from simulators.register_map import ENDPOINT_PATH, NAMESPACE_URI
@@ -33,6 +38,7 @@ from simulators.register_map import ENDPOINT_PATH, NAMESPACE_URI
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+APPLICATION_URI = "urn:edge-agent:simulator:server"
 _UNECE_URI = "http://www.opcfoundation.org/UA/units/un/cefact"
 _UNECE_CODES = {
     "m3/h": "MQH",
@@ -94,9 +100,22 @@ class OpcUaSimServer:
     """An asyncua server serving one plant on ``host:port`` (port 0: ephemeral, see ``.port``)."""
 
     def __init__(
-        self, host: str, port: int, machines: Iterable[tuple[str, list[tuple[str, str]]]], seed: int = 1
+        self,
+        host: str,
+        port: int,
+        machines: Iterable[tuple[str, list[tuple[str, str]]]],
+        seed: int = 1,
+        *,
+        security: SecurityMode = "None",
+        users: Mapping[str, str] | None = None,
     ) -> None:
+        if security not in SECURITY_MODES:
+            raise ValueError(f"security must be one of {SECURITY_MODES}, got {security!r}")
         self.host = host
+        self.security: SecurityMode = security
+        self._users = dict(users) if users else None
+        self.certificate: bytes | None = None
+        """The server's application certificate (DER) when security is on, for clients to trust."""
         self._rng = random.Random(f"opcua-faults-{seed}")
         self._requested_port = port
         self._machines = [(mid, list(signals)) for mid, signals in machines]
@@ -104,6 +123,7 @@ class OpcUaSimServer:
         self._nodes: dict[tuple[str, str], Any] = {}
         self._port: int | None = None
         self.write_count = 0
+        self._private_key: bytes | None = None
         self._clock_written: datetime | None = None
         self.faults: dict[str, MachineFaults] = {mid: MachineFaults() for mid, _ in self._machines}
         """Protocol faults per machine: Read latency, stale values, a bad status code on its signals."""
@@ -128,17 +148,17 @@ class OpcUaSimServer:
 
     async def start(self) -> None:
         """Build the address space and listen."""
-        server = Server()
+        server = Server(user_manager=PasswordUsers(self._users) if self._users else None)
         await server.init()
         port = self._port if self._port is not None else self._requested_port  # a restart keeps its port
         server.set_endpoint(f"opc.tcp://{_url_host(self.host)}:{port}{ENDPOINT_PATH}")
         self._clock_written = None
         server.set_server_name("edge-agent machine simulator")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        await self._secure(server)
         # asyncua's own clock task sleeps a whole second and makes every stop() wait for it;
         # publish() keeps ServerStatus.CurrentTime up to date instead (see _tick_clock).
         server.disable_clock(True)
-        await server.set_application_uri("urn:edge-agent:simulator:server")
+        await server.set_application_uri(APPLICATION_URI)
         idx = await server.register_namespace(NAMESPACE_URI)
         self._namespace_index = idx
         folder = await server.nodes.objects.add_folder(string_node("Machines", idx), ua.QualifiedName("Machines", idx))
@@ -179,6 +199,23 @@ class OpcUaSimServer:
     def running(self) -> bool:
         """Whether the server is listening."""
         return self._server is not None
+
+    async def _secure(self, server: Any) -> None:
+        """Security policy, certificate and identity tokens, as configured."""
+        if self.security == "Basic256Sha256":
+            if self.certificate is None or self._private_key is None:  # made once, kept across restarts
+                self.certificate, self._private_key = await asyncio.to_thread(
+                    make_certificate, APPLICATION_URI, self.host
+                )
+            await server.load_certificate(self.certificate, format="der")
+            await server.load_private_key(self._private_key, format="der")
+            server.set_security_policy(
+                [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt, ua.SecurityPolicyType.Basic256Sha256_Sign]
+            )
+        else:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self._users:
+            server.set_identity_tokens([ua.UserNameIdentityToken])
 
     async def stop(self) -> None:
         """Close client connections and stop listening. Idempotent; ``start`` again reuses the port."""

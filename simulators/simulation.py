@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
@@ -28,6 +29,7 @@ from simulators.errors import SimulatorError
 from simulators.faults import Fault
 from simulators.history import DEFAULT_DEPTH, ServedHistory
 from simulators.modbus_server import ModbusSimServer, UnitFaults
+from simulators.opcua_security import SECURITY_MODES, SecurityMode
 from simulators.opcua_server import MachineFaults, OpcUaSimServer
 from simulators.physics import MachineState
 from simulators.physics.registry import MachinesArg
@@ -62,11 +64,17 @@ class Simulation:
         time_scale: float | None = None,
         history_depth: int = DEFAULT_DEPTH,
         scenario: Scenario | str | Path | None = None,
+        opcua_security: SecurityMode = "None",
+        opcua_users: Mapping[str, str] | None = None,
     ) -> None:
         """See the module docstring. ``scenario`` (a checked ``Scenario`` or a YAML path) supplies
         the machines, seed, modes, faults and default ``time_scale``; do not pass ``machines`` too.
         A path is read here, synchronously: inside a running loop prefer ``load_scenario`` first.
+        ``opcua_security="Basic256Sha256"`` and ``opcua_users={"name": "password"}`` secure the
+        OPC UA server (issue 4); ``sim.opcua.certificate`` is then its certificate (DER).
         """
+        if opcua_security not in SECURITY_MODES:
+            raise SimulatorError(f"opcua_security must be one of {SECURITY_MODES}, got {opcua_security!r}")
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
         if scenario is not None and machines is not None:
@@ -92,7 +100,14 @@ class Simulation:
         self.plant = scenario.build_plant() if scenario is not None else Plant(seed, machines)
         self.history = ServedHistory(history_depth)
         self._opcua = (
-            OpcUaSimServer(host, opcua_port, [(m, self.plant.signals(m)) for m in self.plant.machine_ids], self.seed)
+            OpcUaSimServer(
+                host,
+                opcua_port,
+                [(m, self.plant.signals(m)) for m in self.plant.machine_ids],
+                self.seed,
+                security=opcua_security,
+                users=opcua_users,
+            )
             if opcua_port is not None
             else None
         )

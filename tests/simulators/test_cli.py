@@ -41,11 +41,17 @@ SCENARIO = Path(__file__).parents[2] / "simulators" / "scenarios" / "demo_plant.
     [
         (["--opcua-port", "0", "--seed", "3"], "unit ids: pump-1=1, press-1=2"),
         (["--opcua-port", "off", "--scenario", str(SCENARIO)], "press-1=2, cnc-1=3, conveyor-1=4, compressor-1=5"),
+        (
+            ["--opcua-port", "0", "--opcua-security", "Basic256Sha256", "--opcua-user", "operator:s3cret"],
+            "unit ids: pump-1=1, press-1=2",
+        ),
     ],
 )
 async def test_run_prints_endpoints_and_stops_on_sigterm(extra: list[str], units: str, tmp_path: Path) -> None:
     truth = tmp_path / "truth.json"
+    cert = tmp_path / "server.der"
     command = ["-m", "simulators.cli", "run", "--modbus-port", "0", "--truth", str(truth), *extra]
+    command += ["--opcua-cert-out", str(cert)]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *command,
@@ -61,6 +67,12 @@ async def test_run_prints_endpoints_and_stops_on_sigterm(extra: list[str], units
                 assert lines[-1], "edge-sim exited early"
         assert any(line.startswith("OPC UA  opc.tcp://127.0.0.1:") for line in lines) != ("off" in extra)
         assert units in lines[-2]
+        if "--opcua-security" in extra:
+            assert "security Basic256Sha256, users: operator)" in lines[0]
+            assert "s3cret" not in "".join(lines)  # never print a password
+            assert cert.read_bytes()[:1] == b"\x30"  # a DER certificate (ASN.1 SEQUENCE)
+        else:
+            assert not cert.exists()
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             rest = (await process.stdout.read()).decode()
