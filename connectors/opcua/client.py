@@ -10,8 +10,11 @@ chunks of the server's MaxNodesPerRead (or ``max_nodes_per_read``).
 ``read()`` returns the changes received since the previous one (bounded by ``max_queued_samples``;
 the oldest go first and are counted in ``dropped_samples``).
 
-Only Read, CreateSubscription/CreateMonitoredItems/Publish and the session services are used:
-never Write, never Call.
+Tags without a ``unit`` take the DisplayName of their node's EngineeringUnits property, looked up
+once per connect (TranslateBrowsePathsToNodeIds, then Read).
+
+Only Read, TranslateBrowsePathsToNodeIds, CreateSubscription/CreateMonitoredItems/Publish and the
+session services are used: never Write, never Call.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar, cast
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -79,6 +82,12 @@ class _Target:
     tag: OpcUaTag
     node_id: ua.NodeId | None
     problem: str | None = None
+    server_unit: str | None = None
+
+    @property
+    def unit(self) -> str | None:
+        """The configured unit, else the one the server names in the node's EngineeringUnits."""
+        return self.tag.unit if self.tag.unit is not None else self.server_unit
 
 
 def resolve_node(node: str, namespaces: Sequence[str]) -> ua.NodeId:
@@ -242,6 +251,54 @@ class OpcUaConnector:
                 self._warn_once(f"tag {tag.name!r}: {exc}")
                 targets.append(_Target(tag, None, str(exc)))
         self._targets = targets
+        if self._config.units_from_server:
+            await self._lookup_units(client)
+
+    async def _lookup_units(self, client: Client) -> None:
+        """Fill in units from each node's EngineeringUnits property, for tags that name none.
+
+        Best effort: a server without the property, or one that refuses the lookup, leaves the
+        unit empty; only a lost link is an error (the next read would fail anyway).
+        """
+        wanted = [i for i, t in enumerate(self._targets) if t.node_id is not None and t.tag.unit is None]
+        if not wanted:
+            return
+        try:
+            async with asyncio.timeout(self._config.effective_connect_timeout):
+                found = await self._engineering_units(client, [self._targets[i] for i in wanted])
+        except (TimeoutError, UaError, DeviceError, ReadTimeout) as exc:
+            _log.debug("machine %r: no units from the server: %s", self.machine_id, _describe(exc))
+            return
+        for index, unit in zip(wanted, found, strict=True):
+            if unit:
+                self._targets[index] = replace(self._targets[index], server_unit=unit)
+
+    async def _engineering_units(self, client: Client, targets: Sequence[_Target]) -> list[str | None]:
+        property_ids: list[ua.NodeId | None] = []
+        for chunk in chunked(targets, self.nodes_per_read):
+            paths = [_engineering_units_path(t.node_id) for t in chunk if t.node_id is not None]
+            for result in await client.uaclient.translate_browsepaths_to_nodeids(paths):
+                good = result.StatusCode.is_good() and result.Targets
+                property_ids.append(
+                    ua.NodeId(result.Targets[0].TargetId.Identifier, result.Targets[0].TargetId.NamespaceIndex)
+                    if good
+                    else None
+                )
+        readable = [n for n in property_ids if n is not None]
+        values = iter(
+            await self._read_service(
+                client, readable, ua.TimestampsToReturn.Neither, self._config.effective_connect_timeout
+            )
+            if readable
+            else []
+        )
+        units: list[str | None] = []
+        for node_id in property_ids:
+            info = next(values).Value if node_id is not None else None
+            eu = info.Value if info is not None else None
+            text = eu.DisplayName.Text if isinstance(eu, ua.EUInformation) and eu.DisplayName is not None else None
+            units.append(text or None)
+        return units
 
     async def read(self) -> Batch:
         """Poll mode: read every tag now. Subscribe mode: the changes received since the last read."""
@@ -270,9 +327,9 @@ class OpcUaConnector:
         for target in self._targets:
             tag = target.tag
             if target.node_id is None:
-                samples.append(Sample.bad(tag.name, target.problem or "node id not resolved", received, tag.unit))
+                samples.append(Sample.bad(tag.name, target.problem or "node id not resolved", received, target.unit))
                 continue
-            sample = to_sample(tag.name, by_tag[tag.name], received, tag.unit, tag.node)
+            sample = to_sample(tag.name, by_tag[tag.name], received, target.unit, tag.node)
             samples.append(apply_max_age(sample, received, self._config.max_age_of(tag)))
         self._state = ConnectionState.UP
         return Batch(self.machine_id, tuple(samples), polled_at_ns=polled_at)
@@ -333,9 +390,10 @@ class OpcUaConnector:
         """A monitored item reported a change: queue it as a sample (bounded; the oldest go first)."""
         if not 0 <= handle < len(self._targets):
             return
-        tag = self._targets[handle].tag
+        target = self._targets[handle]
+        tag = target.tag
         received = now_ns()
-        sample = to_sample(tag.name, data_value, received, tag.unit, tag.node)
+        sample = to_sample(tag.name, data_value, received, target.unit, tag.node)
         if len(self._changes) >= self._config.max_queued_samples:
             self._changes.popleft()
             if self.dropped_samples == 0:
@@ -364,7 +422,7 @@ class OpcUaConnector:
             tag = target.tag
             problem = target.problem if target.node_id is None else self._item_problems.get(tag.name)
             if problem is not None:
-                samples.append(Sample.bad(tag.name, problem, polled_at, tag.unit))
+                samples.append(Sample.bad(tag.name, problem, polled_at, target.unit))
         self._state = ConnectionState.UP
         return Batch(self.machine_id, tuple(samples), polled_at_ns=polled_at)
 
@@ -460,6 +518,19 @@ class _ChangeHandler:
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
         self._connector._on_status(status.Status)
+
+
+def _engineering_units_path(node_id: ua.NodeId) -> ua.BrowsePath:
+    """The browse path from a variable to its EngineeringUnits property."""
+    element = ua.RelativePathElement()
+    element.ReferenceTypeId = ua.NodeId(ua.Int32(ObjectIds.HasProperty))
+    element.IsInverse = cast("ua.Boolean", False)  # asyncua types booleans with a marker class
+    element.IncludeSubtypes = cast("ua.Boolean", True)
+    element.TargetName = ua.QualifiedName("EngineeringUnits", ua.UInt16(0))
+    path = ua.BrowsePath()
+    path.StartingNode = node_id
+    path.RelativePath = ua.RelativePath(Elements=[element])
+    return path
 
 
 def _abort(client: Client) -> None:

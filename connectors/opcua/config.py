@@ -72,6 +72,9 @@ class OpcUaMachine(MachineConfigBase):
     security: OpcUaSecurity = OpcUaSecurity()
     username: str | None = None
     password: SecretStr | None = None
+    units_from_server: bool = Field(
+        default=True, description="Tags without a unit take the one in the node's EngineeringUnits property."
+    )
     connect_timeout: Duration | None = Field(
         default=None, description="Time opening the connection and session may take; default: timeout."
     )

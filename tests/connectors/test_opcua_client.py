@@ -128,3 +128,29 @@ async def test_server_down_at_connect_raises_connect_error() -> None:
     await connector.close()
     await connector.close()
     assert connector.state is ConnectionState.CLOSED
+
+
+async def test_units_come_from_the_servers_engineering_units(opcua_sim: Simulation) -> None:
+    machine = opcua_sim.machine_ids[0]
+    namespace = opcua_sim.opcua.namespace_uri
+    signals = opcua_sim.signals(machine)
+    tags = [{"name": name, "node": f"nsu={namespace};s={machine}.{name}"} for name, _ in signals]
+    tags[0]["unit"] = "my unit"  # a configured unit wins
+    tags.append({"name": "state", "node": f"nsu={namespace};s={machine}.state"})  # no EngineeringUnits
+    config = OpcUaMachine.model_validate(
+        {"type": "opcua", "id": machine, "endpoint": opcua_sim.opcua.endpoint, "tags": tags}
+    )
+    connector = OpcUaConnector(config)
+    await connector.connect()
+    try:
+        units = {s.tag: s.unit for s in (await connector.read()).samples}
+    finally:
+        await connector.close()
+    expected = dict(signals) | {signals[0][0]: "my unit", "state": None}
+    assert units == expected
+    off = OpcUaConnector(config.model_copy(update={"units_from_server": False}))
+    await off.connect()
+    try:
+        assert {s.unit for s in (await off.read()).samples} == {"my unit", None}
+    finally:
+        await off.close()
