@@ -1,0 +1,133 @@
+"""The optional ``alerts:`` section of the agent config.
+
+Example (every key optional; the defaults are shown)::
+
+    alerts:
+      detector: pca              # robust | pca | iforest (iforest needs scikit-learn to learn)
+      window: 60s                # feature window length
+      hop: 30s                   # a new window every hop (overlap when shorter than window)
+      learn_after: 24h           # good running data to collect before the model is learned
+      false_alarms_per_day: 0.5  # budget the threshold is calibrated to, per machine
+      k: 3                       # raise when k of the last n windows exceed the threshold
+      n: 5
+      clear_after: 5             # clear after this many windows in a row below clear_level
+      clear_level: 0.7
+      cooldown: 30m              # no new alert on the machine this long after a clear
+      data_dir: data/alerts      # models and alert state, one folder per machine
+      state:                     # default operating-state signal for every machine
+        signal: state_code
+        codes: {"0": "off", "1": "idle", "2": "running", "3": "setup"}
+      machines:
+        press-1:
+          state: {signal: motor_current, off_below: 1.0, running_above: 8.0}
+          signals: [hydraulic_pressure, oil_temperature, motor_current]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edge_agent.durations import Duration
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateSignalConfig(_Strict):
+    """Which tag tells the operating state, and how: ``codes`` for a code or name, else two levels."""
+
+    signal: str = Field(description="tag carrying the state (a code, a name, or a level such as motor current)")
+    codes: dict[str, str] | None = Field(default=None, description="tag value (as text) -> state name")
+    off_below: float | None = Field(default=None, description="level signal: below this the machine is off")
+    running_above: float | None = Field(default=None, description="level signal: at or above this it runs")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        levels = (self.off_below is not None, self.running_above is not None)
+        if self.codes is None and not all(levels):
+            raise ValueError("give either codes, or both off_below and running_above")
+        if self.codes is not None and any(levels):
+            raise ValueError("give either codes or off_below/running_above, not both")
+        if all(levels) and self.off_below > self.running_above:  # type: ignore[operator]
+            raise ValueError(f"off_below ({self.off_below}) is above running_above ({self.running_above}); swap them")
+        return self
+
+
+class MachineAlertsConfig(_Strict):
+    """Per-machine overrides."""
+
+    enabled: bool = True
+    state: StateSignalConfig | None = None
+    signals: list[str] | None = Field(default=None, description="tags to model (default: every numeric tag)")
+    detector: str | None = None
+
+    @field_validator("detector")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return None if value is None else _known_detector(value)
+
+
+def _known_detector(value: str) -> str:
+    from models.detectors import DETECTORS
+
+    if value not in DETECTORS:
+        raise ValueError(f"unknown detector {value!r}; use one of {sorted(DETECTORS)}")
+    return value
+
+
+class AlertsConfig(_Strict):
+    """Predictive-maintenance alerts: learn each machine's normal, alert on lasting deviations."""
+
+    enabled: bool = True
+    detector: str = "pca"
+    window: Duration = Field(default=60.0, gt=0)
+    hop: Duration = Field(default=30.0, gt=0)
+    min_fill: float = Field(default=0.8, gt=0, le=1)
+    learn_after: Duration = Field(default=86400.0, gt=0)
+    learn_states: list[str] = Field(default_factory=lambda: ["running"], min_length=1)
+    false_alarms_per_day: float = Field(default=0.5, gt=0)
+    k: int = Field(default=3, ge=1)
+    n: int = Field(default=5, ge=1)
+    clear_after: int = Field(default=5, ge=1)
+    clear_level: float = Field(default=0.7, ge=0, le=1)
+    cooldown: Duration = Field(default=1800.0, ge=0)
+    data_dir: Path = Path("data/alerts")
+    exclude_signals: list[str] = Field(
+        default_factory=lambda: ["*count*", "*counter*"],
+        description="glob patterns of numeric tags never modelled (counters only ever grow)",
+    )
+    state: StateSignalConfig | None = None
+    machines: dict[str, MachineAlertsConfig] = Field(default_factory=dict)
+    queue_rows: int = Field(default=10000, ge=10, description="rows buffered per machine before the oldest drop")
+
+    @field_validator("detector")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _known_detector(value)
+
+    @model_validator(mode="after")
+    def _cross(self) -> Self:
+        if self.k > self.n:
+            raise ValueError(f"k ({self.k}) must not exceed n ({self.n})")
+        if self.hop > self.window:
+            raise ValueError(f"hop ({self.hop:g} s) is longer than window ({self.window:g} s): data would be skipped")
+        if self.learn_after < 30 * self.hop:
+            raise ValueError(
+                f"learn_after ({self.learn_after:g} s) gives fewer than 30 windows at hop {self.hop:g} s; "
+                "make it longer"
+            )
+        return self
+
+    def for_machine(self, machine: str) -> MachineAlertsConfig:
+        """The machine's overrides merged with the defaults."""
+        own = self.machines.get(machine, MachineAlertsConfig())
+        return MachineAlertsConfig(
+            enabled=own.enabled,
+            state=own.state or self.state,
+            signals=own.signals,
+            detector=own.detector or self.detector,
+        )

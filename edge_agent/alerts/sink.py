@@ -1,0 +1,401 @@
+"""``AlertSink``: a sink that learns each machine's normal and raises explained alerts.
+
+``submit`` only turns a batch into one row and appends it to the machine's bounded queue: it
+never computes anything, so a slow model can never delay a poll. One task per machine drains
+its queue and hands the rows to a worker thread (``asyncio.to_thread``) that cuts windows,
+collects training data, learns the model when ``learn_after`` of good running data is in,
+scores windows, steps the alert state machine and writes model and state files. Alert events
+come back to the event loop and go to ``on_alert(origin, event)``, which the runtime wires to
+the retained MQTT topic ``.../{machine}/alerts``.
+
+Everything of one machine lives in ``data_dir/<machine>/``: ``model.npz`` (see models.store)
+and ``alerts.json`` (the alert state), so a restarted agent keeps its model and its open alerts.
+A model file that fails its checksum is renamed ``model.npz.rejected`` and the machine learns
+afresh; that is logged once as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import json
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.alerts.config import AlertsConfig, MachineAlertsConfig
+from edge_agent.errors import ModelError
+from edge_agent.payloads import Origin
+from edge_agent.samples import Batch, Quality
+from models.alerts import AlertPolicy, AlertState, Transition
+from models.explain import explain, iso
+from models.features import Window, Windower, WindowSet, WindowSpec
+from models.model import Assessment, MachineModel
+from models.operating_state import RUNNING, StateRule
+
+log = logging.getLogger(__name__)
+
+EVENT_SCHEMA = 1
+AlertCallback = Callable[[Origin, dict[str, Any]], None]
+_GAP = None  # a queue entry meaning "the connection dropped": the partial window is discarded
+
+
+@dataclass(slots=True)
+class MachineStats:
+    """Counters per machine, for the status page and the tests."""
+
+    rows: int = 0
+    dropped_rows: int = 0
+    windows: int = 0
+    skipped_windows: int = 0
+    not_scored: int = 0
+    scored: int = 0
+    training_windows: int = 0
+    learned: bool = False
+    model_version: str = ""
+    error: str | None = None
+
+
+Row = tuple[float, dict[str, float], object] | None
+
+
+@dataclass(slots=True)
+class _Machine:
+    """One machine's queue, windower, training buffer, model and alert state."""
+
+    origin: Origin
+    config: MachineAlertsConfig
+    folder: Path
+    rows: deque[Row]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    stats: MachineStats = field(default_factory=MachineStats)
+    signals: list[str] | None = None
+    windower: Windower | None = None
+    rule: StateRule | None = None
+    model: MachineModel | None = None
+    alert: AlertState | None = None
+    training: list[Window] = field(default_factory=list)
+    last: dict[str, Any] | None = None  # the explanation of the latest scored window over threshold
+    last_assessment: Assessment | None = None
+    loaded: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+def _safe_name(machine: str) -> str:
+    """A folder name for a machine id that cannot climb out of data_dir."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", machine).lstrip(".") or "_"
+
+
+class AlertSink:
+    """Predictive-maintenance alerts as a sink. ``on_alert`` is called on the event loop."""
+
+    name = "alerts"
+
+    def __init__(self, config: AlertsConfig, on_alert: AlertCallback) -> None:
+        self.config = config
+        self.on_alert = on_alert
+        self.policy = AlertPolicy(
+            k=config.k,
+            n=config.n,
+            clear_after=config.clear_after,
+            clear_level=config.clear_level,
+            cooldown_s=config.cooldown,
+        )
+        self.spec = WindowSpec(config.window, config.hop, config.min_fill)
+        self._machines: dict[str, _Machine] = {}
+        self._closed = False
+
+    # -- Sink protocol -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the data directory; machines load their files on their first batch."""
+        await asyncio.to_thread(self.config.data_dir.mkdir, parents=True, exist_ok=True)
+
+    async def submit(self, batch: Batch, origin: Origin) -> None:
+        """Queue one row per batch (good numeric values); O(tags), no model work here."""
+        if self._closed or not self.config.enabled:
+            return
+        m = self._machine(origin)
+        if m is None:
+            return
+        values: dict[str, float] = {}
+        state_value: object = None
+        state_tag = m.config.state.signal if m.config.state else None
+        newest = 0
+        for s in batch.samples:
+            if s.quality is not Quality.GOOD or s.value is None:
+                continue
+            newest = max(newest, s.timestamp_ns)
+            if s.tag == state_tag:
+                state_value = s.value
+            elif isinstance(s.value, int | float) and not isinstance(s.value, bool):
+                values[s.tag] = float(s.value)
+        if not values:
+            return
+        if len(m.rows) == m.rows.maxlen:
+            m.stats.dropped_rows += 1
+        m.rows.append(((newest or batch.polled_at_ns) / 1e9, values, state_value))
+        m.wake.set()
+
+    def machine_state_changed(self, origin: Origin, state: str, reason: str | None) -> None:
+        """A machine that went away leaves a gap: its partial window is discarded, never bridged."""
+        m = self._machines.get(origin.machine)
+        if m is not None and state != "up":
+            m.rows.append(_GAP)
+            m.wake.set()
+
+    async def close(self) -> None:
+        """Stop the machine tasks (each finishes the rows it holds) and save alert state. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for m in self._machines.values():
+            m.wake.set()
+        tasks = [m.task for m in self._machines.values() if m.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=5.0)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # -- beyond the protocol -------------------------------------------------------------------
+
+    def stats(self, machine: str) -> MachineStats:
+        """Counters of one machine (a copy-free view; read it on the event loop)."""
+        m = self._machines.get(machine)
+        return m.stats if m is not None else MachineStats()
+
+    def idle(self, machine: str) -> bool:
+        """True when every queued row of the machine has been processed (for tests and shutdown)."""
+        m = self._machines.get(machine)
+        return m is None or (not m.rows and not m.wake.is_set())
+
+    async def acknowledge(self, machine: str, by: str) -> bool:
+        """Someone took the machine's open alert on; emits an ``acknowledged`` event. False if none."""
+        m = self._machines.get(machine)
+        if m is None or m.alert is None:
+            return False
+        at = m.last_assessment.end_s if m.last_assessment else 0.0
+        transition = m.alert.acknowledge(by, at)
+        if transition is None:
+            return False
+        event = self._event(m, transition, m.last_assessment)
+        await asyncio.to_thread(self._save_state, m)
+        self._emit(m, [event])
+        return True
+
+    # -- per machine ---------------------------------------------------------------------------
+
+    def _machine(self, origin: Origin) -> _Machine | None:
+        m = self._machines.get(origin.machine)
+        if m is not None:
+            return m
+        own = self.config.for_machine(origin.machine)
+        if not own.enabled:
+            return None
+        rows: deque[Row] = deque(maxlen=self.config.queue_rows)
+        m = _Machine(origin, own, self.config.data_dir / _safe_name(origin.machine), rows)
+        if own.state is not None:
+            codes = own.state.codes or {}
+            m.rule = StateRule(own.state.signal, codes, own.state.off_below, own.state.running_above)
+        else:
+            log.warning(
+                "alerts: no state signal for machine %r: every window counts as running, so a stopped "
+                "machine may alert. Fix: set alerts.state or alerts.machines.%s.state",
+                origin.machine,
+                origin.machine,
+            )
+        self._machines[origin.machine] = m
+        m.task = asyncio.create_task(self._run(m), name=f"alerts:{origin.machine}")
+        return m
+
+    async def _run(self, m: _Machine) -> None:
+        while True:
+            await m.wake.wait()
+            m.wake.clear()
+            rows: list[Row] = []
+            while m.rows:
+                rows.append(m.rows.popleft())
+            if rows:
+                try:
+                    events = await asyncio.to_thread(self._process, m, rows)
+                except ModelError as exc:
+                    if m.stats.error != str(exc):
+                        log.error("alerts: machine %r: %s", m.origin.machine, exc)  # noqa: TRY400 - the message says it all
+                    m.stats.error = str(exc)
+                    events = []
+                self._emit(m, events)
+            if self._closed and not m.rows:
+                return
+
+    def _emit(self, m: _Machine, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            try:
+                self.on_alert(m.origin, event)
+            except Exception:
+                log.exception("alerts: on_alert callback failed for machine %r", m.origin.machine)
+
+    # -- worker thread: everything below runs off the event loop -------------------------------
+
+    def _process(self, m: _Machine, rows: list[Row]) -> list[dict[str, Any]]:
+        if not m.loaded:
+            self._load(m)
+        events: list[dict[str, Any]] = []
+        for row in rows:
+            if row is None:
+                if m.windower is not None:
+                    m.windower.reset()
+                continue
+            t_s, values, state_value = row
+            if m.signals is None:
+                m.signals = self._choose_signals(m, values)
+                m.windower = Windower(self.spec, len(m.signals))
+            assert m.windower is not None
+            m.stats.rows += 1
+            vector = np.array([values.get(s, np.nan) for s in m.signals])
+            state = m.rule.classify(state_value) if m.rule is not None else RUNNING
+            before = m.windower.skipped
+            for window in m.windower.push(t_s, vector, state):
+                m.stats.windows += 1
+                events.extend(self._window(m, window))
+            m.stats.skipped_windows += m.windower.skipped - before
+        return events
+
+    def _choose_signals(self, m: _Machine, values: dict[str, float]) -> list[str]:
+        if m.config.signals:
+            return list(m.config.signals)
+        excluded = self.config.exclude_signals
+        return sorted(t for t in values if not any(fnmatch.fnmatch(t, p) for p in excluded))
+
+    def _window(self, m: _Machine, window: Window) -> list[dict[str, Any]]:
+        if m.model is None:
+            if window.state in self.config.learn_states:
+                m.training.append(window)
+                m.stats.training_windows = len(m.training)
+                if len(m.training) * self.spec.hop_s >= self.config.learn_after:
+                    self._learn(m)
+            return []
+        assessment = m.model.assess(window)
+        if assessment is None:
+            m.stats.not_scored += 1
+            return []
+        m.stats.scored += 1
+        m.last_assessment = assessment
+        if m.alert is None:
+            m.alert = AlertState(m.origin.machine, self.policy)
+        transitions = m.alert.observe(assessment.start_s, assessment.end_s, assessment.level)
+        events = [self._event(m, t, assessment) for t in transitions]
+        if transitions:
+            self._save_state(m)
+        return events
+
+    def _learn(self, m: _Machine) -> None:
+        assert m.signals is not None
+        windows = m.training
+        ws = WindowSet(
+            np.vstack([w.features for w in windows]),
+            np.array([w.start_s for w in windows]),
+            np.array([w.end_s for w in windows]),
+            [w.state for w in windows],
+            m.stats.skipped_windows,
+        )
+        detector = m.config.detector or self.config.detector
+        m.training = []
+        model = MachineModel.train(
+            ws,
+            m.signals,
+            self.spec,
+            detector=detector,
+            false_alarms_per_day=self.config.false_alarms_per_day,
+            learn_states=tuple(self.config.learn_states),
+        )
+        m.folder.mkdir(parents=True, exist_ok=True)
+        model.save(m.folder / "model.npz")
+        m.model = model
+        m.stats.learned = True
+        m.stats.model_version = model.version
+        log.info(
+            "alerts: machine %r: learned %s model %s from %d windows (states %s)",
+            m.origin.machine,
+            detector,
+            model.version,
+            len(windows),
+            sorted(model.states),
+        )
+
+    def _load(self, m: _Machine) -> None:
+        m.loaded = True
+        path = m.folder / "model.npz"
+        if path.exists():
+            try:
+                model = MachineModel.load(path)
+            except ModelError as exc:
+                log.error("alerts: %s; learning afresh (the file is kept as %s.rejected)", exc, path.name)  # noqa: TRY400
+                path.replace(path.with_name(path.name + ".rejected"))
+            else:
+                if model.spec != self.spec:
+                    log.warning("alerts: %s was learned with other window settings; learning afresh", path)
+                else:
+                    m.model = model
+                    m.signals = model.signals
+                    m.windower = Windower(self.spec, len(model.signals))
+                    m.stats.learned = True
+                    m.stats.model_version = model.version
+        state_path = m.folder / "alerts.json"
+        if state_path.exists():
+            try:
+                m.alert = AlertState.from_dict(json.loads(state_path.read_text()), self.policy)
+            except (ModelError, ValueError, OSError) as exc:
+                log.warning("alerts: %s: %s; starting with no open alert", state_path, exc)
+
+    def _save_state(self, m: _Machine) -> None:
+        if m.alert is None:
+            return
+        m.folder.mkdir(parents=True, exist_ok=True)
+        path = m.folder / "alerts.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(m.alert.to_dict(), sort_keys=True))
+        os.replace(tmp, path)
+
+    def _event(self, m: _Machine, t: Transition, assessment: Assessment | None) -> dict[str, Any]:
+        """One alert event (schema 1; documented in docs/models.md)."""
+        assert m.model is not None
+        if assessment is not None and t.kind in ("raised", "escalated"):
+            m.last = explain(assessment, t.since_s, m.model.version)
+        detail = m.last or {"summary": "", "signals": [], "hint": None}
+        o = m.origin
+        return {
+            "schema": EVENT_SCHEMA,
+            "event": t.kind,
+            "alert_id": t.alert_id,
+            "site": o.site,
+            "area": o.area,
+            "line": o.line,
+            "machine": o.machine,
+            "active": t.kind != "cleared",
+            "severity": t.severity,
+            "acknowledged": t.acknowledged,
+            "acknowledged_by": t.acknowledged_by,
+            "since": iso(t.since_s),
+            "at": iso(t.at_s),
+            "level": round(t.level, 3),
+            "peak_level": round(t.peak_level, 3),
+            "score": None if assessment is None else round(assessment.score, 6),
+            "threshold": None if assessment is None else round(assessment.threshold, 6),
+            "operating_state": None if assessment is None else assessment.state,
+            "detector": m.model.detector,
+            "model_version": m.model.version,
+            "summary": detail["summary"],
+            "signals": detail["signals"],
+            "hint": detail["hint"],
+        }
