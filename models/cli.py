@@ -1,0 +1,225 @@
+"""``edge-agent model train`` and ``edge-agent model evaluate``: models offline, from CSV files.
+
+``register(subparsers)`` adds the ``model`` command to the agent's CLI. Exit codes: 0 done,
+2 bad input (file, column, model) with a message naming it and the fix; nothing is written
+then.
+
+    edge-agent model train --csv week.csv --time-column timestamp --out pump.npz
+    edge-agent model evaluate --model pump.npz --test 'zoo-*.csv' --time-column timestamp \\
+        --label-column anomaly --predictions pred.csv --report report.json
+    edge-agent model evaluate --train healthy.csv --train-rows 86400 --test faulty.csv \\
+        --time-column timestamp --label-column anomaly
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.durations import parse_duration
+from edge_agent.errors import ModelError
+from models.alerts import AlertPolicy
+from models.csvdata import Table, check_trainable, read_table
+from models.detectors import DETECTORS
+from models.evaluate import Counts, replay
+from models.features import WindowSpec, windows_from_arrays
+from models.model import MIN_WINDOWS, MachineModel
+
+
+def register(subparsers: Any) -> None:
+    """Add ``model train`` and ``model evaluate`` to an argparse subparsers object."""
+    model = subparsers.add_parser("model", help="train and evaluate anomaly models offline from CSV files")
+    sub = model.add_subparsers(dest="model_command", required=True)
+
+    train = sub.add_parser("train", help="learn a model from a CSV of normal operation")
+    train.add_argument("--csv", required=True, help="training data (rows labelled 1 are left out)")
+    _data_options(train, time_required=False)
+    train.add_argument("--label-column", default=None, help="0/1 column; rows with 1 are not learned")
+    train.add_argument("--out", required=True, help="model file to write (.npz)")
+    _model_options(train)
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="score labelled CSVs causally and report detection quality")
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a model file from 'model train'")
+    source.add_argument("--train", help="train on this CSV first (see --train-rows)")
+    ev.add_argument("--train-rows", type=int, default=None, help="use only the first N rows of --train")
+    ev.add_argument("--test", required=True, nargs="+", help="test CSV file(s) or glob pattern(s)")
+    _data_options(ev, time_required=True)
+    ev.add_argument("--label-column", required=True, help="the 0/1 ground-truth column (edge-sim: anomaly)")
+    ev.add_argument("--predictions", default=None, help="write per-row predictions to this CSV")
+    ev.add_argument("--report", default=None, help="write the metrics as JSON to this file")
+    ev.add_argument("--k", type=int, default=3, help="raise after k of n windows over the threshold")
+    ev.add_argument("--n", type=int, default=5)
+    _model_options(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+
+def _data_options(parser: argparse.ArgumentParser, *, time_required: bool) -> None:
+    parser.add_argument("--time-column", required=time_required, default="timestamp", help="ISO 8601 or epoch seconds")
+    parser.add_argument("--sep", default=",", help="field separator (default ',')")
+    parser.add_argument("--signals", nargs="+", default=None, help="columns to model (default: every numeric one)")
+    parser.add_argument("--state-column", default="state", help="operating state column, if any (default 'state')")
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detector", default="pca", choices=sorted(DETECTORS))
+    parser.add_argument("--window", default="60s", help="window length (default 60s)")
+    parser.add_argument("--hop", default="30s", help="window hop (default 30s)")
+    parser.add_argument("--false-alarms-per-day", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _spec(args: argparse.Namespace) -> WindowSpec:
+    try:
+        return WindowSpec(parse_duration(args.window), parse_duration(args.hop))
+    except ValueError as exc:
+        raise ModelError(f"--window/--hop: {exc}") from None
+
+
+def _train(table: Table, args: argparse.Namespace) -> MachineModel:
+    spec = _spec(args)
+    dt = float(np.median(np.diff(table.time_s))) if len(table.time_s) > 1 else 1.0
+    check_trainable(table, int((spec.length_s + MIN_WINDOWS * spec.hop_s) / max(dt, 1e-9)))
+    states = list(table.states)
+    if table.labels is not None:
+        states = ["fault" if bad else s for s, bad in zip(states, table.labels, strict=True)]
+    windows = windows_from_arrays(table.time_s, table.values, spec, states)
+    return MachineModel.train(
+        windows,
+        table.signals,
+        spec,
+        detector=args.detector,
+        false_alarms_per_day=args.false_alarms_per_day,
+        seed=args.seed,
+    )
+
+
+def _describe(model: MachineModel) -> str:
+    parts = [
+        f"{state}: {sm.n_windows} windows, threshold {sm.threshold.value:.4g}" for state, sm in model.states.items()
+    ]
+    return f"{model.detector} model on {len(model.signals)} signals ({', '.join(model.signals)}); " + "; ".join(parts)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train on one CSV and write the model file (atomically, only when everything worked)."""
+    try:
+        table = read_table(
+            args.csv,
+            time_column=args.time_column,
+            sep=args.sep,
+            signals=args.signals,
+            label_column=args.label_column,
+            state_column=args.state_column,
+        )
+        model = _train(table, args)
+        version = model.save(args.out)
+    except ModelError as exc:
+        return _fail(str(exc))
+    print(f"wrote {args.out} (version {version}) in {model.training_seconds:.1f} s: {_describe(model)}")
+    return 0
+
+
+def _test_files(patterns: list[str]) -> list[str]:
+    files: list[str] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        if not found:
+            raise ModelError(f"--test {pattern!r}: no file matches. Fix: check the pattern (quote it in the shell)")
+        files.extend(found)
+    return files
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Train or load, check every test file, then replay them and report (micro-averaged)."""
+    try:
+        if args.model:
+            model = MachineModel.load(args.model)
+        else:
+            table = read_table(
+                args.train,
+                time_column=args.time_column,
+                sep=args.sep,
+                signals=args.signals,
+                label_column=args.label_column,
+                state_column=args.state_column,
+                max_rows=args.train_rows,
+            )
+            model = _train(table, args)
+        policy = AlertPolicy(k=args.k, n=args.n)
+        tests = [
+            read_table(
+                path,
+                time_column=args.time_column,
+                sep=args.sep,
+                signals=model.signals,
+                label_column=args.label_column,
+                state_column=args.state_column,
+            )
+            for path in _test_files(args.test)
+        ]
+    except ModelError as exc:
+        return _fail(str(exc))
+    counts = Counts()
+    per_file: dict[str, Any] = {}
+    runs = []
+    for t in tests:
+        assert t.labels is not None
+        run = replay(model, t.time_s, t.values, t.states, policy)
+        counts.add(t.time_s, t.labels, run)
+        one = Counts()
+        one.add(t.time_s, t.labels, run)
+        per_file[t.path] = one.report()
+        runs.append((t, run))
+    report = {"model": {"detector": model.detector, "version": model.version or None, "signals": model.signals}}
+    report |= {"overall": counts.report(), "files": per_file}
+    _print(report["overall"])
+    if args.predictions:
+        _write_predictions(args.predictions, runs)
+    text = json.dumps(report, indent=2)
+    if args.report:
+        Path(args.report).write_text(text + "\n")
+        print(f"wrote {args.report}")
+    else:
+        print(text)
+    return 0
+
+
+def _print(r: dict[str, Any]) -> None:
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+    print(
+        f"point-wise: precision {f(r['precision'])}  recall {f(r['recall'])}  F1 {f(r['f1'])}  "
+        f"false-alarm rate {f(r['false_alarm_rate'])}  missed-alarm rate {f(r['missed_alarm_rate'])}"
+    )
+    print(
+        f"event-wise: {r['episodes_detected']}/{r['episodes']} episodes detected (recall {f(r['event_recall'])}), "
+        f"mean delay {f(r['mean_detection_delay_s'])} s; {r['false_alerts']} false alert(s) in {f(r['days'])} days "
+        f"= {f(r['false_alerts_per_day'])}/day"
+    )
+
+
+def _write_predictions(path: str, runs: list[Any]) -> None:
+    tmp = Path(path + ".part")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "time_s", "label", "predicted", "level"])
+        for table, run in runs:
+            for i in range(len(table.time_s)):
+                level = "" if np.isnan(run.level[i]) else f"{run.level[i]:.4f}"
+                w.writerow([table.path, f"{table.time_s[i]:.3f}", int(table.labels[i]), int(run.predicted[i]), level])
+    tmp.replace(path)
