@@ -55,26 +55,38 @@ def opcua_status(code: str | int | None) -> int:
     )
 
 
+def checked_code(protocol: str, kind: str, code: str | int | None) -> int | None:
+    """The numeric code a fault needs (Modbus exception, OPC UA status), after checking the
+    fault fits the protocol; None for kinds without a code. Pure, so bad input is refused before
+    any server is touched."""
+    if protocol == "modbus" and kind == "bad_status":
+        raise SimulatorError("bad_status is an OPC UA fault. Fix: for Modbus use kind='exception'")
+    if protocol == "opcua" and kind == "exception":
+        raise SimulatorError("exception is a Modbus fault. Fix: for OPC UA use kind='bad_status'")
+    if kind == "exception":
+        return modbus_exception(code)
+    if kind == "bad_status":
+        return opcua_status(code)
+    return None
+
+
 def apply_modbus_fault(
     server: ModbusSimServer,
     kind: str,
     machines: list[str],
     *,
     seconds: float | None,
-    code: str | int | None,
+    code: int | None,
     probability: float = 1.0,
 ) -> None:
     """Set a checked protocol fault on the units of ``machines``."""
-    if kind == "bad_status":
-        raise SimulatorError("bad_status is an OPC UA fault. Fix: for Modbus use kind='exception'")
-    exception = modbus_exception(code) if kind == "exception" else None
     for machine_id in machines:
         faults = server.faults[server.unit_id(machine_id)]
         faults.probability = probability
         if kind == "latency":
             faults.latency_s = seconds or 0.0
         elif kind == "exception":
-            faults.exception = exception
+            faults.exception = code
         else:
             faults.stale = True
 
@@ -85,19 +97,16 @@ def apply_opcua_fault(
     machines: list[str],
     *,
     seconds: float | None,
-    code: str | int | None,
+    code: int | None,
     probability: float = 1.0,
 ) -> None:
     """Set a checked protocol fault on the nodes of ``machines``."""
-    if kind == "exception":
-        raise SimulatorError("exception is a Modbus fault. Fix: for OPC UA use kind='bad_status'")
-    status_code = opcua_status(code) if kind == "bad_status" else None
     for machine_id in machines:
         faults = server.faults[machine_id]
         faults.probability = probability
         if kind == "latency":
             faults.latency_s = seconds or 0.0
         elif kind == "bad_status":
-            faults.status_code = status_code
+            faults.status_code = code
         else:
             faults.stale = True

@@ -39,6 +39,7 @@ from simulators.protocol_faults import (
     ProtocolFaultKind,
     apply_modbus_fault,
     apply_opcua_fault,
+    checked_code,
 )
 from simulators.register_map import PlantDescription, describe
 from simulators.scenario import Scenario, load_scenario
@@ -330,10 +331,11 @@ class Simulation:
             raise SimulatorError("latency needs a non-negative duration. Fix: e.g. latency='500ms'")
         if not (isinstance(probability, int | float) and 0.0 < probability <= 1.0):
             raise SimulatorError(f"probability must be in (0, 1], got {probability!r}. Fix: e.g. probability=0.2")
+        number = checked_code(protocol, kind, code)
         if protocol == "modbus":
-            apply_modbus_fault(self.modbus, kind, machines, seconds=seconds, code=code, probability=probability)
+            apply_modbus_fault(self.modbus, kind, machines, seconds=seconds, code=number, probability=probability)
         else:
-            apply_opcua_fault(self.opcua, kind, machines, seconds=seconds, code=code, probability=probability)
+            apply_opcua_fault(self.opcua, kind, machines, seconds=seconds, code=number, probability=probability)
 
     def clear_protocol_faults(self, protocol: Protocol | None = None, machine_id: str | None = None) -> None:
         """Undo protocol faults (both servers and every machine unless narrowed)."""

@@ -119,7 +119,8 @@ async def test_opcua_bad_status_stale_and_latency(sim: Simulation) -> None:
         assert sim.drop_connections("opcua") == 1
 
 
-async def test_bad_protocol_faults_are_refused(sim: Simulation) -> None:
+async def test_bad_protocol_faults_are_refused() -> None:
+    sim = Simulation(opcua_port=None, modbus_port=None)  # input is checked before any server is touched
     with pytest.raises(SimulatorError, match="Modbus fault"):
         sim.inject_protocol_fault("opcua", "exception", code="device_busy")
     with pytest.raises(SimulatorError, match="OPC UA fault"):
