@@ -1,0 +1,215 @@
+"""Direct InfluxDB sink for single-box installs: agent → outbox → InfluxDB, no broker in between.
+
+The same durable outbox as the MQTT path (``edge_agent.outbox``) holds every batch, encoded as the
+line protocol of ``edge_agent.payloads`` (the very points the ingest bridge would write), until
+InfluxDB has answered the write with success. The writer is the ingest bridge's own
+(``edge_agent.ingest.writers.make_writer``), so retries, error classes and credential handling are
+the same on both paths:
+
+- ``WriteFailed`` (unreachable, 5xx, 401/403, 404): nothing is removed; the write is retried with
+  capped, jittered backoff, the backlog waits on disk (bounded by the outbox), polling goes on.
+- ``RejectedPoints`` (400/413/422: the data itself is refused): the chunk is written entry by entry
+  to find the culprit, which is counted, logged once at ERROR and removed, so one bad batch cannot
+  block the stream. Re-writing the accepted entries is harmless: same identity, same values.
+
+Entries are written oldest first, many per request (up to ``MAX_POINTS`` points), so a backlog
+drains in large batches while new batches keep being appended behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from edge_agent.backoff import Backoff
+from edge_agent.config import InfluxConfig, OutboxConfig
+from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
+from edge_agent.outbox import Entry, Outbox, default_outbox_path
+from edge_agent.payloads import Origin, encode_line_protocol
+from edge_agent.samples import Batch
+
+__all__ = ["InfluxSink", "InfluxSinkStats"]
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1000  # outbox entries per read
+MAX_POINTS = 5000  # points per write request
+CLOSE_GRACE_S = 2.0
+
+
+@dataclass
+class InfluxSinkStats:
+    """``written_batches``/``written_points`` stored; ``write_errors`` failed attempts; ``rejected``
+    batches InfluxDB refused as bad data (lost, logged); ``dropped`` batches the outbox could not keep.
+    """
+
+    submitted: int = 0
+    written_batches: int = 0
+    written_points: int = 0
+    writes: int = 0
+    write_errors: int = 0
+    rejected: int = 0
+    dropped: int = 0
+
+
+class InfluxSink:
+    """Writes batches through the outbox straight into InfluxDB (v1 or v2, per the influxdb section)."""
+
+    name = "influxdb"
+
+    def __init__(
+        self,
+        config: InfluxConfig,
+        site: str,
+        outbox: OutboxConfig | None = None,
+        *,
+        writer: InfluxWriter | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        outbox_config = outbox or OutboxConfig()
+        self.config = config
+        self.writer = writer or make_writer(config)
+        self.outbox = Outbox(
+            outbox_config.path or default_outbox_path(f"influxdb-{site}"),
+            max_bytes=int(outbox_config.max_bytes),
+            max_age=outbox_config.max_age,
+            synchronous=outbox_config.synchronous,
+        )
+        self.backoff = backoff or Backoff(initial=0.5, cap=30.0)
+        self.stats = InfluxSinkStats()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._down = False
+        self._rejected_logged = False
+
+    @property
+    def influx_ok(self) -> bool:
+        """False while writes fail."""
+        return not self._down
+
+    async def start(self) -> None:
+        """Open the outbox and start the writer task; a down InfluxDB only delays the writes."""
+        await self.outbox.open()
+        self._task = asyncio.create_task(self._drain(), name="influxdb:writer")
+        self._wake.set()
+        log.info("InfluxDB sink: writing to %s through the outbox %s", self.writer.target, self.outbox.path)
+
+    async def submit(self, batch: Batch, origin: Origin) -> None:
+        """Store one batch (as line protocol) in the outbox; the writer task sends it in turn."""
+        self.stats.submitted += 1
+        try:
+            seq = await self.outbox.append(origin.machine, encode_line_protocol(batch, origin), len(batch.samples))
+        except RuntimeError as exc:  # outbox closed: shutting down
+            log.debug("InfluxDB sink: batch of %s not stored: %s", origin.machine, exc)
+            seq = None
+        if seq is None:
+            self.stats.dropped += 1
+        self._wake.set()
+
+    def machine_state_changed(self, origin: Origin, state: str, reason: str | None) -> None:
+        """Machine up/down is not stored in InfluxDB (the bad-quality samples already say it)."""
+
+    async def close(self) -> None:
+        """Give the writer a moment to finish what is due, then stop; the rest waits in the outbox."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if not self._down and self.outbox.stats.entries:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    while self.outbox.stats.entries and not self._down and not task.done():
+                        self._wake.set()
+                        await asyncio.sleep(0.05)  # bounded by the timeout; the writer task owns the event
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await self.writer.close()
+        await self.outbox.close()
+
+    async def _drain(self) -> None:
+        """Write the outbox, oldest first, until it is empty; then wait for the next batch."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while True:
+                entries = await self.outbox.read_after(0, READ_CHUNK, pin=True)
+                if not entries:
+                    break
+                chunk: list[Entry] = []
+                points = 0
+                for entry in entries:
+                    count = entry.payload.count(b"\n") + 1 if entry.payload else 0
+                    if chunk and points + count > MAX_POINTS:
+                        break
+                    chunk.append(entry)
+                    points += count
+                await self._write_chunk(chunk)
+
+    async def _write_chunk(self, chunk: list[Entry]) -> None:
+        lines = [line for entry in chunk for line in _lines(entry)]
+        try:
+            await self._write_with_retry(lines)
+        except RejectedPoints as exc:
+            await self._isolate(chunk, exc)
+        else:
+            self._count_written(chunk, len(lines))
+        await self.outbox.remove(entry.seq for entry in chunk)
+
+    async def _write_with_retry(self, lines: list[str]) -> None:
+        """Return once written; ``RejectedPoints`` propagates; other failures are retried forever."""
+        while True:
+            try:
+                await self.writer.write(lines)
+            except RejectedPoints:
+                self.stats.write_errors += 1
+                raise
+            except WriteFailed as exc:
+                self.stats.write_errors += 1
+                if not self._down:
+                    self._down = True
+                    log.warning(
+                        "InfluxDB sink: %s; retrying with backoff, batches wait in the outbox (%d now)",
+                        exc,
+                        self.outbox.stats.entries,
+                    )
+                await asyncio.sleep(self.backoff.next_delay())
+                continue
+            self.stats.writes += 1
+            if self._down:
+                self._down = False
+                log.info("InfluxDB sink: %s accepts writes again; sending the backlog", self.writer.target)
+            self.backoff.reset()
+            return
+
+    async def _isolate(self, chunk: list[Entry], first: RejectedPoints) -> None:
+        if len(chunk) == 1:
+            self._count_rejected(chunk[0], first)
+            return
+        for entry in chunk:
+            lines = _lines(entry)
+            try:
+                await self._write_with_retry(lines)
+            except RejectedPoints as exc:
+                self._count_rejected(entry, exc)
+            else:
+                self._count_written([entry], len(lines))
+
+    def _count_written(self, entries: list[Entry], points: int) -> None:
+        self.stats.written_batches += len(entries)
+        self.stats.written_points += points
+
+    def _count_rejected(self, entry: Entry, exc: RejectedPoints) -> None:
+        self.stats.rejected += 1
+        if not self._rejected_logged:
+            self._rejected_logged = True
+            log.error(
+                "InfluxDB sink: InfluxDB refused the points of a batch of %s, which are lost: %s "
+                "(further refusals are only counted)",
+                entry.topic,
+                exc,
+            )
+
+
+def _lines(entry: Entry) -> list[str]:
+    return [line for line in entry.payload.decode().split("\n") if line]

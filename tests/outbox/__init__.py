@@ -1,0 +1,1 @@
+"""Durable outbox: SQLite WAL, bounds, corruption, disk full, and the publisher on a real broker."""
