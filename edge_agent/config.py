@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import ByteSize, Field, SecretStr, model_validator
 
 from connectors import MachineConfig
 from connectors.base import MACHINE_ID_PATTERN, StrictModel
@@ -88,6 +88,26 @@ class IngestConfig(StrictModel):
     flush_interval: Duration = 1.0
 
 
+class OutboxConfig(StrictModel):
+    """The durable outbox every batch passes through before it is sent (see docs/delivery.md)."""
+
+    path: str | None = Field(
+        default=None,
+        description="SQLite file. Default: $STATE_DIRECTORY or ~/.local/state/edge-agent, outbox-<client id>.sqlite.",
+    )
+    max_bytes: ByteSize = Field(
+        default=ByteSize(256 * 1024 * 1024), gt=0, description="Payload bytes kept; beyond, the oldest are dropped."
+    )
+    max_age: Duration = Field(default=7 * 86400.0, description="Batches older than this are dropped; 0 = no limit.")
+    synchronous: Literal["normal", "full"] = Field(
+        default="normal", description="normal survives a crash of the agent; full also a power cut (slower)."
+    )
+    max_in_flight: int = Field(default=1000, ge=1, le=65535, description="Messages sent and not yet acknowledged.")
+    deliver_to: Literal["mqtt", "influxdb"] = Field(
+        default="mqtt", description="influxdb: write straight to the influxdb section, no broker (single box)."
+    )
+
+
 class LoggingConfig(StrictModel):
     """How much the agent says."""
 
@@ -102,7 +122,17 @@ class AgentConfig(StrictModel):
     mqtt: MqttConfig | None = None
     influxdb: InfluxConfig | None = None
     ingest: IngestConfig = IngestConfig()
+    outbox: OutboxConfig = OutboxConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _outbox_target_is_configured(self) -> Self:
+        if self.outbox.deliver_to == "influxdb" and self.influxdb is None:
+            raise ValueError(
+                "outbox.deliver_to is influxdb but there is no influxdb section. "
+                "Fix: add influxdb: {version: ..., url: ...} or remove outbox.deliver_to"
+            )
+        return self
 
     def machine(self, machine_id: str) -> MachineConfig:
         """The machine with this id; KeyError names the ones that exist."""
@@ -112,4 +142,12 @@ class AgentConfig(StrictModel):
         raise KeyError(f"no machine {machine_id!r}; machines: {', '.join(m.id for m in self.machines)}")
 
 
-__all__ = ["MACHINE_ID_PATTERN", "AgentConfig", "InfluxConfig", "IngestConfig", "MqttConfig", "SiteConfig"]
+__all__ = [
+    "MACHINE_ID_PATTERN",
+    "AgentConfig",
+    "InfluxConfig",
+    "IngestConfig",
+    "MqttConfig",
+    "OutboxConfig",
+    "SiteConfig",
+]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from connectors import MachineConfig
 from edge_agent.config import AgentConfig
 from edge_agent.errors import ConnectorError
+from edge_agent.influx_sink import InfluxSink
 from edge_agent.payloads import Origin
 from edge_agent.poller import MachinePoller
 from edge_agent.publisher import MqttPublisher
@@ -38,8 +39,12 @@ class Agent:
         self.config = config
         self.sinks: list[Sink] = list(extra_sinks)
         self.publisher: MqttPublisher | None = None
-        if config.mqtt is not None:
-            self.publisher = MqttPublisher(config.mqtt, config.site.name)
+        self.influx_sink: InfluxSink | None = None
+        if config.outbox.deliver_to == "influxdb" and config.influxdb is not None:
+            self.influx_sink = InfluxSink(config.influxdb, config.site.name, config.outbox)
+            self.sinks.append(self.influx_sink)
+        elif config.mqtt is not None:
+            self.publisher = MqttPublisher(config.mqtt, config.site.name, outbox=config.outbox)
             self.sinks.append(self.publisher)
         self.pollers = [
             MachinePoller(machine, origin_of(config, machine), self.sinks)
