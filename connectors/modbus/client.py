@@ -27,6 +27,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from connectors.base import POLL_BUDGET, ConnectionState
+from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.modbus.config import ModbusMachine
 from connectors.modbus.decode import DecodeError, decode_value, exception_reason
 from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests, split_request
@@ -72,6 +73,15 @@ class ModbusConnector:
         return tuple(self._plan)
 
     async def connect(self) -> None:
+        """Open the link. Raises ``ConnectError`` when the machine cannot be reached."""
+        try:
+            with stray_cancellation_is_a_lost_link(self.machine_id):
+                await self._connect()
+        except ConnectError:
+            self._state = ConnectionState.DOWN
+            raise
+
+    async def _connect(self) -> None:
         """Open the TCP connection. Raises ``ConnectError`` when the device cannot be reached."""
         self._opened = False
         await self._drop_client()
@@ -142,6 +152,16 @@ class ModbusConnector:
         raise ConnectError(self.machine_id, "not connected (connection closed or lost). The runtime reconnects")
 
     async def read(self) -> Batch:
+        """One poll (see ``_read``); a stray cancellation from the library is a lost link."""
+        try:
+            with stray_cancellation_is_a_lost_link(self.machine_id):
+                return await self._read()
+        except ConnectError:
+            if self._state is not ConnectionState.CLOSED:
+                self._state = ConnectionState.DOWN
+            raise
+
+    async def _read(self) -> Batch:
         """Run every request of the plan once and decode each tag."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.effective_timeout * POLL_BUDGET

@@ -36,6 +36,7 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from connectors.base import POLL_BUDGET, ConnectionState
+from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.opcua.config import OpcUaMachine, OpcUaTag
 from connectors.opcua.convert import apply_max_age, status_name, to_sample
 from edge_agent.errors import ConnectError, DeviceError, ReadTimeout
@@ -169,6 +170,15 @@ class OpcUaConnector:
         return len(chunked(range(readable), self.nodes_per_read)) if readable else 0
 
     async def connect(self) -> None:
+        """Open the link. Raises ``ConnectError`` when the machine cannot be reached."""
+        try:
+            with stray_cancellation_is_a_lost_link(self.machine_id):
+                await self._connect()
+        except ConnectError:
+            self._state = ConnectionState.DOWN
+            raise
+
+    async def _connect(self) -> None:
         """Open a session, then resolve every node id against the server's current namespace array."""
         await self._drop_client()
         self._state = ConnectionState.CONNECTING
@@ -301,6 +311,16 @@ class OpcUaConnector:
         return units
 
     async def read(self) -> Batch:
+        """One poll (see ``_read``); a stray cancellation from the library is a lost link."""
+        try:
+            with stray_cancellation_is_a_lost_link(self.machine_id):
+                return await self._read()
+        except ConnectError:
+            if self._state is not ConnectionState.CLOSED:
+                self._state = ConnectionState.DOWN
+            raise
+
+    async def _read(self) -> Batch:
         """Poll mode: read every tag now. Subscribe mode: the changes received since the last read."""
         client = self._client
         if client is None:
