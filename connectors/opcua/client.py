@@ -349,7 +349,7 @@ class OpcUaConnector:
             if target.node_id is None:
                 samples.append(Sample.bad(tag.name, target.problem or "node id not resolved", received, target.unit))
                 continue
-            sample = to_sample(tag.name, by_tag[tag.name], received, target.unit, tag.node)
+            sample = to_sample(tag.name, by_tag[tag.name], received, unit=target.unit, node=tag.node, index=tag.index)
             samples.append(apply_max_age(sample, received, self._config.max_age_of(tag)))
         self._state = ConnectionState.UP
         return Batch(self.machine_id, tuple(samples), polled_at_ns=polled_at)
@@ -413,7 +413,7 @@ class OpcUaConnector:
         target = self._targets[handle]
         tag = target.tag
         received = now_ns()
-        sample = to_sample(tag.name, data_value, received, target.unit, tag.node)
+        sample = to_sample(tag.name, data_value, received, unit=target.unit, node=tag.node, index=tag.index)
         if len(self._changes) >= self._config.max_queued_samples:
             self._changes.popleft()
             if self.dropped_samples == 0:

@@ -24,6 +24,9 @@ class OpcUaTag(StrictModel):
     name: str = Field(pattern=TAG_NAME_PATTERN)
     node: str
     unit: str | None = None
+    index: int | None = Field(
+        default=None, ge=0, description="For an array node: the element to read (0 is the first)."
+    )
     max_age: Duration | None = Field(
         default=None, description="A value whose source timestamp is older than this is uncertain."
     )

@@ -83,21 +83,35 @@ def to_value(raw: object) -> Value:
         aware = raw if raw.tzinfo is not None else raw.replace(tzinfo=UTC)
         return aware.isoformat()
     if isinstance(raw, list | tuple):
-        raise UnsupportedValue(f"the node holds an array of {len(raw)} values; only scalars are supported")
+        raise UnsupportedValue(
+            f"the node holds an array of {len(raw)} values. Fix: pick one element with index (0 is the first)"
+        )
     raise UnsupportedValue(f"the node holds a {type(raw).__name__}; only numbers, booleans and text are supported")
+
+
+def element(raw: object, index: int) -> object:
+    """Element ``index`` of an array value; ``UnsupportedValue`` when it is no array or too short."""
+    if not isinstance(raw, list | tuple):
+        raise UnsupportedValue(f"index {index} is set, but the node holds a single value. Fix: remove index")
+    if index >= len(raw):
+        raise UnsupportedValue(f"index {index} is past the end of the node's array of {len(raw)} values")
+    return raw[index]
 
 
 def to_sample(
     tag: str,
     data_value: ua.DataValue,
     received_ns: int,
+    *,
     unit: str | None = None,
     node: str | None = None,
+    index: int | None = None,
 ) -> Sample:
     """Map one DataValue of a Read (or a data change) to a ``Sample``.
 
     Bad status: no value, the status name as the reason. Uncertain: the value with the status
-    name as the reason. A value the agent cannot carry comes out bad with the reason.
+    name as the reason. A value the agent cannot carry comes out bad with the reason. With
+    ``index``, the value must be an array and the sample carries that element.
     """
     moment = timestamp_ns(data_value, received_ns)
     status = data_value.StatusCode
@@ -113,7 +127,7 @@ def to_sample(
     if raw is None:
         return Sample.bad(tag, "the server returned no value", moment, unit)
     try:
-        value = to_value(raw)
+        value = to_value(element(raw, index) if index is not None else raw)
     except UnsupportedValue as exc:
         return Sample.bad(tag, str(exc), moment, unit)
     note = status_name(status) if quality is Quality.UNCERTAIN and status is not None else None

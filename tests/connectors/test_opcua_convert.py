@@ -67,7 +67,7 @@ def test_status_names() -> None:
 
 
 def test_samples_from_data_values() -> None:
-    good = to_sample("t", data_value(2.5, SourceTimestamp=SOURCE), RECEIVED, "bar")
+    good = to_sample("t", data_value(2.5, SourceTimestamp=SOURCE), RECEIVED, unit="bar")
     assert good == Sample("t", 2.5, datetime_to_ns(SOURCE), Quality.GOOD, None, "bar")
     uncertain = to_sample("t", data_value(2.5, StatusCodes.UncertainLastUsableValue), RECEIVED)
     assert (uncertain.quality, uncertain.value, uncertain.reason) == (
@@ -84,6 +84,13 @@ def test_samples_from_data_values() -> None:
     assert (empty.quality, empty.reason) == (Quality.BAD, "the server returned no value")
     array = to_sample("t", data_value([1, 2]), RECEIVED)
     assert array.quality is Quality.BAD
+    assert "Fix: pick one element with index" in (array.reason or "")
+    assert to_sample("t", data_value([1.5, 2.5]), RECEIVED, index=1).value == 2.5
+    past = to_sample("t", data_value([1.5, 2.5]), RECEIVED, index=2)
+    assert (past.quality, past.reason) == (Quality.BAD, "index 2 is past the end of the node's array of 2 values")
+    single = to_sample("t", data_value(1.5), RECEIVED, index=0)
+    assert single.quality is Quality.BAD
+    assert "holds a single value" in (single.reason or "")
 
 
 def test_values() -> None:

@@ -80,6 +80,18 @@ async def test_value_kinds_statuses_chunking_and_staleness(device: OpcUaTestDevi
     assert device.read_sizes == [4, 4, 4, 4, 4]
 
 
+async def test_elements_of_an_array(device: OpcUaTestDevice) -> None:
+    tags = [{"name": f"e{i}", "node": device.node("array"), "index": i} for i in range(4)]
+    connector = OpcUaConnector(machine(device, [], extra_tags=tags))
+    await connector.connect()
+    try:
+        batch = await connector.read()
+    finally:
+        await connector.close()
+    assert [s.value for s in batch.samples] == [1.0, 2.0, 3.0, None]
+    assert batch.samples[3].reason == "index 3 is past the end of the node's array of 3 values"
+
+
 async def test_configured_limits_tighten_the_servers(device: OpcUaTestDevice) -> None:
     config = machine(
         device,
