@@ -1,0 +1,504 @@
+// Status page: renders /api/state, keeps it live from /api/events (Server-Sent Events) and draws
+// the last hour of every numeric tag as an inline SVG trend. Plain JavaScript, no framework and
+// nothing fetched from anywhere but this agent: line PCs are often offline.
+//
+// Everything from the agent (tag names, alert texts) is put into the page with textContent,
+// never as HTML, so an odd alert explanation cannot inject markup.
+"use strict";
+
+const WINDOW_MS = 3600 * 1000;
+const STALE_MS = 5000;
+const SVG_NS = "http://www.w3.org/2000/svg";
+const TREND_W = 120;
+const TREND_H = 32;
+
+const view = {
+  machines: new Map(), // id -> {card, parts..., rows: Map(tag -> row), series: Map(tag -> {t, v})}
+  alertsKey: null,
+  recentKey: null,
+  injectKey: null,
+  lastUpdate: 0,
+  state: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+// ---- formatting -------------------------------------------------------------------------------
+
+function formatNumber(value) {
+  const size = Math.abs(value);
+  const digits = size >= 1000 ? 0 : size >= 100 ? 1 : size >= 1 ? 2 : 3;
+  return value.toFixed(digits);
+}
+
+function formatValue(item) {
+  if (item.value === null || item.value === undefined) return item.quality ? "BAD" : "–";
+  if (typeof item.value === "number") return formatNumber(item.value);
+  return String(item.value);
+}
+
+function clock(ms) {
+  if (!ms) return "–";
+  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function ago(ms, now) {
+  if (!ms) return "never";
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min ago`;
+}
+
+function sinceMs(value) {
+  // Alert "since" is opaque: epoch seconds, milliseconds, nanoseconds or an ISO string.
+  if (typeof value === "number") {
+    if (value > 1e17) return value / 1e6;
+    if (value > 1e11) return value;
+    return value * 1000;
+  }
+  if (typeof value === "string") {
+    const parsed = Date.parse(value);
+    return Number.isNaN(parsed) ? null : parsed;
+  }
+  return null;
+}
+
+// ---- trends -----------------------------------------------------------------------------------
+
+function trimSeries(series, now) {
+  const cutoff = now - WINDOW_MS;
+  let drop = 0;
+  while (drop < series.t.length && series.t[drop] < cutoff) drop += 1;
+  if (drop) {
+    series.t.splice(0, drop);
+    series.v.splice(0, drop);
+  }
+}
+
+// One min-max pair per pixel column, so an hour of points costs at most 2 x TREND_W vertices and
+// a short spike still shows.
+function drawTrend(svg, series, now) {
+  const path = svg.querySelector("path");
+  if (!series || series.t.length < 2) {
+    path.setAttribute("d", "");
+    svg.dataset.points = series ? String(series.t.length) : "0";
+    return;
+  }
+  const start = now - WINDOW_MS;
+  const columns = new Map();
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < series.t.length; i += 1) {
+    const x = Math.min(TREND_W - 1, Math.max(0, Math.floor(((series.t[i] - start) / WINDOW_MS) * TREND_W)));
+    const v = series.v[i];
+    const column = columns.get(x);
+    if (column) {
+      column[0] = Math.min(column[0], v);
+      column[1] = Math.max(column[1], v);
+      column[2] = v;
+    } else {
+      columns.set(x, [v, v, v]);
+    }
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  const span = hi - lo || Math.abs(hi) || 1;
+  const y = (v) => (TREND_H - 2 - ((v - lo) / span) * (TREND_H - 4)).toFixed(1);
+  const parts = [];
+  for (const [x, [min, max, last]] of [...columns.entries()].sort((a, b) => a[0] - b[0])) {
+    const cmd = parts.length ? "L" : "M";
+    parts.push(`${cmd}${x} ${y(min)}`);
+    if (max !== min) parts.push(`L${x} ${y(max)}`);
+    if (last !== max) parts.push(`L${x} ${y(last)}`);
+  }
+  path.setAttribute("d", parts.join(" "));
+  svg.dataset.points = String(series.t.length);
+  svg.querySelector("title").textContent = `last hour: min ${formatNumber(lo)}, max ${formatNumber(hi)}`;
+}
+
+function newTrend() {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${TREND_W} ${TREND_H}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("class", "trend");
+  svg.setAttribute("role", "img");
+  const title = document.createElementNS(SVG_NS, "title");
+  title.textContent = "last hour";
+  const path = document.createElementNS(SVG_NS, "path");
+  path.setAttribute("vector-effect", "non-scaling-stroke");
+  svg.append(title, path);
+  return svg;
+}
+
+// ---- machines ---------------------------------------------------------------------------------
+
+const PROTOCOLS = { opcua: "OPC UA", modbus: "Modbus TCP" };
+
+function machineCard(machine) {
+  const card = el("article", "machine");
+  card.dataset.machine = machine.id;
+  const head = el("header", "machine-head");
+  const name = el("h2", "machine-name", machine.id);
+  const badge = el("span", "state");
+  head.append(name, badge);
+  const meta = el("p", "meta");
+  const reason = el("p", "reason");
+  reason.hidden = true;
+  const table = el("table", "tags");
+  const body = el("tbody");
+  table.append(body);
+  card.append(head, meta, reason, table);
+  if (machine.description) name.title = machine.description;
+  return { card, badge, meta, reason, body, rows: new Map(), series: new Map() };
+}
+
+function tagRow(entry, tag) {
+  const row = el("tr");
+  row.dataset.tag = tag;
+  const name = el("th", null, tag);
+  name.scope = "row";
+  const value = el("td", "value");
+  const number = el("span", "number");
+  const unit = el("span", "unit");
+  value.append(number, unit);
+  const trendCell = el("td", "trend-cell");
+  const svg = newTrend();
+  trendCell.append(svg);
+  row.append(name, value, trendCell);
+  entry.body.append(row);
+  const parts = { row, number, unit, svg };
+  entry.rows.set(tag, parts);
+  return parts;
+}
+
+function updateMachine(entry, machine, now) {
+  const state = machine.state;
+  entry.badge.textContent = state;
+  entry.badge.className = `state ${state}`;
+  entry.card.classList.toggle("is-down", state === "down");
+  const protocol = PROTOCOLS[machine.protocol] || machine.protocol;
+  const latency = machine.latency_ms === null ? "" : ` · ${machine.latency_ms} ms`;
+  entry.meta.textContent = `${protocol} · polled ${ago(machine.last_poll, now)}${latency}`;
+  entry.meta.title = `${machine.polls} polls, ${machine.failures} failures, every ${machine.interval_s} s`;
+  if (state !== "up" && (machine.reason || machine.since)) {
+    const since = machine.since ? `${state} since ${clock(machine.since)}` : state;
+    entry.reason.textContent = machine.reason ? `${since}: ${machine.reason}` : since;
+    entry.reason.hidden = false;
+  } else {
+    entry.reason.hidden = true;
+  }
+  for (const item of machine.tags) {
+    const parts = entry.rows.get(item.tag) || tagRow(entry, item.tag);
+    parts.number.textContent = formatValue(item);
+    parts.unit.textContent = item.unit && item.value !== null && item.value !== undefined ? ` ${item.unit}` : "";
+    const bad = item.quality === "bad";
+    parts.row.classList.toggle("bad", bad);
+    parts.row.classList.toggle("uncertain", item.quality === "uncertain");
+    parts.row.title = item.reason ? `${item.quality}: ${item.reason}` : item.t ? `read at ${clock(item.t)}` : "";
+    let series = entry.series.get(item.tag);
+    if (!series) {
+      series = { t: [], v: [] };
+      entry.series.set(item.tag, series);
+    }
+    const value = typeof item.value === "boolean" ? Number(item.value) : item.value;
+    if (item.quality === "good" && typeof value === "number" && item.t > (series.t[series.t.length - 1] || 0)) {
+      series.t.push(item.t);
+      series.v.push(value);
+    }
+    trimSeries(series, now);
+    drawTrend(parts.svg, series, now);
+  }
+}
+
+async function loadHistory(id) {
+  const entry = view.machines.get(id);
+  try {
+    const response = await fetch(`/api/history/${encodeURIComponent(id)}`, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const data = await response.json();
+    for (const tag of data.tags) {
+      const live = entry.series.get(tag.tag) || { t: [], v: [] };
+      const first = live.t.length ? live.t[0] : Infinity;
+      const t = [];
+      const v = [];
+      for (let i = 0; i < tag.t.length && tag.t[i] < first; i += 1) {
+        t.push(tag.t[i]);
+        v.push(tag.v[i]);
+      }
+      entry.series.set(tag.tag, { t: t.concat(live.t), v: v.concat(live.v) });
+    }
+  } catch (error) {
+    console.warn("history of", id, "unavailable:", error);
+  }
+}
+
+function renderMachines(state) {
+  const holder = $("machines");
+  const now = state.now;
+  for (const machine of state.machines) {
+    let entry = view.machines.get(machine.id);
+    if (!entry) {
+      entry = machineCard(machine);
+      view.machines.set(machine.id, entry);
+      holder.append(entry.card);
+      loadHistory(machine.id).then(() => view.state && renderMachines(view.state));
+    }
+    updateMachine(entry, machine, now);
+  }
+}
+
+// ---- delivery (broker / outbox) ---------------------------------------------------------------
+
+function renderDelivery(publisher) {
+  const pill = $("delivery");
+  if (!publisher) {
+    pill.hidden = true;
+    return;
+  }
+  pill.hidden = false;
+  const stats = publisher.stats || {};
+  const name = publisher.name === "mqtt" ? "MQTT" : publisher.name;
+  const where = publisher.broker ? ` ${publisher.broker}` : "";
+  const status = publisher.connected === null ? "" : publisher.connected ? " connected" : " unreachable";
+  pill.textContent = `${name}${where}${status}`;
+  pill.className = `pill ${publisher.connected === false ? "bad" : "ok"}`;
+  pill.title = Object.entries(stats)
+    .map(([key, value]) => `${key}: ${value}`)
+    .join("\n");
+  const dropped = stats.dropped || 0;
+  if (dropped) pill.textContent += ` · ${dropped} dropped`;
+}
+
+// ---- alerts -----------------------------------------------------------------------------------
+
+function severityClass(severity) {
+  const s = String(severity || "").toLowerCase();
+  if (["critical", "high", "alarm", "error", "fault"].includes(s)) return "sev-high";
+  if (["warning", "warn", "medium"].includes(s)) return "sev-medium";
+  return "sev-low";
+}
+
+function explanationNode(explanation) {
+  if (explanation === null || explanation === undefined || explanation === "") return null;
+  if (typeof explanation === "string") return el("p", "explanation", explanation);
+  if (Array.isArray(explanation)) {
+    const list = el("ul", "explanation");
+    for (const item of explanation) {
+      list.append(el("li", null, typeof item === "string" ? item : describe(item)));
+    }
+    return list;
+  }
+  if (typeof explanation === "object") {
+    const list = el("dl", "explanation");
+    for (const [key, value] of Object.entries(explanation)) {
+      list.append(el("dt", null, key), el("dd", null, typeof value === "string" ? value : describe(value)));
+    }
+    return list;
+  }
+  return el("p", "explanation", String(explanation));
+}
+
+function describe(value) {
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    return Object.entries(value)
+      .map(([k, v]) => `${k}: ${typeof v === "number" ? formatNumber(v) : typeof v === "object" ? JSON.stringify(v) : v}`)
+      .join(", ");
+  }
+  return JSON.stringify(value);
+}
+
+function alertId(alert) {
+  const id = alert.id ?? alert.alert_id;
+  return id === undefined || id === null ? null : String(id);
+}
+
+function alertItem(alert, withButton) {
+  const item = el("li", `alert ${severityClass(alert.severity)}`);
+  const id = alertId(alert);
+  if (id) item.dataset.alertId = id;
+  if (alert.machine) item.dataset.machine = alert.machine;
+  const head = el("div", "alert-head");
+  head.append(el("span", "severity", alert.severity || "alert"));
+  if (alert.machine) head.append(el("span", "alert-machine", alert.machine));
+  head.append(el("strong", "alert-title", alert.title || alert.summary || alert.kind || "Alert"));
+  const since = sinceMs(alert.since);
+  if (since) head.append(el("span", "alert-since", `since ${clock(since)}`));
+  item.append(head);
+  if (alert.title && alert.summary) item.append(el("p", "summary", alert.summary));
+  const explanation = explanationNode(alert.explanation);
+  if (explanation) item.append(explanation);
+  const acked = alert.acknowledged || alert.acknowledged_by;
+  if (acked) {
+    const by = alert.acknowledged_by ? ` by ${alert.acknowledged_by}` : "";
+    item.append(el("p", "acked", `Acknowledged${by}`));
+  } else if (withButton && id && alert.machine) {
+    const button = el("button", "ack", "Acknowledge");
+    button.type = "button";
+    button.addEventListener("click", () => acknowledge(alert.machine, id, button));
+    item.append(button);
+  }
+  return item;
+}
+
+async function acknowledge(machine, id, button) {
+  button.disabled = true;
+  button.textContent = "Acknowledging…";
+  const by = $("ack-by").value.trim();
+  if (by) localStorage.setItem("edge-agent-ack-by", by);
+  try {
+    const response = await fetch(`/api/alerts/${encodeURIComponent(machine)}/${encodeURIComponent(id)}/ack`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(by ? { by } : {}),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    button.textContent = "Acknowledged";
+  } catch (error) {
+    button.disabled = false;
+    button.textContent = "Acknowledge";
+    showError(`Could not acknowledge: ${error.message}`);
+  }
+}
+
+function renderAlerts(alerts) {
+  const panel = $("alerts");
+  if (!alerts) {
+    panel.hidden = true;
+    return;
+  }
+  panel.hidden = false;
+  const error = $("alerts-error");
+  error.hidden = !alerts.error;
+  error.textContent = alerts.error || "";
+  const activeKey = JSON.stringify(alerts.active);
+  if (activeKey !== view.alertsKey) {
+    view.alertsKey = activeKey;
+    const list = $("active-alerts");
+    list.replaceChildren(...alerts.active.map((alert) => alertItem(alert, true)));
+    $("alert-count").textContent = String(alerts.active.length);
+    $("alert-count").classList.toggle("hot", alerts.active.length > 0);
+    $("no-alerts").hidden = alerts.active.length > 0;
+  }
+  const recentKey = JSON.stringify(alerts.recent);
+  if (recentKey !== view.recentKey) {
+    view.recentKey = recentKey;
+    $("recent-alerts").replaceChildren(...alerts.recent.map((alert) => alertItem(alert, false)));
+    $("recent-count").textContent = String(alerts.recent.length);
+  }
+}
+
+// ---- demo: inject a fault ---------------------------------------------------------------------
+
+function renderInject(choices) {
+  const panel = $("inject");
+  if (!choices || !Object.keys(choices).length) {
+    panel.hidden = true;
+    return;
+  }
+  panel.hidden = false;
+  const key = JSON.stringify(choices);
+  if (key === view.injectKey) return;
+  view.injectKey = key;
+  const machines = $("inject-machine");
+  machines.replaceChildren(...Object.keys(choices).map((m) => new Option(m, m)));
+  fillFaults(choices);
+  machines.onchange = () => fillFaults(choices);
+}
+
+function fillFaults(choices) {
+  const faults = choices[$("inject-machine").value] || [];
+  $("inject-fault").replaceChildren(...faults.map((f) => new Option(f.replaceAll("_", " "), f)));
+}
+
+async function injectFault(event) {
+  event.preventDefault();
+  const machine = $("inject-machine").value;
+  const fault = $("inject-fault").value;
+  const result = $("inject-result");
+  const button = $("inject-button");
+  button.disabled = true;
+  result.className = "";
+  result.textContent = `Injecting ${fault} on ${machine}…`;
+  try {
+    const response = await fetch("/api/inject", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ machine, fault }),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    result.className = "ok";
+    result.textContent = `Injected ${fault.replaceAll("_", " ")} on ${machine} at ${clock(Date.now())}: watch its values and the alerts.`;
+  } catch (error) {
+    result.className = "error";
+    result.textContent = `Could not inject: ${error.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- page -------------------------------------------------------------------------------------
+
+function showError(message) {
+  const node = $("page-error");
+  node.textContent = message;
+  node.hidden = !message;
+}
+
+function render(state) {
+  view.state = state;
+  view.lastUpdate = Date.now();
+  const agent = state.agent;
+  $("site").textContent = `· ${agent.site} / ${agent.area} / ${agent.line}`;
+  document.title = `Edge agent · ${agent.site}`;
+  $("footer").textContent = `edge-agent ${agent.version} · updated ${clock(state.now)}`;
+  renderDelivery(state.publisher);
+  renderAlerts(state.alerts);
+  renderInject(state.inject);
+  renderMachines(state);
+}
+
+function setLink(text, kind) {
+  const pill = $("link");
+  pill.textContent = text;
+  pill.className = `pill ${kind}`;
+}
+
+function connect() {
+  const source = new EventSource("/api/events");
+  source.addEventListener("open", () => setLink("live", "ok"));
+  source.addEventListener("state", (event) => {
+    setLink("live", "ok");
+    showError("");
+    render(JSON.parse(event.data));
+  });
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) {
+      setLink("disconnected", "bad");
+      showError("Lost the connection to the agent. Reload the page to try again.");
+    } else {
+      setLink("reconnecting…", "wait");
+    }
+  });
+}
+
+setInterval(() => {
+  if (view.lastUpdate && Date.now() - view.lastUpdate > STALE_MS && $("link").textContent === "live") {
+    setLink("no updates", "wait");
+  }
+}, 1000);
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("ack-by").value = localStorage.getItem("edge-agent-ack-by") || "";
+  $("inject-form").addEventListener("submit", injectFault);
+  connect();
+});

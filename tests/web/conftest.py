@@ -1,0 +1,186 @@
+"""A real plant for the status page: simulators on loopback, the agent polling them, a HistoryBuffer.
+
+Nothing of the project is mocked. The alerts provider is a small real one written here (a
+vibration threshold read from the history), because the alert engine is built elsewhere; it
+implements the same ``AlertsProvider`` protocol the engine will.
+
+The simulation is shared by the tests of a module (its OPC UA server takes seconds to start),
+so every test module runs in one event loop: ``pytestmark = pytest.mark.asyncio(loop_scope="module")``.
+Each test gets its own agent, history and server; faults are cleared after each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+
+from edge_agent.config import AgentConfig
+from edge_agent.demo import demo_config
+from edge_agent.history import HistoryBuffer
+from edge_agent.runtime import Agent
+from edge_agent.web import StatusServer, WebConfig
+from simulators import Simulation
+from simulators.faults import FAULT_KINDS
+from tests.waiting import eventually
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+POLL_INTERVAL = 0.2
+VIBRATION_LIMIT = 4.5
+"""mm/s RMS: the ISO 10816 zone C boundary for small machines; the healthy simulated pump runs near 1.3."""
+
+
+class VibrationAlerts:
+    """A tiny real alerts provider: an alert while a machine's vibration is above a limit.
+
+    Reads the newest values from the HistoryBuffer each time it is asked, like the page would
+    see them; an acknowledged alert stays active (the condition is still true) but is marked.
+    """
+
+    def __init__(self, history: HistoryBuffer, limit: float = VIBRATION_LIMIT) -> None:
+        self.history = history
+        self.limit = limit
+        self._ids = itertools.count(1)
+        self._open: dict[str, dict[str, Any]] = {}
+        self._ended: list[dict[str, Any]] = []
+
+    def _update(self) -> None:
+        for machine in self.history.machines():
+            for tag, sample in self.history.latest(machine).items():
+                if not tag.startswith("vibration") or not isinstance(sample.value, float):
+                    continue
+                key = f"{machine}/{tag}"
+                high = sample.value > self.limit
+                if high and key not in self._open:
+                    self._open[key] = {
+                        "id": f"vib-{next(self._ids)}",
+                        "machine": machine,
+                        "severity": "warning",
+                        "title": f"High vibration on {machine}",
+                        "since": time.time(),
+                        "explanation": [
+                            f"{tag} is {sample.value:.1f} mm/s, above the {self.limit} mm/s limit",
+                            "typical causes: imbalance, misalignment, worn bearings",
+                        ],
+                        "acknowledged_by": None,
+                    }
+                elif not high and key in self._open:
+                    self._ended.insert(0, self._open.pop(key) | {"ended": time.time()})
+
+    def active(self) -> list[dict[str, Any]]:
+        self._update()
+        return list(self._open.values())
+
+    def recent(self) -> list[dict[str, Any]]:
+        self._update()
+        return self._ended[:20]
+
+    def acknowledge(self, machine: str, alert_id: str, by: str) -> bool:
+        for alert in self._open.values():
+            if alert["machine"] == machine and alert["id"] == alert_id and not alert["acknowledged_by"]:
+                alert["acknowledged_by"] = by
+                return True
+        return False
+
+
+@dataclass
+class Plant:
+    """The simulation and the agent polling it, with the history sink the page reads."""
+
+    sim: Simulation
+    agent: Agent
+    history: HistoryBuffer
+
+    async def inject(self, machine: str, fault: str) -> None:
+        """The demo's injector: the real simulator fault, at full strength at once."""
+        self.sim.inject_fault(machine, fault, severity=1.0, progression="sudden")
+
+    def fault_choices(self) -> dict[str, list[str]]:
+        """Machine faults (not sensor faults) each machine's kind can have."""
+        return {
+            machine: sorted(
+                n for n, k in FAULT_KINDS.items() if not k.sensor and self.sim.plant.kind(machine) in k.kinds
+            )
+            for machine in self.sim.machine_ids
+        }
+
+    def polls(self) -> dict[str, int]:
+        return {p.machine.id: p.stats.polls for p in self.agent.pollers}
+
+
+def fast(config: AgentConfig) -> AgentConfig:
+    data = config.model_dump(mode="json", exclude_unset=True)
+    for machine in data["machines"]:
+        machine["interval"] = POLL_INTERVAL
+    return AgentConfig.model_validate(data)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sim() -> AsyncIterator[Simulation]:
+    """One simulated plant per test module: starting the OPC UA server takes about 2 s."""
+    async with Simulation(seed=3, update_interval=0.05) as simulation:
+        yield simulation
+        assert simulation.write_count == 0
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def plant(sim: Simulation) -> AsyncIterator[Plant]:
+    """A fresh agent (and history) per test against the module's simulation; faults cleared after."""
+    history = HistoryBuffer()
+    agent = Agent(fast(demo_config(sim)), extra_sinks=[history])
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop), name="test-agent")
+    running = Plant(sim, agent, history)
+    try:
+        await eventually(
+            lambda: all(n >= 2 for n in running.polls().values()),
+            15,
+            "two polls of every machine",
+            detail=running.polls,
+        )
+        yield running
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        for machine in sim.machine_ids:
+            sim.clear_fault(machine)
+
+
+StartServer = Callable[..., Awaitable[StatusServer]]
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def start_server(plant: Plant) -> AsyncIterator[StartServer]:
+    """Start a StatusServer on a free port with the given WebConfig keys; closed at teardown."""
+    servers: list[StatusServer] = []
+
+    async def start(
+        alerts: Any = None,
+        inject: bool = False,
+        fault_choices: dict[str, list[str]] | None = None,
+        update_interval: float = 0.25,
+        **web: Any,
+    ) -> StatusServer:
+        config = WebConfig.model_validate({"port": 0, **web})
+        server = StatusServer(
+            plant.agent,
+            plant.history,
+            config,
+            alerts=alerts,
+            inject_fault=plant.inject if inject else None,
+            fault_choices=(fault_choices or plant.fault_choices()) if inject else None,
+            update_interval=update_interval,
+        )
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
