@@ -83,9 +83,13 @@ class MachineModel:
         false_alarms_per_day: float = 0.5,
         seed: int = 0,
         learn_states: tuple[str, ...] = ("running",),
-        margin: float = 1.5,
+        debounce: tuple[int, int] = (3, 5),
+        margin: float = 1.25,
     ) -> MachineModel:
-        """Learn each state in ``learn_states`` that has at least ``MIN_WINDOWS`` windows."""
+        """Learn each state in ``learn_states`` that has at least ``MIN_WINDOWS`` windows.
+
+        ``debounce`` is the alert rule's (k, n): the threshold is calibrated for it.
+        """
         if detector not in DETECTORS:
             raise ModelError(f"unknown detector {detector!r}. Fix: use one of {sorted(DETECTORS)}")
         began = time.perf_counter()
@@ -103,7 +107,7 @@ class MachineModel:
             scores = np.array([det.score(row).value for row in x[held]])
             states[state] = StateModel(
                 det,
-                calibrate(scores, windows_per_day, false_alarms_per_day, margin),
+                calibrate(scores, windows_per_day, false_alarms_per_day, k=debounce[0], n=debounce[1], margin=margin),
                 RobustScaler.fit(x),
                 len(x),
             )

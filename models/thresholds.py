@@ -1,20 +1,31 @@
 """Alert thresholds from a false-alarm budget, not from a number someone guessed.
 
-The budget is "at most B false alerts per day". With W windows per day, a window may exceed
-the threshold by chance with probability about B / W, so the threshold is the (1 - B/W)
-quantile of scores on normal data the detector did not learn from, widened by a margin for
-what training did not see (another season, a new batch of material). When there are fewer
-normal windows than that quantile can resolve, the largest one is used, widened the same way.
+An alert is raised when k of the last n windows exceed the threshold, so what must stay rare is
+not one high window (kurtosis of a window that holds one load step is high, and harmless) but
+the k-th highest score of n consecutive windows. ``calibrate`` therefore works on that rolling
+statistic, computed on normal windows the detector did not learn from, which also accounts for
+overlapping windows being correlated.
+
+The budget B alerts per day with W windows per day asks for the statistic to exceed the
+threshold in at most a fraction p = B / W of windows. That is far beyond what a day of data
+can resolve directly (1 in 5760 for 0.5/day at a 30 s hop), so the tail is extrapolated: above
+its 90th percentile u the statistic is modelled as exponential (peaks over threshold), with
+scale beta = mean excess over u, giving ``u + beta * ln(0.1 / p)``. A margin then widens the
+distance from the typical score for what training did not see (another season, new material).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_agent.errors import ModelError
+
+TAIL_FROM = 0.9
+"""Quantile above which the tail is modelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,16 +41,27 @@ class Threshold:
     def level(self, score: float) -> float:
         """0 = a typical window, 1 = at the threshold: comparable across detectors and machines."""
         span = self.value - self.typical
-        return (score - self.typical) / span if span > 0 else (0.0 if score <= self.value else float("inf"))
+        return (score - self.typical) / span if span > 0 else (0.0 if score <= self.value else math.inf)
+
+
+def rolling_kth(scores: npt.NDArray[np.float64], k: int, n: int) -> npt.NDArray[np.float64]:
+    """The k-th highest of each run of n consecutive scores (what the k-of-n rule compares)."""
+    if len(scores) < n:
+        return np.sort(scores)[::-1][min(k, len(scores)) - 1 : min(k, len(scores))]
+    runs = np.lib.stride_tricks.sliding_window_view(scores, n)
+    return np.sort(runs, axis=1)[:, n - k]
 
 
 def calibrate(
     scores: npt.NDArray[np.float64],
     windows_per_day: float,
     false_alarms_per_day: float,
-    margin: float = 1.5,
+    *,
+    k: int = 1,
+    n: int = 1,
+    margin: float = 1.25,
 ) -> Threshold:
-    """Threshold = typical + margin x (quantile - typical), quantile = 1 - budget / windows per day."""
+    """Threshold on the rolling k-of-n statistic of normal ``scores`` (in time order) for the budget."""
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) < 10:
         raise ModelError(f"need at least 10 normal windows to calibrate a threshold (got {len(scores)})")
@@ -47,9 +69,14 @@ def calibrate(
         raise ModelError("calibration scores contain NaN or infinity")
     if false_alarms_per_day <= 0 or windows_per_day <= 0:
         raise ModelError("false-alarm budget and windows per day must be positive")
-    q = 1.0 - min(false_alarms_per_day / windows_per_day, 0.5)
-    q = min(q, 1.0 - 1.0 / (len(scores) + 1))  # beyond this the data cannot tell: use the top
+    if not 1 <= k <= n:
+        raise ModelError(f"need 1 <= k <= n (got k={k}, n={n})")
+    stat = rolling_kth(scores, k, n)
+    p = min(false_alarms_per_day / windows_per_day, 1 - TAIL_FROM)
     typical = float(np.median(scores))
-    high = float(np.quantile(scores, q))
+    u = float(np.quantile(stat, TAIL_FROM))
+    excess = stat[stat > u] - u
+    beta = float(excess.mean()) if len(excess) else 0.0
+    high = u + beta * math.log((1 - TAIL_FROM) / p)
     span = max(high - typical, 1e-9 * max(abs(typical), 1.0))
-    return Threshold(typical + margin * span, typical, q, margin, len(scores))
+    return Threshold(typical + margin * span, typical, 1 - p, margin, len(scores))
