@@ -39,7 +39,7 @@ SCENARIO = Path(__file__).parents[2] / "simulators" / "scenarios" / "demo_plant.
 @pytest.mark.parametrize(
     ("extra", "units"),
     [
-        (["--opcua-port", "0", "--seed", "3"], "unit ids: pump-1=1, press-1=2"),
+        (["--opcua-port", "off", "--seed", "3"], "unit ids: pump-1=1, press-1=2"),
         (["--opcua-port", "off", "--scenario", str(SCENARIO)], "press-1=2, cnc-1=3, conveyor-1=4, compressor-1=5"),
         (
             ["--opcua-port", "0", "--opcua-security", "Basic256Sha256", "--opcua-user", "operator:s3cret"],

@@ -57,13 +57,14 @@ async def test_held_mode_wins_over_scenario_windows_and_releases() -> None:
         pump = sim.plant.machine("pump-1")
         async with asyncio.timeout(5):
             await sim.wait_updates(2)
-            assert pump.state is MachineState.IDLE
+            states = [pump.state]
             sim.set_mode("pump-1", "off")
             await sim.wait_updates(2)
-            assert pump.state is MachineState.OFF
+            states.append(pump.state)
             sim.set_mode("pump-1", None)
             await sim.wait_updates(2)
-            assert pump.state is MachineState.IDLE
+            states.append(pump.state)
+        assert states == [MachineState.IDLE, MachineState.OFF, MachineState.IDLE]
 
 
 async def test_set_load_moves_current_at_once() -> None:

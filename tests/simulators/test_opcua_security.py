@@ -5,15 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from asyncua import Client, ua
+import pytest_asyncio
+from asyncua import ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.uaerrors import BadIdentityTokenRejected, BadUserAccessDenied, UaError
 
 from simulators import Simulation, SimulatorError
 from simulators.opcua_security import make_certificate
+from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
+from tests.simulators.opcua_helpers import Client, source_ns, value_of
 
 CLIENT_URI = "urn:edge-agent:simulator:test-client"
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +26,9 @@ def client_certificate() -> tuple[bytes, bytes]:
     return make_certificate(CLIENT_URI, server=False)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def secure_sim() -> AsyncIterator[Simulation]:
+    """Shared by the module's tests (they only connect and read): one key pair, one server start."""
     async with Simulation(
         update_interval=0.05, modbus_port=None, opcua_security="Basic256Sha256", opcua_users={"operator": "s3cret"}
     ) as sim:
@@ -51,10 +57,9 @@ async def test_encrypted_session_with_the_right_password_reads_served_values(
     assert secure_sim.opcua.certificate is not None
     async with await secure_client(secure_sim, client_certificate, "s3cret") as client:
         idx = await client.get_namespace_index(NAMESPACE_URI)
-        value = await client.get_node(ua.NodeId("pump-1.flow", idx)).read_data_value()
-        stamp = value.SourceTimestamp
-        stamp_ns = int(stamp.timestamp()) * 10**9 + stamp.microsecond * 1000
-        assert (stamp_ns, value.Value.Value) in secure_sim.served("opcua", "pump-1", "flow")
+        value = await client.get_node(string_node("pump-1.flow", idx)).read_data_value()
+        stamp_ns = source_ns(value)
+        assert (stamp_ns, value_of(value)) in secure_sim.served("opcua", "pump-1", "flow")
     assert secure_sim.write_count == 0
 
 
@@ -81,6 +86,6 @@ async def test_users_without_encryption_refuse_anonymous_sessions() -> None:
             assert NAMESPACE_URI in await client.get_namespace_array()
 
 
-def test_unknown_security_mode_is_refused() -> None:
+async def test_unknown_security_mode_is_refused() -> None:
     with pytest.raises(SimulatorError, match="opcua_security"):
         Simulation(opcua_security="Basic128Rsa15")  # type: ignore[arg-type]

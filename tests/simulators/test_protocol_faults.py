@@ -7,11 +7,13 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from asyncua import Client, ua
+from asyncua.ua.status_codes import StatusCodes
 from pymodbus.client import AsyncModbusTcpClient
 
 from simulators import Simulation, SimulatorError
+from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
+from tests.simulators.opcua_helpers import Client, source_ns, status_value
 
 
 @pytest.fixture
@@ -83,18 +85,18 @@ async def test_modbus_dropped_connection(modbus_sim: Simulation, modbus_client: 
         fresh.close()
 
 
-async def test_opcua_bad_status_stale_and_latency(sim: Simulation) -> None:
+async def test_opcua_bad_status_stale_latency_and_intermittent(sim: Simulation) -> None:
     async with Client(sim.opcua.endpoint, timeout=5) as client:
         idx = await client.get_namespace_index(NAMESPACE_URI)
-        flow = client.get_node(ua.NodeId("pump-1.flow", idx))
-        press = client.get_node(ua.NodeId("press-1.hydraulic_pressure", idx))
+        flow = client.get_node(string_node("pump-1.flow", idx))
+        press = client.get_node(string_node("press-1.hydraulic_pressure", idx))
 
         sim.inject_protocol_fault("opcua", "bad_status", "pump-1", code="BadSensorFailure")
         async with asyncio.timeout(5):
             await sim.wait_updates(2)
         bad = await flow.read_data_value(raise_on_bad_status=False)
-        assert bad.StatusCode.value == ua.StatusCodes.BadSensorFailure
-        assert (await press.read_data_value()).StatusCode.is_good()
+        assert status_value(bad) == StatusCodes.BadSensorFailure
+        assert status_value(await press.read_data_value()) == StatusCodes.Good
 
         sim.clear_protocol_faults()
         async with asyncio.timeout(5):
@@ -106,9 +108,9 @@ async def test_opcua_bad_status_stale_and_latency(sim: Simulation) -> None:
         async with asyncio.timeout(5):
             await sim.wait_updates(3)
         second = await flow.read_data_value()
-        assert first.SourceTimestamp == second.SourceTimestamp
+        assert source_ns(first) == source_ns(second)
         assert first.Value == second.Value
-        assert (await press.read_data_value()).SourceTimestamp > first.SourceTimestamp
+        assert source_ns(await press.read_data_value()) > source_ns(first)
 
         sim.clear_protocol_faults()
         sim.inject_protocol_fault("opcua", "latency", "press-1", latency=0.3)
@@ -116,6 +118,15 @@ async def test_opcua_bad_status_stale_and_latency(sim: Simulation) -> None:
         _, fast_s = await timed(flow.read_data_value())
         assert slow_s >= 0.3
         assert fast_s < slow_s - 0.2  # relative: a loaded CI box slows both alike
+
+        sim.clear_protocol_faults()  # intermittent: about every other update is uncertain
+        sim.inject_protocol_fault("opcua", "bad_status", "pump-1", code="UncertainLastUsableValue", probability=0.5)
+        seen: set[int] = set()
+        async with asyncio.timeout(10):
+            while len(seen) < 2:
+                await sim.wait_updates(1)
+                seen.add(status_value(await flow.read_data_value(raise_on_bad_status=False)))
+        assert seen == {StatusCodes.Good, StatusCodes.UncertainLastUsableValue}
         assert sim.drop_connections("opcua") == 1
 
 
@@ -141,16 +152,3 @@ async def test_intermittent_modbus_exceptions(modbus_sim: Simulation, modbus_cli
     assert 30 < sum(outcomes) < 90  # about 60 of 200
     with pytest.raises(SimulatorError, match="probability"):
         modbus_sim.inject_protocol_fault("modbus", "stale", probability=0.0)
-
-
-async def test_intermittent_opcua_bad_status(sim: Simulation) -> None:
-    sim.inject_protocol_fault("opcua", "bad_status", "pump-1", code="UncertainLastUsableValue", probability=0.5)
-    seen = set()
-    async with Client(sim.opcua.endpoint, timeout=5) as client:
-        idx = await client.get_namespace_index(NAMESPACE_URI)
-        node = client.get_node(ua.NodeId("pump-1.flow", idx))
-        async with asyncio.timeout(10):
-            while len(seen) < 2:
-                await sim.wait_updates(1)
-                seen.add((await node.read_data_value(raise_on_bad_status=False)).StatusCode.value)
-    assert seen == {ua.StatusCodes.Good, ua.StatusCodes.UncertainLastUsableValue}

@@ -6,11 +6,12 @@ import asyncio
 import struct
 
 import pytest
-from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 
 from simulators import Simulation
+from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
+from tests.simulators.opcua_helpers import Client, source_ns, value_of
 
 
 async def test_modbus_server_down_and_back_on_the_same_port(modbus_sim: Simulation) -> None:
@@ -48,7 +49,6 @@ async def test_opcua_server_down_and_back_on_the_same_port(sim: Simulation) -> N
     assert sim.opcua.endpoint == endpoint
     async with Client(endpoint, timeout=5) as client:
         idx = await client.get_namespace_index(NAMESPACE_URI)
-        value = await client.get_node(ua.NodeId("press-1.oil_temperature", idx)).read_data_value()
-        stamp = value.SourceTimestamp
-        stamp_ns = int(stamp.timestamp()) * 10**9 + stamp.microsecond * 1000
-        assert (stamp_ns, value.Value.Value) in sim.served("opcua", "press-1", "oil_temperature")
+        value = await client.get_node(string_node("press-1.oil_temperature", idx)).read_data_value()
+        stamp_ns = source_ns(value)
+        assert (stamp_ns, value_of(value)) in sim.served("opcua", "press-1", "oil_temperature")
