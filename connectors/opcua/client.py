@@ -183,6 +183,37 @@ class OpcUaConnector:
         await self._drop_client()
         self._state = ConnectionState.CONNECTING
         config = self._config
+        client = self._new_client()
+        # One deadline for the whole sequence: session, namespace lookup, units, subscription.
+        deadline = asyncio.get_running_loop().time() + config.effective_connect_timeout
+        await self._open_session(client, deadline)
+        self._client = client
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._resolve(client)
+                if config.mode == "subscribe":
+                    await self._subscribe(client)
+        except TimeoutError as exc:
+            await self._drop_client()
+            self._state = ConnectionState.DOWN
+            raise ConnectError(
+                config.id,
+                f"the server took longer than {config.effective_connect_timeout:g} s to set up the session. "
+                "Fix: raise connect_timeout",
+            ) from exc
+        except asyncio.CancelledError:
+            self._client = None
+            _abort(client)
+            self._state = ConnectionState.DOWN
+            raise
+        except BaseException:
+            await self._drop_client()
+            self._state = ConnectionState.DOWN
+            raise
+        self._state = ConnectionState.UP
+
+    def _new_client(self) -> Client:
+        config = self._config
         client = Client(config.endpoint, timeout=config.effective_timeout)
         client.name = client.description = f"edge-agent {config.id}"
         # Ask for a session that outlives a few polls but not a vanished agent by much (servers cap
@@ -192,8 +223,13 @@ class OpcUaConnector:
             client.set_user(config.username)
         if config.password is not None:
             client.set_password(config.password.get_secret_value())
+        return client
+
+    async def _open_session(self, client: Client, deadline: float) -> None:
+        """Socket, channel and session by ``deadline``; failures become ``ConnectError`` with a fix."""
+        config = self._config
         try:
-            async with asyncio.timeout(config.effective_connect_timeout):
+            async with asyncio.timeout_at(deadline):
                 await client.connect()
         except TimeoutError as exc:
             await self._discard(client)
@@ -218,21 +254,6 @@ class OpcUaConnector:
             _abort(client)
             self._state = ConnectionState.DOWN
             raise
-        self._client = client
-        try:
-            await self._resolve(client)
-            if config.mode == "subscribe":
-                await self._subscribe(client)
-        except asyncio.CancelledError:
-            self._client = None
-            _abort(client)
-            self._state = ConnectionState.DOWN
-            raise
-        except BaseException:
-            await self._drop_client()
-            self._state = ConnectionState.DOWN
-            raise
-        self._state = ConnectionState.UP
 
     async def _resolve(self, client: Client) -> None:
         """Read the namespace array and MaxNodesPerRead in one Read, then map every tag to a NodeId."""
