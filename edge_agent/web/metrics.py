@@ -2,7 +2,7 @@
 
 A custom collector on a registry of the server's own (never the global default registry), so
 nothing is counted twice, nothing leaks between two agents in one process (tests), and the
-numbers are exactly what the pollers and the publisher hold: no second set of counters to keep
+numbers are exactly what the pollers, the publisher and the outbox hold: no second set of counters to keep
 in step. Collection runs on the event loop because the objects it reads belong to it; it only
 reads attributes and, for the process metrics, two small files under ``/proc`` (memory-backed,
 they never wait on a disk).
@@ -10,15 +10,16 @@ they never wait on a disk).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from connectors.base import ConnectionState
-from edge_agent.web.snapshot import publisher_counters
+from edge_agent.web.snapshot import delivery_sinks, numeric_fields, outbox_json
 
 if TYPE_CHECKING:
     from edge_agent.history import HistoryBuffer
@@ -27,15 +28,15 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_PUBLISHER_COUNTERS = {
-    "published": ("edge_agent_published_batches", "Batches handed to the broker (or the outbox)."),
-    "dropped": ("edge_agent_dropped_batches", "Batches dropped because the queue or outbox was full."),
-    "connects": ("edge_agent_broker_connects", "Successful broker connections (1 + reconnects)."),
+_OUTBOX_GAUGES = {
+    "entries": "Batches waiting in the outbox.",
+    "bytes": "Payload bytes waiting in the outbox.",
+    "samples": "Samples waiting in the outbox.",
 }
 
 
 class AgentCollector(Collector):
-    """Reads pollers, connectors, the publisher, the history and the alerts at every scrape."""
+    """Reads pollers, connectors, the delivery sinks, the history and the alerts at every scrape."""
 
     def __init__(self, agent: Agent, history: HistoryBuffer, alerts: AlertsProvider | None = None) -> None:
         self.agent = agent
@@ -46,7 +47,7 @@ class AgentCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """One family per quantity, one sample per machine."""
         yield from self._machines()
-        yield from self._publisher()
+        yield from self._delivery()
         history = GaugeMetricFamily("edge_agent_history_series", "Tag series kept for the status page's trends.")
         history.add_metric([], self.history.series_count)
         yield history
@@ -94,26 +95,49 @@ class AgentCollector(Collector):
                 requests.add_metric(machine, per_cycle)
         yield from (polls, failures, skipped, latency, up, last, requests)
 
-    def _publisher(self) -> Iterator[Metric]:
-        publisher = self.agent.publisher
-        if publisher is None:
-            return
-        counters = publisher_counters(publisher)
-        for field, (name, doc) in _PUBLISHER_COUNTERS.items():
-            if field in counters:
-                family = CounterMetricFamily(name, doc)
-                family.add_metric([], counters[field])
-                yield family
-        connected = getattr(publisher, "connected", None)
-        if isinstance(connected, bool):
-            gauge = GaugeMetricFamily("edge_agent_broker_connected", "1 while the broker session is up.")
-            gauge.add_metric([], 1.0 if connected else 0.0)
-            yield gauge
-        others = {k: v for k, v in counters.items() if k not in _PUBLISHER_COUNTERS}
-        for field, value in sorted(others.items()):
-            other = GaugeMetricFamily(f"edge_agent_publisher_{field}", f"Publisher statistic {field!r}.")
-            other.add_metric([], value)
-            yield other
+    def _delivery(self) -> Iterator[Metric]:
+        """Every numeric field of each delivery sink's ``stats`` and of its outbox's ``stats``.
+
+        The sinks' counters are defined by their own modules (publisher, outbox, InfluxDB sink);
+        exporting each field under a name derived from it keeps this page in step with them.
+        """
+        label = ["sink"]
+        connected = GaugeMetricFamily("edge_agent_delivery_connected", "1 while the sink's link is up.", labels=label)
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+
+        def family(name: str, doc: str, kind: type[CounterMetricFamily | GaugeMetricFamily]) -> Any:
+            if name not in families:
+                families[name] = kind(name, doc, labels=label)
+            return families[name]
+
+        now_ns = time.time_ns()
+        for sink in delivery_sinks(self.agent):
+            name = [sink.name]
+            link = getattr(sink, "connected", None)
+            if isinstance(link, bool):
+                connected.add_metric(name, 1.0 if link else 0.0)
+            for field, value in numeric_fields(getattr(sink, "stats", None)).items():
+                doc = f"Delivery counter {field!r} of the sink (see its module)."
+                family(f"edge_agent_delivery_{field}", doc, CounterMetricFamily).add_metric(name, value)
+            outbox = outbox_json(sink, now_ns)
+            if outbox is None:
+                continue
+            for field, value in outbox["stats"].items():
+                if field == "oldest_created_ns":
+                    continue
+                if field in _OUTBOX_GAUGES:
+                    kind: type[CounterMetricFamily | GaugeMetricFamily] = GaugeMetricFamily
+                    metric, doc = f"edge_agent_outbox_{field}", _OUTBOX_GAUGES[field]
+                else:
+                    kind, metric, doc = CounterMetricFamily, f"edge_agent_outbox_{field}", f"Outbox counter {field!r}."
+                family(metric, doc, kind).add_metric(name, value)
+            if outbox["oldest_age_s"] is not None:
+                age = family(
+                    "edge_agent_outbox_oldest_age_seconds", "Age of the oldest waiting batch.", GaugeMetricFamily
+                )
+                age.add_metric(name, outbox["oldest_age_s"])
+        yield connected
+        yield from families.values()
 
 
 def requests_per_cycle(connector: object) -> int | None:

@@ -2,7 +2,7 @@
 
 Kept apart from the HTTP code so the page, ``/api/state`` and the live-update stream all show
 the same thing. Nothing here waits or does I/O: building a snapshot reads attributes of the
-pollers, the history and the publisher, all owned by the event loop.
+pollers, the history and the delivery sinks (publisher, outbox), all owned by the event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from connectors.base import ConnectionState
 from edge_agent import __version__
@@ -25,6 +26,7 @@ from edge_agent.samples import Quality, Sample
 if TYPE_CHECKING:
     from edge_agent.poller import MachinePoller
     from edge_agent.runtime import Agent
+    from edge_agent.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +62,8 @@ def ns_to_ms(ns: int | None) -> int | None:
     return None if ns is None else ns // 1_000_000
 
 
-def publisher_counters(publisher: object) -> dict[str, float]:
-    """The numeric fields of ``publisher.stats`` (whatever the publisher or outbox counts)."""
-    stats = getattr(publisher, "stats", None)
-    if stats is None:
-        return {}
+def numeric_fields(stats: object) -> dict[str, float]:
+    """The numeric fields of a stats object (a dataclass or a plain object), bools excluded."""
     if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
         items = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}
     else:
@@ -76,19 +75,51 @@ def publisher_counters(publisher: object) -> dict[str, float]:
     }
 
 
-def publisher_state(publisher: object | None) -> dict[str, Any] | None:
-    """Broker / outbox state for the page: name, connection, counters; never credentials."""
-    if publisher is None:
+def delivery_sinks(agent: Agent) -> list[Sink]:
+    """The sinks that deliver data onwards (MQTT publisher, direct InfluxDB): those that keep ``stats``."""
+    return [sink for sink in agent.sinks if getattr(sink, "stats", None) is not None]
+
+
+def _target(config: object) -> str | None:
+    """Where a sink sends to, without any credential: ``host:port`` or the URL's host part."""
+    host, port, url = (getattr(config, key, None) for key in ("host", "port", "url"))
+    if isinstance(host, str) and isinstance(port, int):
+        return f"{host}:{port}"
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return None
+
+
+def outbox_json(sink: object, now_ns: int) -> dict[str, Any] | None:
+    """The sink's durable outbox: what waits (entries, bytes, oldest age) and what was given up."""
+    outbox = getattr(sink, "outbox", None)
+    stats = getattr(outbox, "stats", None)
+    if stats is None:
         return None
-    config = getattr(publisher, "config", None)
-    host, port = getattr(config, "host", None), getattr(config, "port", None)
-    connected = getattr(publisher, "connected", None)
+    oldest = getattr(stats, "oldest_created_ns", None)
     return {
-        "name": str(getattr(publisher, "name", type(publisher).__name__)),
-        "broker": f"{host}:{port}" if isinstance(host, str) and isinstance(port, int) else None,
-        "connected": connected if isinstance(connected, bool) else None,
-        "stats": publisher_counters(publisher),
+        "path": str(getattr(outbox, "path", "")) or None,
+        "stats": numeric_fields(stats),
+        "oldest_age_s": round((now_ns - oldest) / 1e9, 1) if isinstance(oldest, int) else None,
     }
+
+
+def delivery_json(agent: Agent, now_ns: int) -> list[dict[str, Any]]:
+    """Broker / database / outbox state for the page: name, target, link, counters; never credentials."""
+    result = []
+    for sink in delivery_sinks(agent):
+        connected = getattr(sink, "connected", None)
+        result.append(
+            {
+                "name": sink.name,
+                "target": _target(getattr(sink, "config", None)),
+                "connected": connected if isinstance(connected, bool) else None,
+                "stats": numeric_fields(getattr(sink, "stats", None)),
+                "outbox": outbox_json(sink, now_ns),
+            }
+        )
+    return result
 
 
 def sample_json(sample: Sample, unit: str | None = None) -> dict[str, Any]:
@@ -171,11 +202,12 @@ def state_json(
 ) -> dict[str, Any]:
     """Everything the page shows, in one object (``/api/state`` and each live update)."""
     site = agent.config.site
+    now_ns = time.time_ns()
     return {
-        "now": ns_to_ms(time.time_ns()),
+        "now": ns_to_ms(now_ns),
         "agent": {"version": __version__, "site": site.name, "area": site.area, "line": site.line},
         "machines": [machine_json(p, history, requests(p.connector)) for p in agent.pollers],
-        "publisher": publisher_state(agent.publisher),
+        "delivery": delivery_json(agent, now_ns),
         "alerts": alerts_json(alerts),
         "inject": None if fault_choices is None else {m: list(f) for m, f in fault_choices.items()},
     }

@@ -50,7 +50,7 @@ async def test_state_shows_every_machine_with_its_link_and_values(plant: Plant, 
         assert [t["tag"] for t in machine["tags"]] == names
         assert all(isinstance(t["value"], float) and t["quality"] == "good" for t in machine["tags"])
     assert state["agent"]["site"] == "demo"
-    assert state["publisher"] is None
+    assert state["delivery"] == []  # no MQTT, no InfluxDB configured
     assert state["alerts"] is None
     assert state["inject"] is None
 

@@ -255,26 +255,42 @@ function renderMachines(state) {
   }
 }
 
-// ---- delivery (broker / outbox) ---------------------------------------------------------------
+// ---- delivery (broker / database / outbox) ----------------------------------------------------
 
-function renderDelivery(publisher) {
-  const pill = $("delivery");
-  if (!publisher) {
-    pill.hidden = true;
-    return;
-  }
-  pill.hidden = false;
-  const stats = publisher.stats || {};
-  const name = publisher.name === "mqtt" ? "MQTT" : publisher.name;
-  const where = publisher.broker ? ` ${publisher.broker}` : "";
-  const status = publisher.connected === null ? "" : publisher.connected ? " connected" : " unreachable";
-  pill.textContent = `${name}${where}${status}`;
-  pill.className = `pill ${publisher.connected === false ? "bad" : "ok"}`;
-  pill.title = Object.entries(stats)
-    .map(([key, value]) => `${key}: ${value}`)
-    .join("\n");
-  const dropped = stats.dropped || 0;
-  if (dropped) pill.textContent += ` · ${dropped} dropped`;
+const SINK_NAMES = { mqtt: "MQTT", influxdb: "InfluxDB" };
+
+function renderDelivery(delivery) {
+  const holder = $("delivery");
+  holder.hidden = !delivery.length;
+  holder.replaceChildren(
+    ...delivery.map((sink) => {
+      const stats = sink.stats || {};
+      const outbox = sink.outbox;
+      const pill = el("span", `pill ${sink.connected === false ? "bad" : "ok"}`);
+      pill.dataset.sink = sink.name;
+      const where = sink.target ? ` ${sink.target}` : "";
+      const link = sink.connected === null ? "" : sink.connected ? " connected" : " unreachable";
+      let text = `${SINK_NAMES[sink.name] || sink.name}${where}${link}`;
+      const waiting = outbox && outbox.stats ? outbox.stats.entries || 0 : 0;
+      if (waiting) text += ` · ${waiting} waiting`;
+      const dropped = stats.dropped || (outbox && outbox.stats ? outbox.stats.dropped_batches || 0 : 0);
+      if (dropped) {
+        text += ` · ${dropped} dropped`;
+        pill.className = "pill bad";
+      } else if (waiting && sink.connected === false) {
+        pill.className = "pill wait";
+      }
+      pill.textContent = text;
+      const details = Object.entries(stats).map(([key, value]) => `${key}: ${value}`);
+      if (outbox) {
+        details.push(`outbox ${outbox.path || ""}`);
+        details.push(...Object.entries(outbox.stats).map(([key, value]) => `  ${key}: ${value}`));
+        if (outbox.oldest_age_s !== null) details.push(`  oldest waiting: ${outbox.oldest_age_s} s`);
+      }
+      pill.title = details.join("\n");
+      return pill;
+    }),
+  );
 }
 
 // ---- alerts -----------------------------------------------------------------------------------
@@ -461,7 +477,7 @@ function render(state) {
   $("site").textContent = `· ${agent.site} / ${agent.area} / ${agent.line}`;
   document.title = `Edge agent · ${agent.site}`;
   $("footer").textContent = `edge-agent ${agent.version} · updated ${clock(state.now)}`;
-  renderDelivery(state.publisher);
+  renderDelivery(state.delivery || []);
   renderAlerts(state.alerts);
   renderInject(state.inject);
   renderMachines(state);
