@@ -79,7 +79,7 @@ class OpcUaMachine(MachineConfigBase):
         default=True, description="Tags without a unit take the one in the node's EngineeringUnits property."
     )
     connect_timeout: Duration | None = Field(
-        default=None, description="Time opening the connection and session may take; default: timeout."
+        default=None, description="Time connecting may take (session, lookups, subscription); default: timeout."
     )
     max_nodes_per_read: int | None = Field(
         default=None, ge=1, description="Nodes per Read request; default: the server's MaxNodesPerRead."
