@@ -27,7 +27,7 @@ def test_anything_else_needs_a_login(host: str) -> None:
 def test_defaults() -> None:
     config = WebConfig()
     assert (config.enabled, config.host, config.port) == (True, "127.0.0.1", 8080)
-    assert config.username is config.password is config.token is None
+    assert (config.username, config.password, config.token) == (None, None, None)
 
 
 @pytest.mark.parametrize(
