@@ -30,20 +30,24 @@ async def test_modbus_reads_are_not_counted(modbus_sim: Simulation) -> None:
     assert sim.write_count == 0
 
 
-async def test_modbus_writes_are_counted_and_refused(modbus_sim: Simulation) -> None:
+async def test_every_modbus_write_function_is_counted_and_refused(modbus_sim: Simulation) -> None:
     sim = modbus_sim
     client = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus.port, timeout=5)
     try:
         assert await client.connect()
-        single = await client.write_register(0, 5, device_id=1)
-        many = await client.write_registers(0, [1, 2], device_id=1)
-        coil = await client.write_coil(0, True, device_id=2)
-        assert single.isError()
-        assert many.isError()
-        assert coil.isError()
+        responses = [
+            await client.write_coil(0, True, device_id=2),  # FC 5
+            await client.write_register(0, 5, device_id=1),  # FC 6
+            await client.write_coils(0, [True, False], device_id=1),  # FC 15
+            await client.write_registers(0, [1, 2], device_id=1),  # FC 16
+            await client.mask_write_register(address=1, and_mask=0, or_mask=1, device_id=1),  # FC 22
+            await client.readwrite_registers(read_address=0, read_count=1, write_address=0, values=[7], device_id=1),
+        ]  # the last is FC 23
+        assert [r.isError() for r in responses] == [True] * 6
+        assert not (await client.read_holding_registers(0, count=2, device_id=1)).isError()
     finally:
         client.close()
-    assert sim.write_count == 3
+    assert sim.write_count == 6
 
 
 async def test_opcua_reads_are_not_counted_writes_and_calls_are(sim: Simulation) -> None:
