@@ -38,3 +38,10 @@ def test_readme_register_map_matches_the_conventions() -> None:
     assert "holding | 102 | state code, uint16: 0 off, 1 idle, 2 running, 3 setup" in README
     assert "0 off, 1 idle, 2 running, 3 setup" in CONVENTIONS["modbus_state"]
     assert "nsu=urn:edge-agent:simulator;s=<machine>.<signal>" in README
+
+
+def test_user_guide_lists_signal_order_as_served() -> None:
+    guide = (ROOT / "docs" / "simulators.md").read_text(encoding="utf-8").replace("\n", " ")
+    for kind in ("pump", "press"):
+        order = ", ".join(MACHINE_KINDS[kind].signal_names())
+        assert f"{kind}: {order}" in guide, kind
