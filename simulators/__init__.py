@@ -5,21 +5,28 @@ make a test pass. See ``simulators/README.md`` for the register map and node ids
 """
 
 from simulators.errors import ScenarioError, SimulatorError
+from simulators.faults import FAULT_KINDS, Fault
 from simulators.physics import DEFAULT_PLANT, MACHINE_KINDS, MachineState
 from simulators.plant import Plant, Reading
 from simulators.register_map import NAMESPACE_URI, PlantDescription, describe
+from simulators.scenario import Scenario, load_scenario, parse_scenario
 from simulators.simulation import Simulation
 
 __all__ = [
     "DEFAULT_PLANT",
+    "FAULT_KINDS",
     "MACHINE_KINDS",
     "NAMESPACE_URI",
+    "Fault",
     "MachineState",
     "Plant",
     "PlantDescription",
     "Reading",
+    "Scenario",
     "ScenarioError",
     "Simulation",
     "SimulatorError",
     "describe",
+    "load_scenario",
+    "parse_scenario",
 ]
