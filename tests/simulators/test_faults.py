@@ -139,3 +139,23 @@ def test_clear_ends_present_faults_and_drops_scheduled_ones() -> None:
     assert [f.fault for f in plant.faults.faults] == ["imbalance"]
     plant.step(1.0)
     assert plant.present_faults("pump-1") == []
+
+
+@pytest.mark.parametrize(("fault", "kind"), PHYSICAL)
+def test_every_physical_fault_stands_out_at_moderate_severity(fault: str, kind: str) -> None:
+    """Learnable labels: in the second half-hour of a 0.6-severity fault, some signal's mean has
+    moved by more than twice that signal's healthy spread (the healthy twin, same seed)."""
+    healthy, faulty = twins(kind)
+    faulty.faults.add(f"{kind}-1", fault, severity=0.6, start_s=0.0, progression="sudden")
+    rows: list[list[dict[str, float]]] = [[], []]
+    for _ in range(3600):
+        rows[0].append(healthy.step(1.0)[f"{kind}-1"].values)
+        rows[1].append(faulty.step(1.0)[f"{kind}-1"].values)
+    scores = []
+    for name in rows[0][0]:
+        a = [r[name] for r in rows[0][1800:]]
+        b = [r[name] for r in rows[1][1800:]]
+        mean_a = sum(a) / len(a)
+        spread = (sum((v - mean_a) ** 2 for v in a) / len(a)) ** 0.5
+        scores.append(abs(sum(b) / len(b) - mean_a) / max(spread, 1e-9))
+    assert max(scores) > 2.0
