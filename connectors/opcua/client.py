@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -37,8 +36,10 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from connectors.base import POLL_BUDGET, ConnectionState
 from connectors.cancellation import stray_cancellation_is_a_lost_link
+from connectors.opcua.changes import ChangeQueue
 from connectors.opcua.config import OpcUaMachine, OpcUaTag
 from connectors.opcua.convert import apply_max_age, status_name, to_sample
+from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
 from edge_agent.errors import ConnectError, DeviceError, ReadTimeout
 from edge_agent.samples import Batch, Sample, now_ns
 
@@ -71,8 +72,6 @@ _LOGIN_CODES = frozenset(
 """Connect failures that mean the login was refused."""
 
 
-_T = TypeVar("_T")
-
 _LINK_ERRORS: tuple[type[BaseException], ...] = (OSError, ConnectionError, EOFError, UaError)
 
 
@@ -91,33 +90,6 @@ class _Target:
         return self.tag.unit if self.tag.unit is not None else self.server_unit
 
 
-def resolve_node(node: str, namespaces: Sequence[str]) -> ua.NodeId:
-    """The NodeId for ``node`` on a server with this namespace array.
-
-    ``nsu=<uri>;...`` is looked up in ``namespaces``; a missing URI raises ``LookupError`` naming
-    the URIs the server has. ``ns=<index>;...`` is returned as written.
-    """
-    parsed = ua.NodeId.from_string(node)
-    if isinstance(parsed, ua.ExpandedNodeId) and parsed.NamespaceUri:
-        try:
-            index = list(namespaces).index(parsed.NamespaceUri)
-        except ValueError:
-            known = ", ".join(repr(uri) for uri in namespaces) or "none"
-            raise LookupError(
-                f"the server has no namespace {parsed.NamespaceUri!r} (it has: {known}). "
-                "Fix: correct the nsu= part of the node id"
-            ) from None
-        return ua.NodeId(parsed.Identifier, ua.Int16(index), parsed.NodeIdType)
-    return ua.NodeId(parsed.Identifier, parsed.NamespaceIndex, parsed.NodeIdType)
-
-
-def chunked(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
-    """``items`` in consecutive slices of at most ``size`` (``size`` 0 means no limit)."""
-    if size <= 0 or len(items) <= size:
-        return [items]
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 class OpcUaConnector:
     """Reads one OPC UA server; see ``connectors/opcua/README.md``."""
 
@@ -131,11 +103,9 @@ class OpcUaConnector:
         self.namespaces: tuple[str, ...] = ()
         """The server's namespace array as read at the last connect."""
         self._subscription: Subscription | None = None
-        self._changes: deque[Sample] = deque()
+        self._changes = ChangeQueue(config.max_queued_samples)
         self._item_problems: dict[str, str] = {}
         self._link_problem: str | None = None
-        self.dropped_samples = 0
-        """Subscribe mode: changes dropped because more than ``max_queued_samples`` waited for a read."""
         self._warned: set[str] = set()
 
     def _warn_once(self, message: str) -> None:
@@ -153,6 +123,11 @@ class OpcUaConnector:
     def state(self) -> ConnectionState:
         """The link's current state."""
         return self._state
+
+    @property
+    def dropped_samples(self) -> int:
+        """Subscribe mode: changes dropped because more than ``max_queued_samples`` waited for a read."""
+        return self._changes.dropped
 
     @property
     def nodes_per_read(self) -> int:
@@ -307,7 +282,7 @@ class OpcUaConnector:
     async def _engineering_units(self, client: Client, targets: Sequence[_Target]) -> list[str | None]:
         property_ids: list[ua.NodeId | None] = []
         for chunk in chunked(targets, self.nodes_per_read):
-            paths = [_engineering_units_path(t.node_id) for t in chunk if t.node_id is not None]
+            paths = [engineering_units_path(t.node_id) for t in chunk if t.node_id is not None]
             for result in await client.uaclient.translate_browsepaths_to_nodeids(paths):
                 good = result.StatusCode.is_good() and result.Targets
                 property_ids.append(
@@ -378,7 +353,7 @@ class OpcUaConnector:
     async def _subscribe(self, client: Client) -> None:
         """One subscription, one monitored item per resolved node; failed items are remembered per tag."""
         config = self._config
-        self._changes = deque()
+        self._changes.clear()
         self._item_problems = {}
         self._link_problem = None
         handler = _ChangeHandler(self)
@@ -435,16 +410,11 @@ class OpcUaConnector:
         tag = target.tag
         received = now_ns()
         sample = to_sample(tag.name, data_value, received, unit=target.unit, node=tag.node, index=tag.index)
-        if len(self._changes) >= self._config.max_queued_samples:
-            self._changes.popleft()
-            if self.dropped_samples == 0:
-                _log.warning(
-                    "machine %r: more than %d changes waited for a read; dropping the oldest",
-                    self.machine_id,
-                    self._config.max_queued_samples,
-                )
-            self.dropped_samples += 1
-        self._changes.append(apply_max_age(sample, received, self._config.max_age_of(tag)))
+        if self._changes.put(apply_max_age(sample, received, self._config.max_age_of(tag))):
+            self._warn_once(
+                f"more than {self._config.max_queued_samples} changes waited for a read; dropping the oldest "
+                "(counted in dropped_samples). Fix: raise max_queued_samples, or read more often"
+            )
 
     def _on_status(self, status: ua.StatusCode) -> None:
         """The server says the subscription is gone (e.g. BadTimeout): the next read reports it."""
@@ -457,8 +427,7 @@ class OpcUaConnector:
         if client.uaclient.state is not UaClientState.CONNECTED or self._link_problem is not None:
             self._state = ConnectionState.DOWN
             raise ConnectError(self.machine_id, self._link_problem or "connection lost. The runtime reconnects")
-        samples = list(self._changes)
-        self._changes.clear()
+        samples = self._changes.take_all()
         for target in self._targets:
             tag = target.tag
             problem = target.problem if target.node_id is None else self._item_problems.get(tag.name)
@@ -559,19 +528,6 @@ class _ChangeHandler:
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
         self._connector._on_status(status.Status)
-
-
-def _engineering_units_path(node_id: ua.NodeId) -> ua.BrowsePath:
-    """The browse path from a variable to its EngineeringUnits property."""
-    element = ua.RelativePathElement()
-    element.ReferenceTypeId = ua.NodeId(ua.Int32(ObjectIds.HasProperty))
-    element.IsInverse = cast("ua.Boolean", False)  # asyncua types booleans with a marker class
-    element.IncludeSubtypes = cast("ua.Boolean", True)
-    element.TargetName = ua.QualifiedName("EngineeringUnits", ua.UInt16(0))
-    path = ua.BrowsePath()
-    path.StartingNode = node_id
-    path.RelativePath = ua.RelativePath(Elements=[element])
-    return path
 
 
 def _abort(client: Client) -> None:

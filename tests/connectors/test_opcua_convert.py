@@ -8,7 +8,7 @@ import pytest
 from asyncua import ua
 from asyncua.ua.status_codes import StatusCodes
 
-from connectors.opcua.client import chunked, resolve_node
+from connectors.opcua.changes import ChangeQueue
 from connectors.opcua.convert import (
     UnsupportedValue,
     apply_max_age,
@@ -19,6 +19,7 @@ from connectors.opcua.convert import (
     to_sample,
     to_value,
 )
+from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
 from edge_agent.samples import Quality, Sample
 
 SOURCE = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -134,3 +135,25 @@ def test_chunked() -> None:
     assert chunked([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
     assert chunked([1, 2, 3], 0) == [[1, 2, 3]]
     assert chunked([1, 2, 3], 3) == [[1, 2, 3]]
+
+
+def test_change_queue_is_bounded_and_counts_what_it_drops() -> None:
+    queue = ChangeQueue(2)
+    samples = [Sample("t", float(i), RECEIVED + i) for i in range(5)]
+    assert [queue.put(s) for s in samples] == [False, False, True, True, True]
+    assert (len(queue), queue.dropped) == (2, 3)
+    assert queue.take_all() == samples[3:]
+    assert len(queue) == 0
+    queue.put(samples[0])
+    queue.clear()
+    assert (len(queue), queue.dropped) == (0, 3)
+    with pytest.raises(ValueError, match="at least one"):
+        ChangeQueue(0)
+
+
+def test_engineering_units_path() -> None:
+    path = engineering_units_path(ua.NodeId("X", 2))
+    assert path.StartingNode == ua.NodeId("X", 2)
+    [element] = path.RelativePath.Elements
+    assert element.TargetName == ua.QualifiedName("EngineeringUnits", 0)
+    assert element.IsInverse is False
