@@ -65,7 +65,9 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
-_COUNTERS = ("dropped_batches", "dropped_samples")
+# Counters live in the file, in the same transaction as the change they count, so that after any
+# crash ``appended == delivered + dropped + waiting`` still holds (the chaos tests check it).
+_ADD = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"
 _AGE_CHECK_EVERY_S = 1.0
 # Fraction of the byte bound under which a drop episode is over (hysteresis, so a full outbox
 # hovering at its bound does not log an ERROR for every single batch).
@@ -103,8 +105,9 @@ class Entry:
 class OutboxStats:
     """What the outbox holds and what it had to give up. Counters since the file was created.
 
-    ``entries``/``bytes`` are what waits now (payload + topic bytes, not the file size);
+    ``entries``/``bytes``/``samples`` are what waits now (payload + topic bytes, not the file size);
     ``appended``/``removed`` count this process's appends and acknowledged removals;
+    ``appended_batches``/``appended_samples`` count every append since the file was created;
     ``dropped_batches``/``dropped_samples`` count data given up at a bound or on a full disk
     (kept in the file, so they survive restarts); ``drop_episodes`` counts this process's ERRORs.
     """
@@ -114,6 +117,8 @@ class OutboxStats:
     samples: int = 0
     appended: int = 0
     removed: int = 0
+    appended_batches: int = 0
+    appended_samples: int = 0
     dropped_batches: int = 0
     dropped_samples: int = 0
     drop_episodes: int = 0
@@ -272,6 +277,8 @@ class Outbox:
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
         self.stats.dropped_batches = int(counters.get("dropped_batches", 0))
         self.stats.dropped_samples = int(counters.get("dropped_samples", 0))
+        self.stats.appended_batches = int(counters.get("appended_batches", 0))
+        self.stats.appended_samples = int(counters.get("appended_samples", 0))
 
     def _close_sync(self) -> None:
         db, self._db = self._db, None
@@ -299,6 +306,7 @@ class Outbox:
                         "INSERT INTO entries (topic, payload, samples, created_ns) VALUES (?, ?, ?, ?)",
                         (topic, payload, samples, now),
                     ).lastrowid
+                    db.executemany(_ADD, [("appended_batches", 1), ("appended_samples", samples)])
                     excess = self.stats.bytes + size - self.max_bytes
                     if excess > 0:
                         dropped = self._drop_oldest(db, excess)
@@ -314,6 +322,8 @@ class Outbox:
             self.stats.bytes += size
             self.stats.samples += samples
             self.stats.appended += 1
+            self.stats.appended_batches += 1
+            self.stats.appended_samples += samples
             if self.stats.oldest_created_ns is None:
                 self.stats.oldest_created_ns = now
             return int(seq) if seq is not None else None
