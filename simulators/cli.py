@@ -6,7 +6,8 @@
     edge-sim record [--scenario S | --seed N --machines ...] --duration 7d --out data.csv [--step 1s]
     edge-sim faults
 
-Exit codes: 0 done, 1 cannot listen or write, 2 bad input (nothing was started or written).
+Exit codes: 0 done, 1 cannot listen or write, 2 bad input (nothing was started or written),
+130 interrupted while recording (no partial file is left).
 """
 
 from __future__ import annotations
@@ -246,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimulatorError as exc:  # ScenarioError included: every problem with file, line, key, fix
         print(f"edge-sim: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # record: the partial file is already removed
+        print("edge-sim: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
