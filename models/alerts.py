@@ -37,6 +37,9 @@ class AlertPolicy:
     cooldown_s: float = 1800.0
     alarm_level: float = 2.0
     critical_level: float = 4.0
+    span_s: float | None = None
+    """Time n consecutive windows cover ((n - 1) x hop + window); older windows never count, so
+    windows on both sides of a stop or a connection gap are not added up. None: count only."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n:
@@ -90,6 +93,9 @@ class AlertState:
         above = level >= 1.0
         self.recent.append((start_s, above))
         del self.recent[: -self.policy.n]
+        if self.policy.span_s is not None:
+            oldest = end_s - self.policy.span_s - 1e-6
+            self.recent = [(s, a) for s, a in self.recent if s >= oldest]
         if not self.active:
             hits = [s for s, a in self.recent if a]
             if len(hits) < self.policy.k:

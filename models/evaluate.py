@@ -14,7 +14,7 @@ prediction is "an alert is open" at that row. ``Counts`` adds up over several re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,10 @@ def replay(
 ) -> Replay:
     """Stream a recording through the model and an alert state machine, row by row."""
     windower = Windower(model.spec, values.shape[1])
-    alert = AlertState("eval", policy or AlertPolicy())
+    policy = policy or AlertPolicy()
+    if policy.span_s is None:
+        policy = replace(policy, span_s=(policy.n - 1) * model.spec.hop_s + model.spec.length_s)
+    alert = AlertState("eval", policy)
     predicted = np.zeros(len(time_s), dtype=np.bool_)
     level = np.full(len(time_s), np.nan)
     raised: list[float] = []

@@ -57,8 +57,10 @@ class StateRule:
         return RUNNING if value >= self.running_above else "idle"
 
 
-SIMULATOR_CODES: dict[str, str] = {"0": "off", "1": "idle", "2": "running", "3": "setup"}
-"""The simulators' ``state_code`` (and the names their ``state`` string uses)."""
+SIMULATOR_CODES: dict[str, str] = {"0": "off", "1": "idle", "2": "running", "3": "setup"} | {
+    name: name for name in ("off", "idle", "running", "setup")
+}
+"""The simulators' ``state_code`` (Modbus register 102) and the names of their ``state`` string (OPC UA)."""
 
 
 def learn_levels(signal: str, values: npt.NDArray[np.float64]) -> StateRule:

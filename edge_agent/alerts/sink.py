@@ -108,6 +108,7 @@ class AlertSink:
             clear_after=config.clear_after,
             clear_level=config.clear_level,
             cooldown_s=config.cooldown,
+            span_s=(config.n - 1) * config.hop + config.window,
         )
         self.spec = WindowSpec(config.window, config.hop, config.min_fill)
         self._machines: dict[str, _Machine] = {}
