@@ -61,7 +61,7 @@ def load(path: str | Path) -> tuple[dict[str, Any], Arrays]:
     """Read and verify a model file. Raises ``ModelError`` naming the file and what to do."""
     where = str(path)
     try:
-        with np.load(where, allow_pickle=False) as npz:
+        with Path(where).open("rb") as f, np.load(f, allow_pickle=False) as npz:  # our handle: closed on errors
             arrays: Arrays = {name: npz[name] for name in npz.files}
     except FileNotFoundError:
         raise ModelError(f"{where}: no such model file. Fix: train one with 'edge-agent model train'") from None

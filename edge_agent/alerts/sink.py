@@ -56,7 +56,7 @@ class MachineStats:
     dropped_rows: int = 0
     windows: int = 0
     skipped_windows: int = 0
-    not_scored: int = 0
+    not_scored: int = 0  # windows in a state that is not learned (off, idle, setup, mixed): never alert
     scored: int = 0
     training_windows: int = 0
     learned: bool = False
@@ -280,7 +280,9 @@ class AlertSink:
 
     def _window(self, m: _Machine, window: Window) -> list[dict[str, Any]]:
         if m.model is None:
-            if window.state in self.config.learn_states:
+            if window.state not in self.config.learn_states:
+                m.stats.not_scored += 1
+            else:
                 m.training.append(window)
                 m.stats.training_windows = len(m.training)
                 if len(m.training) * self.spec.hop_s >= self.config.learn_after:
