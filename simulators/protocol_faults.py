@@ -9,13 +9,15 @@ They are not machine faults: they leave the physics and the ground truth alone.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from asyncua.ua.status_codes import StatusCodes
 
 from simulators.errors import SimulatorError
-from simulators.modbus_server import ModbusSimServer
-from simulators.opcua_server import OpcUaSimServer
+
+if TYPE_CHECKING:
+    from simulators.modbus_server import ModbusSimServer
+    from simulators.opcua_server import OpcUaSimServer
 
 ProtocolFaultKind = Literal["latency", "exception", "stale", "bad_status"]
 PROTOCOL_FAULT_KINDS: tuple[ProtocolFaultKind, ...] = ("latency", "exception", "stale", "bad_status")

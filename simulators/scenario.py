@@ -41,6 +41,7 @@ from simulators.faults.book import FaultOverlapError
 from simulators.physics import MachineState
 from simulators.physics.registry import MACHINE_KINDS, resolve_machines
 from simulators.plant import LoadWindow, ModeWindow, Plant
+from simulators.protocol_faults import checked_code
 from simulators.shifts import DAY_NAMES, ShiftCalendar, parse_hours
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -76,6 +77,20 @@ class ModeEntry(_Strict):
     state: Annotated[Literal["off", "idle", "running", "setup"], BeforeValidator(_yaml_off)]
     at: Duration = 0.0
     duration: Duration | None = None
+
+
+class ProtocolFaultEntry(_Strict):
+    """A scheduled protocol fault for live runs (``edge-sim run``); recordings have no wire."""
+
+    protocol: Literal["opcua", "modbus"]
+    kind: Literal["latency", "exception", "stale", "bad_status"]
+    machine: str | None = None
+    """None: every machine."""
+    at: Duration = 0.0
+    duration: Duration | None = None
+    latency: Duration | None = None
+    code: str | int | None = None
+    probability: float = Field(default=1.0, gt=0.0, le=1.0)
 
 
 class LoadEntry(_Strict):
@@ -118,6 +133,7 @@ class ScenarioFile(_Strict):
     loads: list[LoadEntry] = Field(default_factory=list)
     shifts: ShiftsEntry | None = None
     faults: list[FaultEntry] = Field(default_factory=list)
+    protocol_faults: list[ProtocolFaultEntry] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +248,7 @@ def _cross_check(spec: ScenarioFile) -> tuple[list[tuple[str, str]], list[tuple[
     problems.extend(_check_faults(spec, kinds))
     problems.extend(_check_windows("modes", spec.modes, kinds))
     problems.extend(_check_windows("loads", spec.loads, kinds))
+    problems.extend(_check_protocol_faults(spec, kinds))
     shift_machines = (spec.shifts.machines or []) if spec.shifts is not None else []
     for i, machine in enumerate(shift_machines):
         if machine not in kinds:
@@ -291,6 +308,41 @@ def _check_faults(spec: ScenarioFile, kinds: dict[str, str]) -> list[tuple[str, 
     return problems
 
 
+def _check_protocol_faults(spec: ScenarioFile, kinds: dict[str, str]) -> list[tuple[str, str]]:
+    """Each protocol fault fits its protocol, has what its kind needs, and overlaps no other
+    window of the same protocol on the same machine (clearing one would clear both)."""
+    problems: list[tuple[str, str]] = []
+    windows: list[tuple[str, str | None, float, float, int]] = []
+    for i, f in enumerate(spec.protocol_faults):
+        key = f"protocol_faults[{i}]"
+        if f.machine is not None and f.machine not in kinds:
+            problems.append(
+                (f"{key}.machine", f"no machine {f.machine!r} in this scenario. Fix: use one of {list(kinds)}")
+            )
+            continue
+        if f.at < 0 or (f.duration is not None and f.duration <= 0):
+            problems.append(
+                (key, "at must not be negative and duration must be positive. Fix: e.g. at: 10m, duration: 2m")
+            )
+            continue
+        if f.kind == "latency" and (f.latency is None or f.latency < 0):
+            problems.append((f"{key}.latency", "a latency fault needs latency. Fix: e.g. latency: 500ms"))
+            continue
+        try:
+            checked_code(f.protocol, f.kind, f.code)
+        except SimulatorError as exc:
+            misfit = (f.protocol, f.kind) in {("modbus", "bad_status"), ("opcua", "exception")}
+            problems.append((f"{key}.kind" if misfit else f"{key}.code", str(exc)))
+            continue
+        end = float("inf") if f.duration is None else f.at + f.duration
+        for protocol, machine, start, other_end, j in windows:
+            same_machine = machine is None or f.machine is None or machine == f.machine
+            if protocol == f.protocol and same_machine and f.at < other_end and start < end:
+                problems.append((key, f"overlaps protocol_faults[{j}]. Fix: end one before the other starts"))
+        windows.append((f.protocol, f.machine, f.at, end, i))
+    return problems
+
+
 def _check_windows(
     section: str, entries: Sequence[ModeEntry | LoadEntry], kinds: dict[str, str]
 ) -> list[tuple[str, str]]:
@@ -337,6 +389,8 @@ def _allowed_keys(parent: str) -> list[str]:
         return list(FaultEntry.model_fields)
     if parent.startswith("modes["):
         return list(ModeEntry.model_fields)
+    if parent.startswith("protocol_faults["):
+        return list(ProtocolFaultEntry.model_fields)
     if parent.startswith("loads["):
         return list(LoadEntry.model_fields)
     if parent.startswith("shifts"):

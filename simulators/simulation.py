@@ -125,6 +125,7 @@ class Simulation:
         self._update_count = 0
         self._last_timestamp_ns = 0
         self._last_readings: dict[str, Reading] = self.plant.readings()
+        self._protocol_windows: set[int] = set()  # scenario protocol faults currently applied
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -184,10 +185,34 @@ class Simulation:
             else:
                 next_at = loop.time()  # fell behind: carry on from now instead of bursting
             readings = self.plant.step(self.update_interval * self.time_scale)
+            self._apply_scheduled_protocol_faults()
             try:
                 await self._serve(readings)
             except Exception:
                 log.exception("serving simulator values failed; the plant keeps stepping")
+
+    def _apply_scheduled_protocol_faults(self) -> None:
+        """Start and end the scenario's protocol-fault windows at the plant's simulated time."""
+        if self.scenario is None:
+            return
+        t = self.plant.time_s
+        for i, entry in enumerate(self.scenario.spec.protocol_faults):
+            if (self._opcua if entry.protocol == "opcua" else self._modbus) is None:
+                continue  # that server is disabled in this run
+            due = entry.at <= t and (entry.duration is None or t < entry.at + entry.duration)
+            if due and i not in self._protocol_windows:
+                self._protocol_windows.add(i)
+                self.inject_protocol_fault(
+                    entry.protocol,
+                    entry.kind,
+                    entry.machine,
+                    latency=entry.latency,
+                    code=entry.code,
+                    probability=entry.probability,
+                )
+            elif not due and i in self._protocol_windows:
+                self._protocol_windows.discard(i)
+                self.clear_protocol_faults(entry.protocol, entry.machine)
 
     async def _serve(self, readings: dict[str, Reading]) -> None:
         """Serve one update; serialised, so a restart's re-serve never interleaves with a step's."""

@@ -10,7 +10,7 @@ import pytest
 from asyncua.ua.status_codes import StatusCodes
 from pymodbus.client import AsyncModbusTcpClient
 
-from simulators import Simulation, SimulatorError
+from simulators import ScenarioError, Simulation, SimulatorError, parse_scenario
 from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
 from tests.simulators.opcua_helpers import Client, source_ns, status_value
@@ -152,3 +152,43 @@ async def test_intermittent_modbus_exceptions(modbus_sim: Simulation, modbus_cli
     assert 30 < sum(outcomes) < 90  # about 60 of 200
     with pytest.raises(SimulatorError, match="probability"):
         modbus_sim.inject_protocol_fault("modbus", "stale", probability=0.0)
+
+
+async def test_scenario_schedules_protocol_faults_on_the_live_servers() -> None:
+    scenario = parse_scenario("""\
+machines: [pump-1]
+protocol_faults:
+  - {protocol: modbus, kind: exception, code: device_busy, machine: pump-1, at: 30s, duration: 30s}
+  - {protocol: opcua, kind: stale, at: 0s}
+""")
+    async with Simulation(scenario=scenario, update_interval=0.01, time_scale=100, opcua_port=None) as sim:
+        client = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus.port, timeout=5)
+        try:
+            assert await client.connect()
+            outcomes = []
+            async with asyncio.timeout(10):
+                for target in (10, 40, 70):  # simulated seconds: before, inside, after the window
+                    while sim.plant.time_s < target:
+                        await sim.wait_updates(1)
+                    response = await client.read_input_registers(0, count=2, device_id=1)
+                    outcomes.append(response.exception_code if response.isError() else 0)
+        finally:
+            client.close()
+    assert outcomes == [0, 6, 0]
+
+
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ("{protocol: opcua, kind: exception, code: device_busy}", "protocol_faults[0].kind"),
+        ("{protocol: modbus, kind: exception, code: on_fire}", "protocol_faults[0].code"),
+        ("{protocol: modbus, kind: latency}", "protocol_faults[0].latency"),
+        ("{protocol: modbus, kind: stale, machine: robot-1}", "protocol_faults[0].machine"),
+        ("{protocol: modbus, kind: stale, at: -1m}", "protocol_faults[0]"),
+    ],
+)
+def test_bad_scheduled_protocol_faults_are_located(entry: str, key: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(f"protocol_faults:\n  - {entry}\n")
+    assert [p.key for p in info.value.problems] == [key]
+    assert "Fix:" in info.value.problems[0].message
