@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -149,11 +150,13 @@ def format_description(description: PlantDescription) -> str:
     return "\n".join(lines)
 
 
-async def _serve(args: argparse.Namespace) -> list[Fault]:
+async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
+    """Serve until SIGINT/SIGTERM; ``truth`` receives the ground truth however the run ends."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C arrives as KeyboardInterrupt
+            loop.add_signal_handler(sig, stop.set)
     async with Simulation(
         seed=args.seed,
         machines=args.machines,
@@ -179,9 +182,11 @@ async def _serve(args: argparse.Namespace) -> list[Fault]:
             units = ", ".join(f"{m}={sim.modbus.unit_id(m)}" for m in sim.machine_ids)
             print(f"Modbus  {args.host}:{sim.modbus.port}  unit ids: {units}", flush=True)
         print("edge-sim running; Ctrl+C to stop", flush=True)
-        await stop.wait()
+        try:
+            await stop.wait()
+        finally:
+            truth.extend(sim.ground_truth())
     print(f"edge-sim stopped; client write requests seen: {sim.write_count}", flush=True)
-    return sim.ground_truth()
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -226,11 +231,14 @@ def _faults(_args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.scenario is not None:
         args.scenario = load_scenario(args.scenario)  # checked (and read) before the loop starts
+    truth: list[Fault] = []
     try:
-        truth = asyncio.run(_serve(args))
+        asyncio.run(_serve(args, truth))
     except OSError as exc:
         print(f"edge-sim: cannot listen: {exc}. Fix: choose another port or stop what uses it", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # where signal handlers are not available (Windows)
+        print("edge-sim stopped", flush=True)
     if args.truth is not None:
         write_timeline(args.truth, timeline(truth))
     return 0
