@@ -83,21 +83,37 @@ function trimSeries(series, now) {
   }
 }
 
+// The time span a card's trends show: the last hour, or less while the agent has not been
+// running that long (at least a minute), so a fresh start draws a shape, not a sliver at the edge.
+function trendSpan(entry, now) {
+  let first = now;
+  for (const series of entry.series.values()) {
+    if (series.t.length) first = Math.min(first, series.t[0]);
+  }
+  return Math.min(WINDOW_MS, Math.max(60 * 1000, now - first));
+}
+
+function spanText(spanMs) {
+  const minutes = Math.round(spanMs / 60000);
+  return minutes >= 60 ? "last hour" : `last ${minutes} min`;
+}
+
 // One min-max pair per pixel column, so an hour of points costs at most 2 x TREND_W vertices and
 // a short spike still shows.
-function drawTrend(svg, series, now) {
+function drawTrend(svg, series, now, spanMs) {
   const path = svg.querySelector("path");
+  svg.dataset.points = series ? String(series.t.length) : "0";
   if (!series || series.t.length < 2) {
     path.setAttribute("d", "");
-    svg.dataset.points = series ? String(series.t.length) : "0";
     return;
   }
-  const start = now - WINDOW_MS;
+  const start = now - spanMs;
   const columns = new Map();
   let lo = Infinity;
   let hi = -Infinity;
   for (let i = 0; i < series.t.length; i += 1) {
-    const x = Math.min(TREND_W - 1, Math.max(0, Math.floor(((series.t[i] - start) / WINDOW_MS) * TREND_W)));
+    if (series.t[i] < start) continue;
+    const x = Math.min(TREND_W - 1, Math.max(0, Math.floor(((series.t[i] - start) / spanMs) * TREND_W)));
     const v = series.v[i];
     const column = columns.get(x);
     if (column) {
@@ -110,18 +126,19 @@ function drawTrend(svg, series, now) {
     lo = Math.min(lo, v);
     hi = Math.max(hi, v);
   }
-  const span = hi - lo || Math.abs(hi) || 1;
-  const y = (v) => (TREND_H - 2 - ((v - lo) / span) * (TREND_H - 4)).toFixed(1);
+  // A flat signal is drawn as a flat line in the middle, not pinned to an edge.
+  const y = hi > lo ? (v) => (TREND_H - 2 - ((v - lo) / (hi - lo)) * (TREND_H - 4)).toFixed(1) : () => TREND_H / 2;
   const parts = [];
-  for (const [x, [min, max, last]] of [...columns.entries()].sort((a, b) => a[0] - b[0])) {
-    const cmd = parts.length ? "L" : "M";
-    parts.push(`${cmd}${x} ${y(min)}`);
+  const ordered = [...columns.entries()].sort((a, b) => a[0] - b[0]);
+  for (const [x, [min, max, last]] of ordered) {
+    parts.push(`${parts.length ? "L" : "M"}${x} ${y(min)}`);
     if (max !== min) parts.push(`L${x} ${y(max)}`);
     if (last !== max) parts.push(`L${x} ${y(last)}`);
   }
+  if (ordered.length === 1) parts.push(`L${ordered[0][0] + 1} ${y(ordered[0][1][2])}`);
   path.setAttribute("d", parts.join(" "));
-  svg.dataset.points = String(series.t.length);
-  svg.querySelector("title").textContent = `last hour: min ${formatNumber(lo)}, max ${formatNumber(hi)}`;
+  const range = hi > lo ? `min ${formatNumber(lo)}, max ${formatNumber(hi)}` : `steady at ${formatNumber(hi)}`;
+  svg.querySelector("title").textContent = `${spanText(spanMs)}: ${range}`;
 }
 
 function newTrend() {
@@ -186,7 +203,9 @@ function updateMachine(entry, machine, now) {
   entry.card.classList.toggle("is-down", state === "down");
   const protocol = PROTOCOLS[machine.protocol] || machine.protocol;
   const latency = machine.latency_ms === null ? "" : ` · ${machine.latency_ms} ms`;
-  entry.meta.textContent = `${protocol} · polled ${ago(machine.last_poll, now)}${latency}`;
+  for (const series of entry.series.values()) trimSeries(series, now);
+  const span = trendSpan(entry, now);
+  entry.meta.textContent = `${protocol} · polled ${ago(machine.last_poll, now)}${latency} · trends: ${spanText(span)}`;
   entry.meta.title = `${machine.polls} polls, ${machine.failures} failures, every ${machine.interval_s} s`;
   if (state !== "up" && (machine.reason || machine.since)) {
     const since = machine.since ? `${state} since ${clock(machine.since)}` : state;
@@ -213,8 +232,7 @@ function updateMachine(entry, machine, now) {
       series.t.push(item.t);
       series.v.push(value);
     }
-    trimSeries(series, now);
-    drawTrend(parts.svg, series, now);
+    drawTrend(parts.svg, series, now, span);
   }
 }
 
