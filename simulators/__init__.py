@@ -4,7 +4,7 @@ Never imports ``edge_agent`` or ``connectors``: a bug shared with the agent must
 make a test pass. See ``simulators/README.md`` for the register map and node ids.
 """
 
-from simulators.errors import ScenarioError, SimulatorError
+from simulators.errors import ScenarioError, SimulatorError, UnknownMachineError
 from simulators.faults import FAULT_KINDS, Fault
 from simulators.physics import DEFAULT_PLANT, MACHINE_KINDS, MachineState
 from simulators.plant import Plant, Reading
@@ -26,6 +26,7 @@ __all__ = [
     "ScenarioError",
     "Simulation",
     "SimulatorError",
+    "UnknownMachineError",
     "describe",
     "load_scenario",
     "parse_scenario",

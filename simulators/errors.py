@@ -1,6 +1,7 @@
 """The simulator's exception tree (it never imports the agent's, on purpose).
 
 SimulatorError           a bad argument to the Python API or the CLI; the message carries the fix
+├── UnknownMachineError  no machine with that id (also a KeyError, as lookups usually are)
 └── ScenarioError        a scenario file is wrong; every problem names file, line, key and fix
 """
 
@@ -11,6 +12,17 @@ from dataclasses import dataclass
 
 class SimulatorError(Exception):
     """A bad argument or request; the message says what is wrong and how to fix it."""
+
+
+class UnknownMachineError(SimulatorError, KeyError):
+    """No machine with that id; ``machine_id`` is the id asked for, the message lists the known ones."""
+
+    def __init__(self, machine_id: str, known: list[str]) -> None:
+        self.machine_id = machine_id
+        super().__init__(f"unknown machine {machine_id!r}. Fix: use one of {known}")
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from simulators.errors import UnknownMachineError
 from simulators.plant import Reading
 from simulators.register_map import HOLDING_SIZE, float32_round, holding_image, input_image
 
@@ -88,7 +89,7 @@ class ModbusSimServer:
         try:
             return self._units[machine_id]
         except KeyError:
-            raise KeyError(f"unknown machine {machine_id!r}; this plant has {list(self._units)}") from None
+            raise UnknownMachineError(machine_id, list(self._units)) from None
 
     async def start(self) -> None:
         """Build the unit datastores and listen."""

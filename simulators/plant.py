@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulators.errors import UnknownMachineError
 from simulators.faults import Fault, FaultBook
 from simulators.physics import MachineModel, MachineState, build_machine
 from simulators.physics.registry import MachinesArg, resolve_machines
@@ -83,7 +84,7 @@ class Plant:
         try:
             return self.machines[machine_id]
         except KeyError:
-            raise KeyError(f"unknown machine {machine_id!r}; this plant has {self.machine_ids}") from None
+            raise UnknownMachineError(machine_id, self.machine_ids) from None
 
     def signals(self, machine_id: str) -> list[tuple[str, str]]:
         """(signal name, unit) of one machine in register-map order."""

@@ -21,6 +21,7 @@ import math
 import struct
 from dataclasses import asdict, dataclass, field
 
+from simulators.errors import UnknownMachineError
 from simulators.physics import MACHINE_KINDS, MachineState
 from simulators.physics.registry import MachinesArg, resolve_machines
 
@@ -128,7 +129,7 @@ class PlantDescription:
         for machine in self.machines:
             if machine.machine_id == machine_id:
                 return machine
-        raise KeyError(machine_id)
+        raise UnknownMachineError(machine_id, [m.machine_id for m in self.machines])
 
 
 CONVENTIONS: dict[str, str] = {

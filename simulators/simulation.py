@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from simulators.durations import parse_duration
-from simulators.errors import SimulatorError
+from simulators.errors import SimulatorError, UnknownMachineError
 from simulators.faults import Fault
 from simulators.history import DEFAULT_DEPTH, ServedHistory
 from simulators.modbus_server import ModbusSimServer, UnitFaults
@@ -285,7 +285,7 @@ class Simulation:
     def clear_fault(self, machine_id: str, fault: str | None = None, *, signal: str | None = None) -> int:
         """End faults on a machine now (all of them, one kind, or one sensor's); returns how many."""
         if machine_id not in self.plant.machines:
-            raise SimulatorError(f"unknown machine {machine_id!r}. Fix: use one of {self.machine_ids}")
+            raise UnknownMachineError(machine_id, self.machine_ids)
         return len(self.plant.faults.clear(machine_id, fault, signal, self.plant.time_s))
 
     def ground_truth(self) -> list[Fault]:
@@ -350,7 +350,7 @@ class Simulation:
             raise SimulatorError(f"unknown protocol fault {kind!r}. Fix: use one of {PROTOCOL_FAULT_KINDS}")
         machines = self.machine_ids if machine_id is None else [machine_id]
         if machine_id is not None and machine_id not in self.plant.machines:
-            raise SimulatorError(f"unknown machine {machine_id!r}. Fix: use one of {self.machine_ids}")
+            raise UnknownMachineError(machine_id, self.machine_ids)
         seconds = _seconds("latency", latency)
         if kind == "latency" and (seconds is None or seconds < 0):
             raise SimulatorError("latency needs a non-negative duration. Fix: e.g. latency='500ms'")
@@ -365,7 +365,7 @@ class Simulation:
     def clear_protocol_faults(self, protocol: Protocol | None = None, machine_id: str | None = None) -> None:
         """Undo protocol faults (both servers and every machine unless narrowed)."""
         if machine_id is not None and machine_id not in self.plant.machines:
-            raise SimulatorError(f"unknown machine {machine_id!r}. Fix: use one of {self.machine_ids}")
+            raise UnknownMachineError(machine_id, self.machine_ids)
         machines = self.machine_ids if machine_id is None else [machine_id]
         if self._modbus is not None and protocol in {None, "modbus"}:
             for mid in machines:

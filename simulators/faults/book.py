@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from simulators.errors import SimulatorError
+from simulators.errors import SimulatorError, UnknownMachineError
 from simulators.faults.library import FAULT_KINDS, Progression
 from simulators.physics import Modifiers
 from simulators.physics.noise import Noise, machine_seed
@@ -145,7 +145,7 @@ class FaultBook:
     ) -> Fault:
         """Schedule a fault; raises ``SimulatorError`` (nothing added) naming the problem and the fix."""
         if machine_id not in self._machines:
-            raise SimulatorError(f"unknown machine {machine_id!r}. Fix: use one of {list(self._machines)}")
+            raise UnknownMachineError(machine_id, list(self._machines))
         kind, signals = self._machines[machine_id]
         problems = fault_problems(
             kind, signals, fault, severity=severity, signal=signal, ramp_s=ramp_s, duration_s=duration_s

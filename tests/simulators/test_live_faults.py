@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from simulators import MachineState, Simulation, SimulatorError
+from simulators import MachineState, Simulation, SimulatorError, UnknownMachineError
 from simulators.scenario import parse_scenario
 from simulators.truth import timeline
 
@@ -82,3 +83,21 @@ async def test_set_load_moves_current_at_once() -> None:
         assert high > low + 3
         with pytest.raises(SimulatorError, match="between 0 and 1"):
             sim.set_load("pump-1", 2.0)
+
+
+async def test_unknown_machines_are_one_error_everywhere() -> None:
+    sim = Simulation(opcua_port=None)
+    calls: list[Callable[[], object]] = [
+        lambda: sim.signals("robot-1"),
+        lambda: sim.set_mode("robot-1", "off"),
+        lambda: sim.set_load("robot-1", 0.5),
+        lambda: sim.served("modbus", "robot-1", "flow"),
+        lambda: sim.modbus.unit_id("robot-1"),
+        lambda: sim.inject_fault("robot-1", "leak"),
+        lambda: sim.clear_fault("robot-1"),
+        lambda: sim.describe().machine("robot-1"),
+    ]
+    for call in calls:
+        with pytest.raises(UnknownMachineError, match=r"unknown machine 'robot-1'\. Fix: use one of") as info:
+            call()
+        assert isinstance(info.value, KeyError)  # lookups stay KeyErrors for code that expects one
