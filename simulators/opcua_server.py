@@ -27,6 +27,7 @@ from typing import Any, cast
 from asyncua import ua
 from asyncua.common.callback import CallbackType
 from asyncua.server.server import Server
+from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
@@ -106,6 +107,7 @@ class OpcUaSimServer:
         machines: Iterable[tuple[str, list[tuple[str, str]]]],
         seed: int = 1,
         *,
+        descriptions: Mapping[str, str] | None = None,
         security: SecurityMode = "None",
         users: Mapping[str, str] | None = None,
     ) -> None:
@@ -119,6 +121,8 @@ class OpcUaSimServer:
         self._rng = random.Random(f"opcua-faults-{seed}")
         self._requested_port = port
         self._machines = [(mid, list(signals)) for mid, signals in machines]
+        self._descriptions = dict(descriptions or {})
+        """Node id text (``pump-1``, ``pump-1.flow``) -> Description attribute, for people browsing."""
         self._server: Any = None
         self._nodes: dict[tuple[str, str], Any] = {}
         self._port: int | None = None
@@ -164,10 +168,12 @@ class OpcUaSimServer:
         folder = await server.nodes.objects.add_folder(string_node("Machines", idx), ua.QualifiedName("Machines", idx))
         for machine_id, signals in self._machines:
             obj = await folder.add_object(string_node(machine_id, idx), ua.QualifiedName(machine_id, idx))
+            await self._describe(obj, machine_id)
             for name, unit in signals:
                 var = await obj.add_variable(
                     string_node(f"{machine_id}.{name}", idx), ua.QualifiedName(name, idx), 0.0, ua.VariantType.Double
                 )
+                await self._describe(var, f"{machine_id}.{name}")
                 await var.add_property(
                     string_node(f"{machine_id}.{name}.EngineeringUnits", idx),
                     ua.QualifiedName("EngineeringUnits", 0),
@@ -199,6 +205,11 @@ class OpcUaSimServer:
     def running(self) -> bool:
         """Whether the server is listening."""
         return self._server is not None
+
+    async def _describe(self, node: Any, key: str) -> None:
+        text = self._descriptions.get(key)
+        if text:
+            await node.write_attribute(AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(text))))
 
     async def _secure(self, server: Any) -> None:
         """Security policy, certificate and identity tokens, as configured."""

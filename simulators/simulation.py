@@ -106,6 +106,7 @@ class Simulation:
                 opcua_port,
                 [(m, self.plant.signals(m)) for m in self.plant.machine_ids],
                 self.seed,
+                descriptions=self._node_descriptions(),
                 security=opcua_security,
                 users=opcua_users,
             )
@@ -126,6 +127,14 @@ class Simulation:
         self._last_timestamp_ns = 0
         self._last_readings: dict[str, Reading] = self.plant.readings()
         self._protocol_windows: set[int] = set()  # scenario protocol faults currently applied
+
+    def _node_descriptions(self) -> dict[str, str]:
+        texts: dict[str, str] = {}
+        for machine_id, model in self.plant.machines.items():
+            texts[machine_id] = f"simulated {model.kind} ({type(model).__name__})"
+            for spec in model.signal_specs:
+                texts[f"{machine_id}.{spec.name}"] = f"{spec.description} [{spec.unit}]"
+        return texts
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -55,6 +55,10 @@ async def test_opcua_status_variables_and_units(sim: Simulation) -> None:
         assert isinstance(parts, int)
         eu = await client.get_node(string_node("pump-1.flow.EngineeringUnits", idx)).read_value()
         assert eu.DisplayName.Text == "m3/h"
+        flow = client.get_node(string_node("pump-1.flow", idx))
+        assert (await flow.read_description()).Text == "delivered volume flow [m3/h]"
+        pump = client.get_node(string_node("pump-1", idx))
+        assert (await pump.read_description()).Text == "simulated pump (CentrifugalPump)"
         machines = await client.nodes.objects.get_child([f"{idx}:Machines"])
         names = sorted([(await child.read_browse_name()).Name for child in await machines.get_children()])
         assert names == sorted(sim.machine_ids)
