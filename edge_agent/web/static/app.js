@@ -180,8 +180,14 @@ function machineCard(machine) {
 function tagRow(entry, tag) {
   const row = el("tr");
   row.dataset.tag = tag;
-  const name = el("th", null, tag);
+  const name = el("th");
   name.scope = "row";
+  name.title = tag;
+  // Long tag names may wrap after an underscore (narrow phones), never in the middle of a word.
+  tag.split(/(?<=_)/).forEach((part, index) => {
+    if (index) name.append(document.createElement("wbr"));
+    name.append(part);
+  });
   const value = el("td", "value");
   const number = el("span", "number");
   const unit = el("span", "unit");
@@ -386,7 +392,7 @@ async function acknowledge(machine, id, button) {
   button.disabled = true;
   button.textContent = "Acknowledging…";
   const by = $("ack-by").value.trim();
-  if (by) localStorage.setItem("edge-agent-ack-by", by);
+  if (by) remember("edge-agent-ack-by", by);
   try {
     const response = await fetch(`/api/alerts/${encodeURIComponent(machine)}/${encodeURIComponent(id)}/ack`, {
       method: "POST",
@@ -480,6 +486,23 @@ async function injectFault(event) {
   }
 }
 
+// Local storage can be off (private windows, locked-down kiosks): the name is then not remembered.
+function remember(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    /* not remembered */
+  }
+}
+
+function recall(key) {
+  try {
+    return localStorage.getItem(key) || "";
+  } catch {
+    return "";
+  }
+}
+
 // ---- page -------------------------------------------------------------------------------------
 
 function showError(message) {
@@ -532,7 +555,7 @@ setInterval(() => {
 }, 1000);
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("ack-by").value = localStorage.getItem("edge-agent-ack-by") || "";
+  $("ack-by").value = recall("edge-agent-ack-by");
   $("inject-form").addEventListener("submit", injectFault);
   connect();
 });
