@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", default=None, help="scenario YAML: machines, modes, faults, time scale")
     run.add_argument("--time-scale", type=float, default=None, help="simulated seconds per real second")
     run.add_argument("--truth", default=None, help="write the ground-truth timeline (JSON) here on exit")
+    run.add_argument(
+        "--show", type=float, default=None, metavar="SECONDS", help="print every machine's values this often"
+    )
     run.add_argument("--opcua-security", choices=SECURITY_MODES, default="None", help="OPC UA security policy")
     run.add_argument(
         "--opcua-user",
@@ -182,11 +185,36 @@ async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
             units = ", ".join(f"{m}={sim.modbus.unit_id(m)}" for m in sim.machine_ids)
             print(f"Modbus  {args.host}:{sim.modbus.port}  unit ids: {units}", flush=True)
         print("edge-sim running; Ctrl+C to stop", flush=True)
+        shower = asyncio.create_task(_show(sim, args.show), name="edge-sim-show") if args.show else None
         try:
             await stop.wait()
         finally:
+            if shower is not None:
+                shower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await shower
             truth.extend(sim.ground_truth())
     print(f"edge-sim stopped; client write requests seen: {sim.write_count}", flush=True)
+
+
+def format_readings(sim: Simulation) -> list[str]:
+    """One line per machine: state, parts and every signal with its unit (for ``--show``)."""
+    lines = []
+    for machine_id, reading in sim.plant.readings().items():
+        units = dict(sim.signals(machine_id))
+        values = "  ".join(f"{name} {value:.4g} {units[name]}" for name, value in reading.values.items())
+        faults = ", ".join(f.fault for f in sim.plant.present_faults(machine_id))
+        lines.append(
+            f"{machine_id:<14}{reading.state.name.lower():<8}parts {reading.parts_count:<6} {values}"
+            + (f"  [fault: {faults}]" if faults else "")
+        )
+    return lines
+
+
+async def _show(sim: Simulation, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        print("\n".join(format_readings(sim)), flush=True)
 
 
 def _record(args: argparse.Namespace) -> int:

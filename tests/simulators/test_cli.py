@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from simulators.cli import main
+from simulators import Simulation
+from simulators.cli import format_readings, main
 
 
 def test_describe_prints_node_ids_and_registers(capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,3 +95,14 @@ def test_describe_a_scenario_and_list_faults(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "bearing_wear" in out
     assert "pump: vibration_rms/motor_current/motor_temperature" in out
+
+
+async def test_show_lines_name_state_values_units_and_faults() -> None:
+    async with Simulation(machines=["pump-1"], opcua_port=None, modbus_port=None) as sim:
+        sim.inject_fault("pump-1", "imbalance")
+        async with asyncio.timeout(5):
+            await sim.wait_updates(1)
+        (line,) = format_readings(sim)
+    assert line.startswith("pump-1        running parts 0")
+    assert " m3/h " in line
+    assert line.endswith("[fault: imbalance]")
