@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ import pytest_asyncio
 
 from edge_agent.errors import ConfigError
 from edge_agent.web import StatusServer, WebConfig
+from edge_agent.web.snapshot import dumps
 from tests.waiting import eventually
 from tests.web.conftest import Plant, StartServer, VibrationAlerts
 
@@ -255,3 +257,48 @@ async def test_a_non_loopback_server_without_login_refuses_to_start(plant: Plant
     with pytest.raises(RuntimeError, match="not started"):
         _ = server.url
     await server.close()
+
+
+class OddAlerts:
+    """An alerts provider whose alerts hold what Python has but JSON has not, and whose ack breaks."""
+
+    def active(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": 7,
+                "machine": "pump-1",
+                "since": datetime(2026, 1, 5, 6, 0, tzinfo=UTC),
+                "score": float("nan"),
+                "signals": {"flow", "vibration_rms"},
+            }
+        ]
+
+    def recent(self) -> list[dict[str, Any]]:
+        raise RuntimeError("alert store unavailable")
+
+    def acknowledge(self, machine: str, alert_id: str, by: str) -> bool:
+        raise RuntimeError("alert store unavailable")
+
+
+async def test_a_failing_or_odd_alerts_provider_never_breaks_the_page(
+    plant: Plant, start_server: StartServer, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_server(alerts=OddAlerts())
+    state = await get_json(http, server.url + "api/state")
+    assert state["alerts"]["error"] == "alerts unavailable: RuntimeError: alert store unavailable"
+    assert [m["state"] for m in state["machines"]] == ["up", "up"]
+    async with http.post(server.url + "api/alerts/pump-1/7/ack", json={}) as response:
+        text = await response.text()
+    assert response.status == 500
+    assert json.loads(text) == {"error": "internal error in the status page; the agent's log has the details"}
+    assert "Traceback" not in text
+    assert "alert store unavailable" in caplog.text  # the details went to the log
+
+
+async def test_odd_alert_values_are_strict_json() -> None:
+    text = dumps({"active": OddAlerts().active()})
+    assert "NaN" not in text
+    alert = json.loads(text)["active"][0]
+    assert alert["since"] == "2026-01-05T06:00:00+00:00"
+    assert alert["score"] is None
+    assert sorted(alert["signals"]) == ["flow", "vibration_rms"]
