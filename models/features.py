@@ -3,10 +3,7 @@
 A detector never sees raw samples: it sees one feature vector per window, so a model is the
 same whether the machine is polled every 100 ms or every 5 s, and one odd sample cannot raise
 an alert on its own. Each window gives, per signal, the features in ``FEATURES`` (mean, std,
-RMS, peak-to-peak, kurtosis, crest factor, slope per second) and one piece of context: ``ewm``,
-the signal's exponentially weighted mean over ``context_s`` (15 min) before the window ends.
-Temperatures follow current through a thermal lag of that order, so a model that sees the
-recent mean current can tell "hot because it worked hard" from "hot because cooling failed".
+RMS, peak-to-peak, kurtosis, crest factor, slope per second).
 
 Gaps are explicit: a window with too few samples (the connection dropped, a tag went bad) is
 skipped and counted in ``Windower.skipped``, never filled in. "Too few" is less than
@@ -26,7 +23,7 @@ from edge_agent.errors import ModelError
 
 FloatArray = npt.NDArray[np.float64]
 
-FEATURES: tuple[str, ...] = ("mean", "std", "rms", "p2p", "kurtosis", "crest", "slope", "ewm")
+FEATURES: tuple[str, ...] = ("mean", "std", "rms", "p2p", "kurtosis", "crest", "slope")
 """Per-signal features, in column order within each signal's block."""
 
 
@@ -38,15 +35,12 @@ class WindowSpec:
     hop_s: float = 30.0
     min_fill: float = 0.8
     min_samples: int = 5
-    context_s: float = 900.0
 
     def __post_init__(self) -> None:
         if not self.length_s > 0 or not self.hop_s > 0:
             raise ModelError(f"window length and hop must be positive (got {self.length_s} s, {self.hop_s} s)")
         if not 0 < self.min_fill <= 1:
             raise ModelError(f"min_fill must be in (0, 1] (got {self.min_fill})")
-        if not self.context_s > 0:
-            raise ModelError(f"context_s must be positive (got {self.context_s})")
         if self.min_samples < 3:
             raise ModelError(f"min_samples must be at least 3 for kurtosis and slope (got {self.min_samples})")
 
@@ -74,18 +68,13 @@ def signal_features(t_s: FloatArray, x: FloatArray) -> FloatArray:
     return np.array([mean, std, rms, p2p, kurt, crest, slope])
 
 
-def window_features(t_s: FloatArray, values: FloatArray, context: FloatArray) -> FloatArray:
-    """Features of one window: ``values[i, j]`` is signal j at ``t_s[i]``; NaN = no good reading.
-
-    ``context[j]`` is signal j's slow mean (the ``ewm`` feature).
-    """
-    width = len(FEATURES)
-    out = np.empty(values.shape[1] * width)
+def window_features(t_s: FloatArray, values: FloatArray) -> FloatArray:
+    """Features of one window: ``values[i, j]`` is signal j at ``t_s[i]``; NaN = no good reading."""
+    out = np.empty(values.shape[1] * len(FEATURES))
     for j in range(values.shape[1]):
         col = values[:, j]
         ok = np.isfinite(col)
-        out[j * width : j * width + width - 1] = signal_features(t_s[ok], col[ok])
-        out[j * width + width - 1] = context[j]
+        out[j * len(FEATURES) : (j + 1) * len(FEATURES)] = signal_features(t_s[ok], col[ok])
     return out
 
 
@@ -121,14 +110,13 @@ class Windower:
     _rows: deque[tuple[float, FloatArray, str]] = field(default_factory=deque)
     _next_end: float | None = None
     _last_t: float | None = None
-    _ewm: FloatArray | None = None
 
     def push(self, t_s: float, row: FloatArray, state: str) -> list[Window]:
         """Add one row (NaN for a signal without a good reading); return windows that closed."""
         if self._last_t is not None and t_s <= self._last_t:
             self.out_of_order += 1
             return []
-        previous, self._last_t = self._last_t, t_s
+        self._last_t = t_s
         if self._next_end is None:
             self._next_end = t_s + self.spec.length_s
         done: list[Window] = []
@@ -136,34 +124,20 @@ class Windower:
             done.extend(self._close(self._next_end))
             self._next_end += self.spec.hop_s
         self._rows.append((t_s, row, state))
-        self._update_context(row, None if previous is None else t_s - previous)
         return done
-
-    def _update_context(self, row: FloatArray, dt: float | None) -> None:
-        """Advance the slow means; a signal without a reading keeps its last mean."""
-        if self._ewm is None or dt is None:
-            self._ewm = np.array(row, dtype=np.float64)
-            return
-        alpha = 1.0 - np.exp(-dt / self.spec.context_s)
-        ok = np.isfinite(row)
-        fresh = ok & ~np.isfinite(self._ewm)
-        self._ewm[fresh] = row[fresh]
-        self._ewm[ok] += alpha * (row[ok] - self._ewm[ok])
 
     def reset(self) -> None:
         """Forget the partial window (the machine went away): the next row starts a new one."""
         self._rows.clear()
         self._next_end = None
         self._last_t = None
-        self._ewm = None
 
     def _close(self, end: float) -> list[Window]:
         start = end - self.spec.length_s
         while self._rows and self._rows[0][0] < start:
             self._rows.popleft()
         rows = [r for r in self._rows if r[0] < end]
-        context = self._ewm if self._ewm is not None else np.full(self.n_signals, np.nan)
-        window = make_window(rows, start, end, self.spec, context)
+        window = make_window(rows, start, end, self.spec)
         if window is None:
             self.skipped += 1
             return []
@@ -171,19 +145,17 @@ class Windower:
         return [window]
 
 
-def make_window(
-    rows: list[tuple[float, FloatArray, str]], start: float, end: float, spec: WindowSpec, context: FloatArray
-) -> Window | None:
-    """A window from its rows, or None when it has too few samples (or no slow mean) to mean anything."""
+def make_window(rows: list[tuple[float, FloatArray, str]], start: float, end: float, spec: WindowSpec) -> Window | None:
+    """A window from its rows, or None when it has too few samples to mean anything."""
     if len(rows) < spec.min_samples:
         return None
     t = np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
     values = np.vstack([r[1] for r in rows])
-    if not enough(t, values, spec) or not np.all(np.isfinite(context)):
+    if not enough(t, values, spec):
         return None
     states = {r[2] for r in rows}
     state = states.pop() if len(states) == 1 else "mixed"
-    return Window(start, end, window_features(t, values, context), len(rows), state)
+    return Window(start, end, window_features(t, values), len(rows), state)
 
 
 def enough(t: FloatArray, values: FloatArray, spec: WindowSpec) -> bool:

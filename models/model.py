@@ -149,13 +149,7 @@ class MachineModel:
             "detector": self.detector,
             "signals": self.signals,
             "features": list(FEATURES),
-            "window": [
-                self.spec.length_s,
-                self.spec.hop_s,
-                self.spec.min_fill,
-                self.spec.min_samples,
-                self.spec.context_s,
-            ],
+            "window": [self.spec.length_s, self.spec.hop_s, self.spec.min_fill, self.spec.min_samples],
             "trained_at": self.trained_at,
             "false_alarms_per_day": self.false_alarms_per_day,
             "states": states,
@@ -174,8 +168,8 @@ class MachineModel:
             if list(header["features"]) != list(FEATURES):
                 raise ModelError(f"{path}: trained with other features {header['features']}. Fix: retrain")
             signals = [str(s) for s in header["signals"]]
-            length, hop, fill, min_samples, context = header["window"]
-            spec = WindowSpec(float(length), float(hop), float(fill), int(min_samples), float(context))
+            length, hop, fill, min_samples = header["window"]
+            spec = WindowSpec(float(length), float(hop), float(fill), int(min_samples))
             states: dict[str, StateModel] = {}
             for state, info in header["states"].items():
                 prefix = f"{state}/detector/"

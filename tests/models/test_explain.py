@@ -13,7 +13,7 @@ from .conftest import fault_windows
 
 
 def test_patterns() -> None:
-    zero = dict.fromkeys(("mean", "std", "rms", "p2p", "kurtosis", "crest", "slope", "ewm"), 0.0)
+    zero = dict.fromkeys(("mean", "std", "rms", "p2p", "kurtosis", "crest", "slope"), 0.0)
     assert pattern(zero) == "normal"
     assert pattern(zero | {"mean": 5, "rms": 5}) == "up"
     assert pattern(zero | {"mean": -5}) == "down"
