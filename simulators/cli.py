@@ -25,6 +25,7 @@ from pathlib import Path
 from simulators.durations import parse_duration
 from simulators.errors import SimulatorError
 from simulators.faults import FAULT_KINDS, Fault
+from simulators.modbus_server import FRAMINGS
 from simulators.opcua_security import SECURITY_MODES
 from simulators.register_map import PlantDescription, describe
 from simulators.scenario import Scenario, load_scenario, parse_scenario
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME:PASSWORD",
         help="admit only these OPC UA users (repeatable; visible in the process list: test setups only)",
     )
+    run.add_argument("--modbus-framing", choices=FRAMINGS, default="tcp", help="tcp, or RTU frames over TCP")
     run.add_argument("--opcua-cert-out", default=None, help="write the server certificate (DER) here for clients")
 
     desc = commands.add_parser("describe", help="print node ids and the Modbus register map")
@@ -171,6 +173,7 @@ async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
         scenario=args.scenario,
         opcua_security=args.opcua_security,
         opcua_users=dict(args.opcua_user) if args.opcua_user else None,
+        modbus_framing=args.modbus_framing,
     ) as sim:
         if args.opcua_cert_out is not None and args.opcua_port is not None and sim.opcua.certificate is not None:
             await asyncio.to_thread(Path(args.opcua_cert_out).write_bytes, sim.opcua.certificate)
@@ -183,7 +186,8 @@ async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
             )
         if args.modbus_port is not None:
             units = ", ".join(f"{m}={sim.modbus.unit_id(m)}" for m in sim.machine_ids)
-            print(f"Modbus  {args.host}:{sim.modbus.port}  unit ids: {units}", flush=True)
+            framing = "" if sim.modbus.framing == "tcp" else f"  framing {sim.modbus.framing}"
+            print(f"Modbus  {args.host}:{sim.modbus.port}  unit ids: {units}{framing}", flush=True)
         print("edge-sim running; Ctrl+C to stop", flush=True)
         shower = asyncio.create_task(_show(sim, args.show), name="edge-sim-show") if args.show else None
         try:

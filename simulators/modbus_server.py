@@ -19,8 +19,9 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusTcpServer
@@ -33,6 +34,10 @@ from simulators.register_map import HOLDING_SIZE, float32_round, holding_image, 
 log = logging.getLogger(__name__)
 
 WRITE_FUNCTION_CODES = frozenset({5, 6, 15, 16, 22, 23})
+Framing = Literal["tcp", "rtu_over_tcp"]
+FRAMINGS: tuple[Framing, ...] = ("tcp", "rtu_over_tcp")
+"""``tcp``: Modbus TCP (MBAP header); ``rtu_over_tcp``: RTU frames with CRC in the TCP stream, as a
+transparent serial gateway sends them."""
 _IDENTITY = ModbusDeviceIdentification(  # type: ignore[no-untyped-call]  # pymodbus leaves it unannotated
     info_name={
         "VendorName": "edge-agent",
@@ -61,8 +66,19 @@ class UnitFaults:
 class ModbusSimServer:
     """A pymodbus TCP server serving one plant on ``host:port`` (port 0: ephemeral, see ``.port``)."""
 
-    def __init__(self, host: str, port: int, machines: Iterable[tuple[str, int]], seed: int = 1) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        machines: Iterable[tuple[str, int]],
+        seed: int = 1,
+        *,
+        framing: Framing = "tcp",
+    ) -> None:
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
         self.host = host
+        self.framing: Framing = framing
         self._rng = random.Random(f"modbus-faults-{seed}")
         self._requested_port = port
         self._units: dict[str, int] = {}
@@ -96,7 +112,13 @@ class ModbusSimServer:
         devices = [self._device(unit, count) for unit, count in self._signal_counts.items()]
         devices.append(self._device(0, max(self._signal_counts.values())))
         port = self._port if self._port is not None else self._requested_port  # a restart keeps its port
-        server = ModbusTcpServer(devices, address=(self.host, port), trace_pdu=self._trace_pdu, identity=_IDENTITY)
+        server = ModbusTcpServer(
+            devices,
+            address=(self.host, port),
+            framer=FramerType.RTU if self.framing == "rtu_over_tcp" else FramerType.SOCKET,
+            trace_pdu=self._trace_pdu,
+            identity=_IDENTITY,
+        )
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus reports a failed bind this way; callers expect OSError

@@ -28,7 +28,7 @@ from simulators.durations import parse_duration
 from simulators.errors import SimulatorError, UnknownMachineError
 from simulators.faults import Fault
 from simulators.history import DEFAULT_DEPTH, ServedHistory
-from simulators.modbus_server import ModbusSimServer, UnitFaults
+from simulators.modbus_server import FRAMINGS, Framing, ModbusSimServer, UnitFaults
 from simulators.opcua_security import SECURITY_MODES, SecurityMode
 from simulators.opcua_server import MachineFaults, OpcUaSimServer
 from simulators.physics import MachineState
@@ -67,13 +67,17 @@ class Simulation:
         scenario: Scenario | str | Path | None = None,
         opcua_security: SecurityMode = "None",
         opcua_users: Mapping[str, str] | None = None,
+        modbus_framing: Framing = "tcp",
     ) -> None:
         """See the module docstring. ``scenario`` (a checked ``Scenario`` or a YAML path) supplies
         the machines, seed, modes, faults and default ``time_scale``; do not pass ``machines`` too.
         A path is read here, synchronously: inside a running loop prefer ``load_scenario`` first.
         ``opcua_security="Basic256Sha256"`` and ``opcua_users={"name": "password"}`` secure the
         OPC UA server (issue 4); ``sim.opcua.certificate`` is then its certificate (DER).
+        ``modbus_framing="rtu_over_tcp"`` serves RTU frames over TCP (a transparent serial gateway).
         """
+        if modbus_framing not in FRAMINGS:
+            raise SimulatorError(f"modbus_framing must be one of {FRAMINGS}, got {modbus_framing!r}")
         if opcua_security not in SECURITY_MODES:
             raise SimulatorError(f"opcua_security must be one of {SECURITY_MODES}, got {opcua_security!r}")
         if scenario is not None and not isinstance(scenario, Scenario):
@@ -115,7 +119,11 @@ class Simulation:
         )
         self._modbus = (
             ModbusSimServer(
-                host, modbus_port, [(m, len(self.plant.signals(m))) for m in self.plant.machine_ids], self.seed
+                host,
+                modbus_port,
+                [(m, len(self.plant.signals(m))) for m in self.plant.machine_ids],
+                self.seed,
+                framing=modbus_framing,
             )
             if modbus_port is not None
             else None

@@ -11,6 +11,7 @@ import struct
 from collections.abc import Sequence
 
 import pytest
+from pymodbus import FramerType
 from pymodbus.client import AsyncModbusTcpClient
 
 from simulators import MachineState, Plant, Simulation
@@ -124,3 +125,16 @@ async def test_live_values_are_the_offline_physics_step_for_step() -> None:
     expected = [offline.readings()["press-1"].values["hydraulic_pressure"]]
     expected += [offline.step(0.01)["press-1"].values["hydraulic_pressure"] for _ in range(len(served) - 1)]
     assert served == [float32_round(v) for v in expected]
+
+
+async def test_modbus_rtu_over_tcp_framing() -> None:
+    async with Simulation(opcua_port=None, modbus_framing="rtu_over_tcp", update_interval=0.05) as sim:
+        client = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus.port, framer=FramerType.RTU, timeout=5)
+        try:
+            assert await client.connect()
+            response = await client.read_input_registers(0, count=2, device_id=1)
+            assert not response.isError()
+            (flow,) = decode_float32(response.registers)
+            assert flow in {v for _, v in sim.served("modbus", "pump-1", "flow")}
+        finally:
+            client.close()
