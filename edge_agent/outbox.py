@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-__all__ = ["Entry", "Outbox", "OutboxStats", "default_outbox_path"]
+__all__ = ["Entry", "Outbox", "OutboxStats", "default_outbox_path", "read_counters"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,32 @@ def default_outbox_path(client_id: str) -> Path:
     else:
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "edge-agent"
     return base / f"outbox-{client_id}.sqlite"
+
+
+def read_counters(path: str | Path) -> dict[str, int]:
+    """The counters of an outbox file, opened read-only beside a running agent (WAL allows it).
+
+    For status tools, tests and benchmarks: ``appended_batches``/``appended_samples``,
+    ``dropped_batches``/``dropped_samples`` (since the file was created) and ``waiting`` /
+    ``waiting_samples`` (now). All zero while the file does not exist yet.
+    """
+    names = ("appended_batches", "appended_samples", "dropped_batches", "dropped_samples")
+    result = dict.fromkeys((*names, "waiting", "waiting_samples"), 0)
+    if not Path(path).exists():
+        return result
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        for name, value in db.execute("SELECT name, value FROM counters").fetchall():
+            if name in names:
+                result[name] = int(value)
+        waiting, samples = db.execute("SELECT COUNT(*), COALESCE(SUM(samples), 0) FROM entries").fetchone()
+        result["waiting"], result["waiting_samples"] = int(waiting), int(samples)
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+    finally:
+        db.close()
+    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,293 @@
+"""Delivery benchmark: the outbox's fsync cost, backlog drain speed, ingest rate and a soak.
+
+Prints, in one run (or one part with ``--only``):
+  * fsync: per-append latency of the outbox with ``synchronous=normal`` and ``full`` on this disk;
+  * drain: a publisher fed at a live rate while the broker is away for ``--outage`` seconds, then
+    back: how much faster the backlog drains than it filled, with live data still flowing
+    (target: at least 10x);
+  * ingest: points/s of ``edge-agent ingest`` (MQTT -> VictoriaMetrics' /api/v2/write) against
+    influxdb-client writing the same pre-built line protocol straight to the same server
+    (target: at least 80 %). VictoriaMetrics stands in for InfluxDB 2, which Debian does not
+    package; InfluxDB 1.6 has no v2 write API for influxdb-client to use;
+  * soak: the real agent (``python -m edge_agent run``) polling simulators and publishing to
+    Mosquitto for ``--minutes`` (default 2; 30 for the full soak) with a broker outage in the
+    middle, printing its RSS and the outbox size as it goes.
+
+Run: .venv/bin/python bench/delivery.py [--only fsync|drain|ingest|soak] [--minutes 2]
+Needs Debian's mosquitto and victoria-metrics (scripts/test installs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edge_agent.config import InfluxConfig, IngestConfig, MqttConfig, OutboxConfig
+from edge_agent.demo import demo_config
+from edge_agent.ingest import IngestBridge, make_writer
+from edge_agent.outbox import Outbox, read_counters
+from edge_agent.payloads import Origin, encode_json, sample_line
+from edge_agent.publisher import MqttPublisher
+from edge_agent.samples import Batch, Sample
+from simulators import Simulation
+from tests.servers import Mosquitto, VictoriaMetrics
+
+T0 = 1_763_800_000_000_000_000
+
+
+def synthetic_batch(machine: str, index: int, tags: int = 10) -> Batch:
+    """One poll of ``tags`` float tags; timestamps unique per (machine, index)."""
+    t = T0 + index * 1_000_000
+    return Batch(machine, tuple(Sample(f"tag{k}", float(index + k) / 7, t) for k in range(tags)), polled_at_ns=t)
+
+
+# ---------------------------------------------------------------- fsync
+async def bench_fsync(appends: int = 2000) -> dict[str, Any]:
+    payload = encode_json(synthetic_batch("m", 0), Origin("s", "a", "l", "m"))
+    results: dict[str, Any] = {}
+    for mode in ("normal", "full"):
+        with tempfile.TemporaryDirectory(dir=Path.cwd()) as directory:
+            box = Outbox(Path(directory) / "o.sqlite", max_bytes=10**9, max_age=0, synchronous=mode)  # type: ignore[arg-type]
+            await box.open()
+            latencies = []
+            for _ in range(appends):
+                began = time.perf_counter()
+                await box.append("edge/s/a/l/m/telemetry", payload, 10)
+                latencies.append(time.perf_counter() - began)
+            await box.close()
+        latencies.sort()
+        results[mode] = {
+            "mean_ms": statistics.fmean(latencies) * 1000,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+            "appends_per_s": appends / sum(latencies),
+        }
+        numbers = results[mode]
+        print(
+            f"fsync  synchronous={mode:<6}: {numbers['mean_ms']:.3f} ms mean, {numbers['p99_ms']:.3f} ms p99 "
+            f"per append of {len(payload)} bytes ({numbers['appends_per_s']:.0f} appends/s, one at a time)"
+        )
+    return results
+
+
+# ---------------------------------------------------------------- drain
+async def bench_drain(outage: float, rate: float, machines: int) -> dict[str, float]:
+    """Fill during an outage at ``rate`` batches/s, then measure the drain with the feed still on."""
+    with tempfile.TemporaryDirectory() as directory, Mosquitto(Path(directory) / "broker") as broker:
+        config = MqttConfig(host="127.0.0.1", port=broker.port, topic_prefix="bench", keepalive=5)
+        publisher = MqttPublisher(
+            config, "s", client_id="bench-drain", outbox=OutboxConfig(path=str(Path(directory) / "o.sqlite"))
+        )
+        publisher.backoff.initial = publisher.backoff.cap = 0.2
+        await publisher.start()
+        origins = [Origin("s", "a", "l", f"m{i}") for i in range(machines)]
+        stop = asyncio.Event()
+
+        async def feed() -> None:
+            loop = asyncio.get_running_loop()
+            index, began = 0, loop.time()
+            while not stop.is_set():
+                for origin in origins:
+                    await publisher.submit(synthetic_batch(origin.machine, index), origin)
+                index += 1
+                delay = began + index * machines / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+        feeder = asyncio.create_task(feed(), name="bench:feed")
+        while not publisher.connected:  # noqa: ASYNC110 - polling a thread-set flag; timing is the point
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2)
+        await asyncio.to_thread(broker.stop)
+        fill_began = time.monotonic()
+        start_entries = publisher.outbox.stats.entries
+        await asyncio.sleep(outage)
+        fill_s = time.monotonic() - fill_began
+        backlog = publisher.outbox.stats.entries - start_entries
+        await asyncio.to_thread(broker.start)
+        drain_began = time.monotonic()
+        steady = max(20, machines * 2)
+        while publisher.outbox.stats.entries > steady:  # noqa: ASYNC110 - a 10 ms sampling of the backlog
+            await asyncio.sleep(0.01)
+        drain_s = time.monotonic() - drain_began
+        stop.set()
+        await feeder
+        await publisher.close()
+    ratio = fill_s / drain_s
+    print(
+        f"drain  backlog of {backlog} batches ({backlog * 10} samples) filled in {fill_s:.1f} s "
+        f"at {rate:.0f} batches/s, drained in {drain_s:.2f} s "
+        f"while the feed went on: {ratio:.1f}x faster than it filled"
+    )
+    return {"backlog": backlog, "fill_s": fill_s, "drain_s": drain_s, "ratio": ratio}
+
+
+# ---------------------------------------------------------------- ingest
+async def bench_ingest(messages: int, samples_per_message: int) -> dict[str, float]:
+    origins = [Origin("s", "a", "l", f"m{i}") for i in range(10)]
+    batches = [
+        (origin, synthetic_batch(origin.machine, index, samples_per_message))
+        for index in range(messages // len(origins))
+        for origin in origins
+    ]
+    points = len(batches) * samples_per_message
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        VictoriaMetrics(Path(directory) / "vm") as vm,
+        Mosquitto(Path(directory) / "broker") as broker,
+    ):
+        influx = InfluxConfig(version=2, url=vm.url, org="bench", bucket="bench", token="unused")  # type: ignore[arg-type]
+        # baseline: influxdb-client writing the pre-built lines, 5000 per request, back to back
+        lines = [sample_line(origin, sample) for origin, batch in batches for sample in batch.samples]
+        writer = make_writer(influx)
+        began = time.perf_counter()
+        for start in range(0, len(lines), 5000):
+            await writer.write(lines[start : start + 5000])
+        direct_s = time.perf_counter() - began
+        await writer.close()
+
+        # the bridge: a persistent session first, then the whole backlog waits in the broker
+        mqtt_config = MqttConfig(host="127.0.0.1", port=broker.port, topic_prefix="ingest")
+        ingest = IngestConfig(client_id="bench-ingest", batch_size=5000, flush_interval=0.2)
+        writer = make_writer(influx)
+        bridge = IngestBridge(mqtt_config, ingest, writer)
+        stop = asyncio.Event()
+        task = asyncio.create_task(bridge.run(stop), name="bench:bridge")
+        await bridge.wait_ready()
+        stop.set()
+        await task
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub")
+        client.max_inflight_messages_set(1000)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        infos = [
+            client.publish(origin.topic("ingest", "telemetry"), encode_json(batch, origin), qos=1)
+            for origin, batch in batches
+        ]
+        for info in infos:
+            await asyncio.to_thread(info.wait_for_publish, 30)
+        client.loop_stop()
+        client.disconnect()
+        bridge = IngestBridge(mqtt_config, ingest, writer)
+        stop = asyncio.Event()
+        began = time.perf_counter()
+        task = asyncio.create_task(bridge.run(stop), name="bench:bridge")
+        while bridge.stats.written_points < points:  # noqa: ASYNC110 - a 10 ms sampling of the counter
+            await asyncio.sleep(0.01)
+        bridge_s = time.perf_counter() - began
+        stop.set()
+        await task
+        await writer.close()
+    direct_rate, bridge_rate = points / direct_s, points / bridge_s
+    ratio = bridge_rate / direct_rate
+    print(
+        f"ingest {points} points: influxdb-client direct {direct_rate:,.0f} points/s, "
+        f"edge-agent ingest from MQTT {bridge_rate:,.0f} points/s = {ratio:.0%} of direct"
+    )
+    return {"points": points, "direct_rate": direct_rate, "bridge_rate": bridge_rate, "ratio": ratio}
+
+
+# ---------------------------------------------------------------- soak
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def bench_soak(minutes: float, outage: float) -> dict[str, float]:
+    duration = minutes * 60
+    with tempfile.TemporaryDirectory() as directory, Mosquitto(Path(directory) / "broker") as broker:
+        async with Simulation(seed=3, update_interval=0.1, opcua_port=0, modbus_port=0) as sim:
+            outbox_path = Path(directory) / "outbox.sqlite"
+            config = demo_config(sim).model_dump(mode="json", exclude_unset=True)
+            for machine in config["machines"]:
+                machine["interval"] = "100ms"
+            config["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "soak", "keepalive": "5s"}
+            config["outbox"] = {"path": str(outbox_path)}
+            config["logging"] = {"level": "WARNING"}
+            config_file = Path(directory) / "agent.yaml"
+            config_file.write_text(yaml.safe_dump(config))
+            agent = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "edge_agent", "run", str(config_file), stderr=asyncio.subprocess.DEVNULL
+            )
+            began = time.monotonic()
+            samples: list[tuple[float, int]] = []
+            first_rss = 0
+
+            async def outage_in_the_middle() -> None:
+                await asyncio.sleep(duration / 2)
+                await asyncio.to_thread(broker.stop)
+                await asyncio.sleep(outage)
+                await asyncio.to_thread(broker.start)
+
+            outage_task = asyncio.create_task(outage_in_the_middle(), name="bench:outage")
+            try:
+                while time.monotonic() - began < duration:
+                    await asyncio.sleep(min(10.0, duration / 12, outage / 2))
+                    elapsed = time.monotonic() - began
+                    rss = rss_kib(agent.pid)
+                    if elapsed >= 20 and not first_rss:
+                        first_rss = rss  # after imports and the first connections
+                    counters = read_counters(outbox_path)
+                    size = sum(p.stat().st_size for p in outbox_path.parent.glob("outbox.sqlite*"))
+                    samples.append((elapsed, rss))
+                    print(
+                        f"soak   {elapsed:6.0f} s  RSS {rss / 1024:6.1f} MiB  "
+                        f"outbox: {counters['waiting']:5d} batch(es) waiting, "
+                        f"file+wal {size / 1024:7.0f} KiB, {counters['appended_batches']} appended"
+                        + ("  [broker down]" if not broker.running else ""),
+                        flush=True,
+                    )
+            finally:
+                outage_task.cancel()
+                await asyncio.gather(outage_task, return_exceptions=True)
+                agent.send_signal(2)
+                await agent.wait()
+    last_rss = samples[-1][1]
+    growth = (last_rss - first_rss) / 1024 if first_rss else float("nan")
+    print(
+        f"soak   RSS after warm-up {first_rss / 1024:.1f} MiB, at the end {last_rss / 1024:.1f} MiB: {growth:+.1f} MiB"
+    )
+    return {"rss_start_mib": first_rss / 1024, "rss_end_mib": last_rss / 1024, "growth_mib": growth}
+
+
+async def main(args: argparse.Namespace) -> None:
+    parts = [args.only] if args.only else ["fsync", "drain", "ingest", "soak"]
+    if "fsync" in parts:
+        await bench_fsync()
+    if "drain" in parts:
+        await bench_drain(args.outage, args.rate, args.machines)
+    if "ingest" in parts:
+        await bench_ingest(args.messages, 50)
+    if "soak" in parts:
+        await bench_soak(args.minutes, args.soak_outage)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["fsync", "drain", "ingest", "soak"])
+    parser.add_argument("--outage", type=float, default=20.0, help="drain: broker outage in seconds (default 20)")
+    parser.add_argument("--rate", type=float, default=100.0, help="drain: live batches/s (default 100)")
+    parser.add_argument("--machines", type=int, default=10, help="drain: machines feeding (default 10)")
+    parser.add_argument("--messages", type=int, default=4000, help="ingest: messages of 50 points (default 4000)")
+    parser.add_argument("--minutes", type=float, default=2.0, help="soak: duration (default 2; 30 for the full soak)")
+    parser.add_argument("--soak-outage", type=float, default=15.0, help="soak: broker outage in the middle, s")
+    logging.basicConfig(level=logging.WARNING)
+    for noisy in ("pymodbus", "asyncua"):  # the simulators' servers report client disconnects at length
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(main(parser.parse_args()))
