@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from edge_agent.errors import ConfigError
+
 __all__ = ["Entry", "Outbox", "OutboxStats", "default_outbox_path", "read_counters"]
 
 log = logging.getLogger(__name__)
@@ -253,10 +255,20 @@ class Outbox:
         return db
 
     def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             db = self._connect()
             problem = self._check(db)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not _is_unusable_location(exc):
+                raise
+            raise ConfigError(
+                "configuration",
+                [
+                    f"outbox.path: cannot open the outbox {self.path}: {exc}. Fix: point outbox.path at a "
+                    "writable directory on persistent storage (or give the agent's user write access)"
+                ],
+            ) from exc
         except sqlite3.DatabaseError as exc:
             problem = str(exc)
             db = None
@@ -471,7 +483,9 @@ class Outbox:
 
     def _refresh_oldest(self) -> None:
         db = self._require_db()
-        self.stats.oldest_created_ns = db.execute("SELECT MIN(created_ns) FROM entries").fetchone()[0]
+        # The oldest by sequence (an index lookup): MIN(created_ns) would scan a long backlog at every ack.
+        row = db.execute("SELECT created_ns FROM entries ORDER BY seq LIMIT 1").fetchone()
+        self.stats.oldest_created_ns = row[0] if row else None
 
     def _read_sync(self, seq: int, limit: int, pin: bool) -> list[Entry]:
         db = self._require_db()
@@ -528,6 +542,14 @@ def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         with contextlib.suppress(sqlite3.Error):
             db.execute("ROLLBACK")
         raise
+
+
+def _is_unusable_location(exc: BaseException) -> bool:
+    """The directory or file cannot be created or opened at all (permissions, missing mount, read-only)."""
+    if isinstance(exc, OSError):
+        return True
+    text = str(exc).lower()
+    return "unable to open" in text or "readonly" in text or "read-only" in text
 
 
 def _is_disk_full(exc: sqlite3.Error) -> bool:

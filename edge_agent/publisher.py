@@ -7,7 +7,8 @@ The path of one batch (docs/delivery.md has the whole contract):
 2. The pump task reads the outbox in order, in chunks, and hands entries to paho as long as fewer
    than ``outbox.max_in_flight`` messages await their PUBACK. paho sends them from its own network
    thread, so the event loop never waits on the broker.
-3. paho's ``on_publish`` (the PUBACK) is passed to the event loop with ``call_soon_threadsafe``; the
+3. paho's ``on_publish`` (the PUBACK; with ``mqtt.qos: 0`` merely "written to the socket", which
+   gives up the guarantee) is passed to the event loop with ``call_soon_threadsafe``; the
    ack task deletes acknowledged entries in batches.
 
 A backlog left by an outage (or by a previous run of the agent) is simply the front of the outbox:
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 500  # outbox entries read per query while draining
 ACK_FLUSH_S = 0.05  # acknowledged entries are deleted in batches at most this often
 STATUS_EVERY_S = 5.0  # the retained agent status (with the backlog) is refreshed this often while it changes
-CLOSE_GRACE_S = 2.0  # how long close() waits for PUBACKs of what is in flight
+CLOSE_GRACE_S = 1.0  # close() waits this long for PUBACKs, and again for the offline status (runtime allows 3 s)
 _PROBE_TIMEOUT_S = 5.0
 
 
@@ -269,7 +270,7 @@ class MqttPublisher:
                 if not entries:
                     break
                 for entry in entries:
-                    info = self._client.publish(entry.topic, entry.payload, qos=1)
+                    info = self._client.publish(entry.topic, entry.payload, qos=self.config.qos)
                     if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                         log.debug("MQTT: paho refused a publish (%s); retrying later", mqtt.error_string(info.rc))
                         break
@@ -314,6 +315,15 @@ class MqttPublisher:
         self._all_acked.set()
         self._wake_acks.set()
         self._wake_pump.set()
+
+    def _forget_unsent_qos0(self) -> None:
+        """QoS 0: paho drops what it had not written when the connection goes and never reports it.
+
+        Those entries are still in the outbox; start again from its front so they are sent anew.
+        """
+        self._in_flight.clear()
+        self._handed_upto = 0
+        self.outbox.pinned_upto = 0
 
     def _became_connected(self) -> None:
         for topic, payload in self._machine_status.items():
@@ -360,6 +370,8 @@ class MqttPublisher:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
     ) -> None:
         self._connected.clear()
+        if self.config.qos == 0:
+            self._call_in_loop(self._forget_unsent_qos0)
         if self._started and not self._closing:
             self._log_down(f"disconnected ({reason})")
             self._next_retry()

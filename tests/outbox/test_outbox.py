@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.errors import ConfigError
 from edge_agent.outbox import Outbox
 
 
@@ -231,3 +232,15 @@ async def test_disk_full_drops_oldest_and_keeps_accepting(tmp_path: Path, caplog
         assert "disk is full" in errors[0].getMessage()
     finally:
         await box.close()
+
+
+async def test_unwritable_location_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the outbox directory should be")
+    box = make(blocker / "o.sqlite")
+    with pytest.raises(ConfigError) as info:
+        await box.open()
+    await box.close()
+    [problem] = info.value.problems
+    assert problem.startswith("outbox.path: cannot open the outbox")
+    assert "Fix:" in problem
