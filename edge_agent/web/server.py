@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -330,7 +331,10 @@ class StatusServer:
         by = request.get(USER_KEY) or body.get("by") or "status page"
         if not isinstance(by, str) or not 0 < len(by) <= MAX_NAME:
             raise RequestError(400, f"'by' must be a name of 1-{MAX_NAME} characters")
-        if not self.alerts.acknowledge(machine, alert_id, by):
+        done = self.alerts.acknowledge(machine, alert_id, by)
+        if inspect.isawaitable(done):
+            done = await done
+        if not done:
             raise RequestError(404, f"no active alert {alert_id[:MAX_NAME]!r} on machine {machine!r}")
         log.info("status page: alert %s on %s acknowledged by %s", alert_id, machine, by)
         self._push_now()

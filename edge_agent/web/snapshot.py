@@ -52,8 +52,11 @@ class AlertsProvider(Protocol):
         """Alerts that ended or were acknowledged lately, newest first."""
         ...
 
-    def acknowledge(self, machine: str, alert_id: str, by: str) -> bool:
-        """Mark an active alert as seen by ``by``; False when there is no such active alert."""
+    def acknowledge(self, machine: str, alert_id: str, by: str) -> bool | Awaitable[bool]:
+        """Mark an active alert as seen by ``by``; False when there is no such active alert.
+
+        May be a coroutine (the alert engine saves its state off the event loop before answering).
+        """
         ...
 
 
@@ -76,8 +79,15 @@ def numeric_fields(stats: object) -> dict[str, float]:
 
 
 def delivery_sinks(agent: Agent) -> list[Sink]:
-    """The sinks that deliver data onwards (MQTT publisher, direct InfluxDB): those that keep ``stats``."""
-    return [sink for sink in agent.sinks if getattr(sink, "stats", None) is not None]
+    """The sinks that deliver data onwards (MQTT publisher, direct InfluxDB): those whose ``stats`` is a record.
+
+    A sink whose ``stats`` is a method (the alert sink's per-machine counters) is not one.
+    """
+    return [sink for sink in agent.sinks if _is_record(getattr(sink, "stats", None))]
+
+
+def _is_record(value: object) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 def _target(config: object) -> str | None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from edge_agent.demo import demo_config
 from edge_agent.history import HistoryBuffer
 from edge_agent.runtime import Agent
 from edge_agent.web import StatusServer, WebConfig
+from edge_agent.web.alerts import AlertBoard
 from simulators import Simulation
 from simulators.faults import FAULT_KINDS
 from tests.waiting import eventually
@@ -37,56 +38,74 @@ VIBRATION_LIMIT = 4.5
 
 
 class VibrationAlerts:
-    """A tiny real alerts provider: an alert while a machine's vibration is above a limit.
+    """A tiny real alert engine: an alert while a machine's vibration is above a limit.
 
-    Reads the newest values from the HistoryBuffer each time it is asked, like the page would
-    see them; an acknowledged alert stays active (the condition is still true) but is marked.
+    It tells its alerts as schema-1 events, the way ``edge_agent.alerts`` does (raised,
+    acknowledged, cleared; ``summary``, ``signals``, ``hint``), to an ``AlertBoard``, which is what
+    the page reads. It looks at the newest values in the HistoryBuffer whenever the page asks.
     """
 
     def __init__(self, history: HistoryBuffer, limit: float = VIBRATION_LIMIT) -> None:
         self.history = history
         self.limit = limit
+        self.board = AlertBoard(self._acknowledge)
         self._ids = itertools.count(1)
         self._open: dict[str, dict[str, Any]] = {}
-        self._ended: list[dict[str, Any]] = []
+
+    def _raise(self, machine: str, tag: str, value: float) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        return {
+            "schema": 1,
+            "event": "raised",
+            "alert_id": f"{machine}-{next(self._ids)}",
+            "machine": machine,
+            "active": True,
+            "severity": "warning",
+            "acknowledged": False,
+            "acknowledged_by": None,
+            "since": now,
+            "at": now,
+            "summary": f"{tag} up: {value:.1f} mm/s, above the {self.limit} mm/s limit",
+            "signals": [{"signal": tag, "percent": 100.0, "sigmas": 9.9, "pattern": "up"}],
+            "hint": {
+                "cause": "imbalance, misalignment or a worn bearing",
+                "action": "check the coupling and the bearing; balance the rotor",
+                "confidence": "low: a fixed limit, not a learned normal",
+            },
+        }
 
     def _update(self) -> None:
         for machine in self.history.machines():
             for tag, sample in self.history.latest(machine).items():
                 if not tag.startswith("vibration") or not isinstance(sample.value, float):
                     continue
-                key = f"{machine}/{tag}"
                 high = sample.value > self.limit
-                if high and key not in self._open:
-                    self._open[key] = {
-                        "id": f"vib-{next(self._ids)}",
-                        "machine": machine,
-                        "severity": "warning",
-                        "title": f"High vibration on {machine}",
-                        "since": time.time(),
-                        "explanation": [
-                            f"{tag} is {sample.value:.1f} mm/s, above the {self.limit} mm/s limit",
-                            "typical causes: imbalance, misalignment, worn bearings",
-                        ],
-                        "acknowledged_by": None,
-                    }
-                elif not high and key in self._open:
-                    self._ended.insert(0, self._open.pop(key) | {"ended": time.time()})
+                if high and machine not in self._open:
+                    self._open[machine] = self._raise(machine, tag, sample.value)
+                    self.board.record(self._open[machine])
+                elif not high and machine in self._open:
+                    at = datetime.now(UTC).isoformat(timespec="seconds")
+                    self.board.record(self._open.pop(machine) | {"event": "cleared", "active": False, "at": at})
 
     def active(self) -> list[dict[str, Any]]:
         self._update()
-        return list(self._open.values())
+        return self.board.active()
 
     def recent(self) -> list[dict[str, Any]]:
         self._update()
-        return self._ended[:20]
+        return self.board.recent()
 
-    def acknowledge(self, machine: str, alert_id: str, by: str) -> bool:
-        for alert in self._open.values():
-            if alert["machine"] == machine and alert["id"] == alert_id and not alert["acknowledged_by"]:
-                alert["acknowledged_by"] = by
-                return True
-        return False
+    async def acknowledge(self, machine: str, alert_id: str, by: str) -> bool:
+        return await self.board.acknowledge(machine, alert_id, by)
+
+    async def _acknowledge(self, machine: str, by: str) -> bool:
+        """The engine's side, as ``AlertSink.acknowledge``: emit an ``acknowledged`` event."""
+        alert = self._open.get(machine)
+        if alert is None or alert["acknowledged"]:
+            return False
+        alert |= {"event": "acknowledged", "acknowledged": True, "acknowledged_by": by}
+        self.board.record(alert)
+        return True
 
 
 @dataclass

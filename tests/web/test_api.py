@@ -118,7 +118,7 @@ async def test_alert_requests_are_checked_too(
     server = await start_server(alerts=VibrationAlerts(plant.history))
     cases: list[tuple[str, dict[str, Any], int]] = [
         ("api/alerts/nope/vib-1/ack", {"json": {}}, 404),
-        ("api/alerts/pump-1/vib-404/ack", {"json": {}}, 404),
+        ("api/alerts/pump-1/pump-1-404/ack", {"json": {}}, 404),
         ("api/alerts/pump-1/vib-1/ack", {"data": b"{", "headers": {"Content-Type": "application/json"}}, 400),
         ("api/alerts/pump-1/vib-1/ack", {"json": {"by": ["me"]}}, 400),
         ("api/alerts/pump-1/vib-1/ack", {"json": {"by": "x" * 500}}, 400),
@@ -157,7 +157,8 @@ async def test_an_injected_fault_raises_an_alert_that_can_be_acknowledged_once(
     await asyncio.wait_for(wait_alert(), 15)
     alert = found[0]
     assert alert["machine"] == "pump-1"
-    ack = f"{server.url}api/alerts/pump-1/{alert['id']}/ack"
+    assert alert["summary"].startswith("vibration_rms up:")
+    ack = f"{server.url}api/alerts/pump-1/{alert['alert_id']}/ack"
     async with http.post(ack, json={"by": "Ana (maintenance)"}) as response:
         assert response.status == 200, await response.text()
         assert (await response.json())["by"] == "Ana (maintenance)"

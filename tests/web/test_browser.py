@@ -144,8 +144,12 @@ async def test_inject_a_fault_see_the_alert_and_acknowledge_it(
 
     alert = page.locator('#active-alerts li.alert[data-machine="pump-1"]')
     await expect(alert).to_have_count(1, timeout=WAIT_MS)
-    await expect(alert.locator(".alert-title")).to_have_text("High vibration on pump-1")
-    await expect(alert.locator(".explanation li").first).to_contain_text("above the 4.5 mm/s limit")
+    await expect(alert.locator(".alert-title")).to_contain_text("vibration_rms up:")
+    await expect(alert.locator(".alert-title")).to_contain_text("above the 4.5 mm/s limit")
+    await expect(alert.locator(".signals li")).to_have_text(
+        ["vibration_rms up: 100 % of the score, 9.9 sigma from normal"]
+    )
+    await expect(alert.locator(".hint dt")).to_have_text(["Likely cause", "What to do", "How sure"])
     await expect(page.locator("#alert-count")).to_have_text("1")
     await page.screenshot(path=ARTIFACTS / "status-page-alert-1024x600.png")
 

@@ -346,6 +346,40 @@ function explanationNode(explanation) {
   return el("p", "explanation", String(explanation));
 }
 
+// The alert engine's ranked signals: [{signal, percent, sigmas, pattern}], strongest first.
+function signalsNode(signals) {
+  if (!Array.isArray(signals) || !signals.length) return null;
+  const changed = signals.filter((s) => !s || typeof s !== "object" || s.pattern !== "normal");
+  const shown = (changed.length ? changed : signals).slice(0, 3);
+  const list = el("ul", "explanation signals");
+  for (const s of shown) {
+    if (s && typeof s === "object" && s.signal !== undefined) {
+      const parts = [];
+      if (typeof s.percent === "number") parts.push(`${Math.round(s.percent)} % of the score`);
+      if (typeof s.sigmas === "number") parts.push(`${s.sigmas.toFixed(1)} sigma from normal`);
+      const pattern = s.pattern && s.pattern !== "normal" ? ` ${s.pattern}` : "";
+      list.append(el("li", null, `${s.signal}${pattern}${parts.length ? `: ${parts.join(", ")}` : ""}`));
+    } else {
+      list.append(el("li", null, typeof s === "string" ? s : describe(s)));
+    }
+  }
+  return list;
+}
+
+const HINT_LABELS = { cause: "Likely cause", action: "What to do", confidence: "How sure" };
+
+function hintNode(hint) {
+  if (!hint) return null;
+  if (typeof hint === "string") return el("p", "explanation hint", hint);
+  if (typeof hint !== "object") return null;
+  const list = el("dl", "explanation hint");
+  for (const [key, value] of Object.entries(hint)) {
+    if (value === null || value === undefined || value === "") continue;
+    list.append(el("dt", null, HINT_LABELS[key] || key), el("dd", null, typeof value === "string" ? value : describe(value)));
+  }
+  return list;
+}
+
 function describe(value) {
   if (value && typeof value === "object" && !Array.isArray(value)) {
     return Object.entries(value)
@@ -373,8 +407,9 @@ function alertItem(alert, withButton) {
   if (since) head.append(el("span", "alert-since", `since ${clock(since)}`));
   item.append(head);
   if (alert.title && alert.summary) item.append(el("p", "summary", alert.summary));
-  const explanation = explanationNode(alert.explanation);
-  if (explanation) item.append(explanation);
+  for (const node of [explanationNode(alert.explanation), signalsNode(alert.signals), hintNode(alert.hint)]) {
+    if (node) item.append(node);
+  }
   const acked = alert.acknowledged || alert.acknowledged_by;
   if (acked) {
     const by = alert.acknowledged_by ? ` by ${alert.acknowledged_by}` : "";
@@ -433,6 +468,7 @@ function renderAlerts(alerts) {
     view.recentKey = recentKey;
     $("recent-alerts").replaceChildren(...alerts.recent.map((alert) => alertItem(alert, false)));
     $("recent-count").textContent = String(alerts.recent.length);
+    $("recent").hidden = alerts.recent.length === 0;
   }
 }
 
