@@ -5,6 +5,7 @@
     edge-sim describe [--json] [--machines pump-1 press-1 | --scenario S]
     edge-sim record [--scenario S | --seed N --machines ...] --duration 7d --out data.csv [--step 1s]
     edge-sim faults
+    edge-sim check S [S ...]
 
 Exit codes: 0 done, 1 cannot listen or write, 2 bad input (nothing was started or written),
 130 interrupted while recording (no partial file is left).
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--truth", default=None, help="also write the ground-truth timeline (JSON) here")
 
     commands.add_parser("faults", help="list the fault library: names, machines, signals affected")
+
+    check = commands.add_parser("check", help="check scenario files without running them")
+    check.add_argument("scenarios", nargs="+", help="scenario YAML files")
     return parser
 
 
@@ -276,7 +280,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "describe": _describe, "record": _record, "faults": _faults}
+def _check(args: argparse.Namespace) -> int:
+    """Every problem of every file, then exit 2 if any file had one."""
+    bad = 0
+    for path in args.scenarios:
+        try:
+            scenario = load_scenario(path)
+        except SimulatorError as exc:
+            print(f"edge-sim: {exc}", file=sys.stderr)
+            bad += 1
+            continue
+        spec = scenario.spec
+        print(
+            f"ok: {path}: {len(scenario.machines)} machine(s), {len(spec.faults)} fault(s), "
+            f"{len(spec.modes)} mode window(s), {len(spec.loads)} load window(s), "
+            f"{len(spec.protocol_faults)} protocol fault(s){', shifts' if spec.shifts else ''}"
+        )
+    return 2 if bad else 0
+
+
+COMMANDS = {"run": _run, "describe": _describe, "record": _record, "faults": _faults, "check": _check}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -106,3 +106,15 @@ async def test_show_lines_name_state_values_units_and_faults() -> None:
     assert line.startswith("pump-1        running parts 0")
     assert " m3/h " in line
     assert line.endswith("[fault: imbalance]")
+
+
+def test_check_reports_every_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("faults:\n  - {machine: pump-1, fault: melting}\n")
+    assert main(["check", str(SCENARIO)]) == 0
+    assert "ok: " in capsys.readouterr().out
+    assert main(["check", str(SCENARIO), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert "5 machine(s), 5 fault(s)" in captured.out
+    assert "2 protocol fault(s)" in captured.out
+    assert "line 2: faults[0].fault: unknown fault 'melting'" in captured.err
