@@ -120,15 +120,21 @@ class Listener:
     def __init__(self, port: int, prefix: str) -> None:
         self.keys: set[Key] = set()
         self.messages = 0
+        self.status: dict[str, Any] | None = None  # the agent's retained status, latest
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_name("listen"), clean_session=False)
         self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/+/+/+/+/telemetry", qos=1)
+        self.client.on_connect = lambda c, *_: c.subscribe(
+            [(f"{prefix}/+/+/+/+/telemetry", 1), (f"{prefix}/+/_agent/+/status", 1)]
+        )
         self.client.reconnect_delay_set(0.2, 1)
         self.client.connect("127.0.0.1", port, keepalive=5)
         self.client.loop_start()
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         payload = json.loads(message.payload)
+        if message.topic.endswith("/status"):
+            self.status = payload
+            return
         self.messages += 1
         for sample in payload["samples"]:
             self.keys.add((payload["machine"], sample["tag"], sample["t"]))

@@ -16,6 +16,7 @@ import asyncio
 import pytest
 
 from tests.chaos.conftest import Rig
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
@@ -97,3 +98,12 @@ async def test_outbox_bound_during_a_long_outage(make_rig: object) -> None:
     agent_log = "\n".join(p.read_text() for p in rig.directory.glob("run-*.log"))
     assert agent_log.count("DATA LOST") == 1, "one ERROR per episode"
     assert final.dropped_batches > 0
+
+    def offline_with_counts() -> bool:
+        status = rig.listener.status
+        return status is not None and status["state"] == "offline" and "dropped" in status
+
+    await eventually(offline_with_counts, 10, "the retained offline status with the counters")
+    assert rig.listener.status is not None
+    assert rig.listener.status["dropped"] == {"batches": final.dropped_batches, "samples": final.dropped_samples}
+    assert rig.listener.status["backlog"]["batches"] == 0
