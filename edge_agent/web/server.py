@@ -21,19 +21,22 @@ import contextlib
 import inspect
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from edge_agent.errors import ConfigError
-from edge_agent.history import HistoryBuffer
-from edge_agent.runtime import Agent
 from edge_agent.web.auth import USER_KEY, Authenticator, Forbidden, LoginRequired, check_same_origin
 from edge_agent.web.config import WebConfig
 from edge_agent.web.metrics import CONTENT_TYPE, AgentCollector, Metrics, requests_per_cycle
 from edge_agent.web.snapshot import DEFAULT_FAULTS, AlertsProvider, FaultInjector, dumps, ns_to_ms, state_json
+
+if TYPE_CHECKING:  # the config module imports WebConfig, and the runtime imports the config
+    from edge_agent.history import HistoryBuffer
+    from edge_agent.runtime import Agent
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +191,10 @@ class StatusServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise OSError(
-                exc.errno,
-                f"status page: cannot listen on {self.config.host}:{self.config.port}: {exc.strerror}. "
-                "Fix: choose another web.port (0 = any free port) or stop what uses it",
+                f"status page: cannot listen on {self.config.host}:{self.config.port} ({why}). "
+                "Fix: choose another web.port (0 = any free port) or stop what uses it"
             ) from exc
         self._runner = runner
         host, port = runner.addresses[0][:2]

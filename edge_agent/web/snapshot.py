@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 from connectors.base import ConnectionState
 from edge_agent import __version__
-from edge_agent.history import HistoryBuffer
 from edge_agent.samples import Quality, Sample
 
 if TYPE_CHECKING:
+    from edge_agent.history import HistoryBuffer
     from edge_agent.poller import MachinePoller
     from edge_agent.runtime import Agent
     from edge_agent.sinks import Sink

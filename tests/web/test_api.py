@@ -303,3 +303,12 @@ async def test_odd_alert_values_are_strict_json() -> None:
     assert alert["since"] == "2026-01-05T06:00:00+00:00"
     assert alert["score"] is None
     assert sorted(alert["signals"]) == ["flow", "vibration_rms"]
+
+
+async def test_a_busy_port_is_a_clear_error(plant: Plant, start_server: StartServer) -> None:
+    first = await start_server()
+    port = int(first.url.rstrip("/").rsplit(":", 1)[1])
+    second = StatusServer(plant.agent, plant.history, WebConfig(port=port))
+    with pytest.raises(OSError, match=rf"cannot listen on 127.0.0.1:{port} \(address already in use\)\. Fix: "):
+        await second.start()
+    await second.close()
