@@ -13,7 +13,7 @@ POLICY = AlertPolicy(k=3, n=5, clear_after=3, clear_level=0.7, cooldown_s=600, s
 
 
 def feed(state: AlertState, levels: list[float], t0: float = 0.0) -> list[str]:
-    kinds = []
+    kinds: list[str] = []
     for i, level in enumerate(levels):
         kinds += [t.kind for t in state.observe(t0 + 30 * i, t0 + 30 * i + 60, level)]
     return kinds

@@ -21,7 +21,8 @@ from .conftest import SPEC, fault_windows
 
 
 def running(ws: WindowSet) -> np.ndarray:
-    return ws.features[np.array(ws.state) == "running"]
+    features: np.ndarray = ws.features[np.array(ws.state) == "running"]
+    return features
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))

@@ -17,6 +17,7 @@ import pytest
 from edge_agent.alerts import AlertsConfig, AlertSink
 from edge_agent.payloads import Origin
 from edge_agent.samples import Batch, Quality, Sample
+from edge_agent.sinks import Sink
 from simulators.dataset import Dataset
 from tests.waiting import eventually
 
@@ -70,6 +71,8 @@ async def feed(sink: AlertSink, d: Dataset, start: int, stop: int) -> None:
 async def test_learns_alerts_explains_and_persists(tmp_path: Path, wearing_pump: Dataset) -> None:
     events: list[dict[str, Any]] = []
     sink = AlertSink(config(tmp_path), lambda origin, event: events.append(event))
+    as_sink: Sink = sink  # the runtime's Sink protocol, checked by mypy
+    assert as_sink.name == "alerts"
     await sink.start()
     await feed(sink, wearing_pump, 0, 4 * 3600)
     stats = sink.stats("pump-1")
