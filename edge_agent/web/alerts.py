@@ -31,7 +31,8 @@ class AlertBoard:
     """Open and recent alerts from the engine's events; acknowledges through the engine."""
 
     def __init__(self, acknowledge: Acknowledge | None = None, recent_size: int = 50) -> None:
-        self._acknowledge = acknowledge
+        self.engine_acknowledge = acknowledge
+        """The engine's acknowledge; may be set after construction (the engine needs ``record`` first)."""
         self._open: dict[str, dict[str, Any]] = {}
         self._recent: deque[dict[str, Any]] = deque(maxlen=recent_size)
         self.ignored_events = 0
@@ -67,6 +68,6 @@ class AlertBoard:
         alert = self._open.get(machine)
         if alert is None or str(alert.get("alert_id")) != alert_id or alert.get("acknowledged"):
             return False
-        if self._acknowledge is None:
+        if self.engine_acknowledge is None:
             return False
-        return await self._acknowledge(machine, by)
+        return await self.engine_acknowledge(machine, by)
