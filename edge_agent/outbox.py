@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import logging
 import os
 import sqlite3
@@ -44,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TextIO, TypeVar
 
 from edge_agent.errors import ConfigError
 
@@ -184,6 +185,7 @@ class Outbox:
         self._clock_ns = clock_ns
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        self._lock_handle: TextIO | None = None
         self._dropping = False
         self._episode_batches = 0
         self._episode_samples = 0
@@ -257,9 +259,11 @@ class Outbox:
     def _open_sync(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock()
             db = self._connect()
             problem = self._check(db)
         except (OSError, sqlite3.OperationalError) as exc:
+            self._unlock()
             if not _is_unusable_location(exc):
                 raise
             raise ConfigError(
@@ -280,6 +284,27 @@ class Outbox:
         assert db is not None
         self._db = db
         self._load_stats(db)
+
+    def _lock(self) -> None:
+        """One process per outbox: two agents sending the same entries would fight over them.
+
+        An advisory ``flock`` on ``<path>.lock``; the kernel releases it when the process dies, so a
+        ``kill -9`` never leaves a stale lock behind.
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = lock_path.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise ConfigError(
+                "configuration",
+                [
+                    f"outbox.path: {self.path} is in use by another running agent. Fix: stop it, or give each "
+                    "agent its own outbox.path (and its own mqtt.client_id)"
+                ],
+            ) from exc
+        self._lock_handle = handle
 
     @staticmethod
     def _check(db: sqlite3.Connection) -> str | None:
@@ -324,6 +349,12 @@ class Outbox:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        handle, self._lock_handle = self._lock_handle, None
+        if handle is not None:
+            handle.close()  # releases the flock
 
     def _require_db(self) -> sqlite3.Connection:
         if self._db is None:

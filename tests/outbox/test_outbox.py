@@ -244,3 +244,18 @@ async def test_unwritable_location_is_a_config_error_naming_the_key(tmp_path: Pa
     [problem] = info.value.problems
     assert problem.startswith("outbox.path: cannot open the outbox")
     assert "Fix:" in problem
+
+
+async def test_a_second_process_on_the_same_outbox_is_refused(tmp_path: Path) -> None:
+    first = make(tmp_path / "o.sqlite")
+    await first.open()
+    try:
+        second = make(tmp_path / "o.sqlite")
+        with pytest.raises(ConfigError, match="in use by another running agent"):
+            await second.open()
+        await second.close()
+    finally:
+        await first.close()
+    third = make(tmp_path / "o.sqlite")
+    await third.open()  # the lock went with the first
+    await third.close()
