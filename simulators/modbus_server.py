@@ -28,7 +28,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.errors import UnknownMachineError
-from simulators.plant import Reading
+from simulators.plant import Reading, status_values
 from simulators.register_map import HOLDING_SIZE, float32_round, holding_image, input_image
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,7 @@ class ModbusSimServer:
                 self._input[unit] = input_image(values)
                 self._holding[unit] = holding_image(values, reading.parts_count, reading.state)
                 served[machine_id] = {name: float32_round(v) for name, v in reading.values.items()}
+                served[machine_id].update(status_values(reading))
         return served
 
     def _trace_pdu(self, sending: bool, pdu: Any) -> Any:

@@ -26,6 +26,15 @@ class Reading:
     parts_count: int
 
 
+STATUS_SIGNALS = ("state_code", "parts_count")
+"""Status values recorded in ``served()`` next to the signals (as floats; exact below 2**53)."""
+
+
+def status_values(reading: Reading) -> dict[str, float]:
+    """A reading's status as served on both protocols: state code, parts counter (uint32)."""
+    return {"state_code": float(int(reading.state)), "parts_count": float(reading.parts_count & 0xFFFFFFFF)}
+
+
 @dataclass(frozen=True, slots=True)
 class ModeWindow:
     """A scheduled operating mode: ``state`` from ``start_s`` until ``end_s`` (None: for ever)."""

@@ -33,7 +33,7 @@ from simulators.opcua_security import SECURITY_MODES, SecurityMode
 from simulators.opcua_server import MachineFaults, OpcUaSimServer
 from simulators.physics import MachineState
 from simulators.physics.registry import MachinesArg
-from simulators.plant import Plant, Reading
+from simulators.plant import STATUS_SIGNALS, Plant, Reading, status_values
 from simulators.protocol_faults import (
     PROTOCOL_FAULT_KINDS,
     ProtocolFaultKind,
@@ -248,7 +248,7 @@ class Simulation:
         if self._opcua is not None and self._opcua.running:
             fresh = {m: r for m, r in readings.items() if not self._opcua.faults[m].stale}
             for machine_id, reading in fresh.items():  # recorded before any client can read it
-                self.history.record("opcua", machine_id, reading.values, timestamp_ns)
+                self.history.record("opcua", machine_id, {**reading.values, **status_values(reading)}, timestamp_ns)
             await self._opcua.publish(fresh, timestamp_ns)
         self._stamp_ground_truth(timestamp_ns)
         self._update_count += 1
@@ -458,12 +458,13 @@ class Simulation:
     def served(self, protocol: Protocol, machine_id: str, signal: str) -> list[tuple[int, float]]:
         """Recent (timestamp_ns, value) pairs exactly as served, oldest first.
 
-        Modbus values are float32-rounded (what a float32 decode gives). The depth is bounded
-        (``history_depth`` updates, 2000 by default).
+        Modbus values are float32-rounded (what a float32 decode gives). ``signal`` may also be
+        ``state_code`` or ``parts_count`` (served as integers, recorded as floats). The depth is
+        bounded (``history_depth`` updates, 2000 by default).
         """
         if protocol not in PROTOCOLS:
             raise SimulatorError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        names = [name for name, _ in self.signals(machine_id)]
+        names = [name for name, _ in self.signals(machine_id)] + list(STATUS_SIGNALS)
         if signal not in names:
             raise SimulatorError(f"machine {machine_id!r} has no signal {signal!r}; it has {names}")
         return self.history.get(protocol, machine_id, signal)

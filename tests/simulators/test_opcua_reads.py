@@ -50,9 +50,11 @@ async def test_opcua_status_variables_and_units(sim: Simulation) -> None:
         idx = await client.get_namespace_index(NAMESPACE_URI)
         state = await client.get_node(string_node("press-1.state", idx)).read_value()
         code = await client.get_node(string_node("press-1.state_code", idx)).read_value()
-        parts = await client.get_node(string_node("press-1.parts_count", idx)).read_value()
-        assert MachineState[state.upper()] == code
+        parts_value = await client.get_node(string_node("press-1.parts_count", idx)).read_data_value()
+        parts = value_of(parts_value)
         assert isinstance(parts, int)
+        assert (source_ns(parts_value), float(parts)) in sim.served("opcua", "press-1", "parts_count")
+        assert MachineState[state.upper()] == code
         eu = await client.get_node(string_node("pump-1.flow.EngineeringUnits", idx)).read_value()
         assert eu.DisplayName.Text == "m3/h"
         flow = client.get_node(string_node("pump-1.flow", idx))
