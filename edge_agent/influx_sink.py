@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 1000  # outbox entries per read
 MAX_POINTS = 5000  # points per write request
-CLOSE_GRACE_S = 2.0
+CLOSE_GRACE_S = 1.5
 
 
 @dataclass
@@ -116,16 +116,19 @@ class InfluxSink:
         task, self._task = self._task, None
         if task is None:
             return
-        if not self._down and self.outbox.stats.entries:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CLOSE_GRACE_S):
-                    while self.outbox.stats.entries and not self._down and not task.done():
-                        self._wake.set()
-                        await asyncio.sleep(0.05)  # bounded by the timeout; the writer task owns the event
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await self.writer.close()
-        await self.outbox.close()
+        try:
+            if not self._down and self.outbox.stats.entries:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CLOSE_GRACE_S):
+                        while self.outbox.stats.entries and not self._down and not task.done():
+                            self._wake.set()
+                            await asyncio.sleep(0.05)  # bounded by the timeout; the writer task owns the event
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self.writer.close()
+        finally:
+            task.cancel()
+            await self.outbox.close()  # also when the caller's timeout cancels us: let the file go
 
     async def _drain(self) -> None:
         """Write the outbox, oldest first, until it is empty; then wait for the next batch."""

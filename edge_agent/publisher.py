@@ -233,21 +233,26 @@ class MqttPublisher:
             return
         self._started = False
         self._closing = True
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CLOSE_GRACE_S):
-                while self._in_flight and self.connected:
-                    self._all_acked.clear()
-                    await self._all_acked.wait()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._flush_acks()
-        if self.connected:
-            info = self._client.publish(self.status_topic, self._status_payload("offline"), qos=1, retain=True)
-            with contextlib.suppress(RuntimeError, ValueError):
-                await asyncio.to_thread(info.wait_for_publish, CLOSE_GRACE_S)
-        await asyncio.to_thread(self._stop_network)
-        await self.outbox.close()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    while self._in_flight and self.connected:
+                        self._all_acked.clear()
+                        await self._all_acked.wait()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._flush_acks()
+            if self.connected:
+                info = self._client.publish(self.status_topic, self._status_payload("offline"), qos=1, retain=True)
+                with contextlib.suppress(RuntimeError, ValueError):
+                    await asyncio.to_thread(info.wait_for_publish, CLOSE_GRACE_S)
+        finally:
+            # Also when the caller's timeout cancels us: the outbox's lock and file must be let go.
+            for task in self._tasks:
+                task.cancel()
+            await self.outbox.close()
+            await asyncio.to_thread(self._stop_network)
         log.info(
             "MQTT: stopped; %d batch(es) wait in the outbox for the next start, %d dropped since it was created",
             self.outbox.stats.entries,
