@@ -9,7 +9,10 @@ not grow with uptime (invariant 4):
 
 A query returns coarse points up to where the fine ring begins, then the fine points, so a
 chart is exact for the recent minutes and smooth beyond. Only good, finite numeric values go
-into the rings (a bad reading has no value to draw; booleans become 0/1). The newest sample
+into the rings (a bad reading has no value to draw; booleans become 0/1). Points are placed at
+the time the agent read them (``Batch.polled_at_ns``, the agent's clock), not the machine's
+source timestamp: a PLC whose clock is an hour off must still draw a trend of the last hour.
+Two reads at the same instant are one point. The newest sample
 of every tag (any quality, with its reason) and every machine's connection state with its
 reason and since-when are kept too, so the page can say *why* a value is missing.
 
@@ -49,7 +52,7 @@ class MachineState:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """Points of one tag, oldest first: UTC nanoseconds and values of the same length."""
+    """Points of one tag, oldest first: UTC nanoseconds (when the agent read them) and values."""
 
     times_ns: npt.NDArray[np.int64]
     values: Floats
@@ -118,7 +121,7 @@ class _TagHistory:
         self._bucket_count = 0
 
     def add(self, t_ns: int, value: float) -> bool:
-        """Record a point; False when it is not newer than the last one (a repeated stale read)."""
+        """Record a point; False when it is not newer than the last one (the same poll twice)."""
         if self.last_ns is not None and t_ns <= self.last_ns:
             return False
         self.last_ns = t_ns
@@ -208,6 +211,7 @@ class HistoryBuffer:
     async def submit(self, batch: Batch, origin: Origin) -> None:
         """Remember the batch's samples: a few array writes per tag, no I/O."""
         latest = self._latest.setdefault(batch.machine, {})
+        t_ns = batch.polled_at_ns
         for sample in batch.samples:
             latest[sample.tag] = sample
             value = numeric(sample)
@@ -216,12 +220,12 @@ class HistoryBuffer:
             series = self._series_for(batch.machine, sample.tag)
             if series is None:
                 continue
-            if series.last_ns is not None and sample.timestamp_ns < series.last_ns - self.window_ns:
-                # The source clock stepped back by more than the window: start the trend afresh
-                # rather than ignore the machine until its clock catches up.
-                log.warning("history: %s.%s: source clock went back; trend restarted", batch.machine, sample.tag)
+            if series.last_ns is not None and t_ns < series.last_ns - self.window_ns:
+                # The clock stepped back by more than the window: start the trend afresh rather
+                # than ignore the machine until the clock catches up.
+                log.warning("history: %s.%s: the clock went back; trend restarted", batch.machine, sample.tag)
                 series.reset()
-            if series.add(sample.timestamp_ns, value):
+            if series.add(t_ns, value):
                 self.points_total += 1
 
     def machine_state_changed(self, origin: Origin, state: str, reason: str | None) -> None:

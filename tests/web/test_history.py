@@ -55,7 +55,18 @@ async def test_only_good_finite_numbers_are_drawn_but_every_latest_sample_is_kep
     assert latest["c"].value == "auto"
 
 
-async def test_a_repeated_timestamp_is_a_stale_read_and_is_not_drawn_twice() -> None:
+async def test_points_are_placed_on_the_agents_clock_so_a_machine_with_a_wrong_clock_still_draws() -> None:
+    history = HistoryBuffer()
+    now = time.time()
+    two_hours_late = Sample("p", 1.0, int((now - 7200) * NS))
+    await history.submit(Batch("m1", (two_hours_late,), polled_at_ns=int(now * NS)), ORIGIN)
+    series = history.series("m1", "p")
+    assert series.values.tolist() == [1.0]
+    assert series.times_ns.tolist() == [int(now * NS)]
+    assert history.latest("m1")["p"].timestamp_ns == two_hours_late.timestamp_ns  # the reading keeps its own
+
+
+async def test_the_same_instant_twice_is_one_point() -> None:
     history = HistoryBuffer()
     now = time.time()
     for value in (1.0, 2.0, 3.0):
@@ -85,8 +96,8 @@ async def test_machine_state_is_kept_with_reason_and_since() -> None:
 
 async def test_fills_from_the_real_agent(plant: Plant) -> None:
     await eventually(lambda: len(plant.history.series("pump-1", "flow")) >= 5, 10, "5 flow points")
-    served = {t for t, _ in plant.sim.served("opcua", "pump-1", "flow")}
-    assert set(plant.history.series("pump-1", "flow").times_ns.tolist()) <= served
+    served = {v for _, v in plant.sim.served("opcua", "pump-1", "flow")}
+    assert set(plant.history.series("pump-1", "flow").values.tolist()) <= served
     state = plant.history.state("press-1")
     assert state is not None
     assert state.state == "up"

@@ -234,8 +234,10 @@ function updateMachine(entry, machine, now) {
       entry.series.set(item.tag, series);
     }
     const value = typeof item.value === "boolean" ? Number(item.value) : item.value;
-    if (item.quality === "good" && typeof value === "number" && item.t > (series.t[series.t.length - 1] || 0)) {
-      series.t.push(item.t);
+    // Trends are on the agent's clock (when it read the value), as the history API's points are.
+    const at = machine.last_poll;
+    if (item.quality === "good" && typeof value === "number" && at > (series.t[series.t.length - 1] || 0)) {
+      series.t.push(at);
       series.v.push(value);
     }
     drawTrend(parts.svg, series, now, span);
