@@ -45,7 +45,10 @@ async def test_broker_and_database_restarts(make_rig: object) -> None:
 async def test_kill_9_of_agent_and_bridge(make_rig: object) -> None:
     """Each process is killed while it holds a backlog, the worst moment for it."""
     rig: Rig = await make_rig()  # type: ignore[operator]
+    await eventually(lambda: (rig.listener.status or {}).get("state") == "online", 10, "agent says online")
     await rig.kill9(rig.agent)  # in the middle of the stream
+    # The broker publishes the agent's last will once the keepalive (2 s here) runs out.
+    await eventually(lambda: (rig.listener.status or {}).get("state") == "offline", 10, "last will: offline")
     await rig.start_agent()
     await rig.wait_samples(30)
     await asyncio.to_thread(rig.broker.stop)
