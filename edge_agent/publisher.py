@@ -219,6 +219,22 @@ class MqttPublisher:
         self._wake_pump.set()
         self._status_dirty.set()
 
+    async def submit_message(self, origin: Origin, kind: str, payload: bytes) -> None:
+        """Send any other message of a machine (e.g. ``kind="alerts"``) through the outbox, QoS 1, in order.
+
+        For events that must not be lost either (alert raised / cleared): same durability, same
+        bounds, counted as batches with 0 samples. Retained status belongs in ``machine_state_changed``.
+        """
+        try:
+            seq = await self.outbox.append(origin.topic(self.config.topic_prefix, kind), payload, 0)
+        except RuntimeError as exc:
+            log.debug("MQTT: %s message of %s not stored: %s", kind, origin.machine, exc)
+            seq = None
+        if seq is None:
+            self.stats.dropped += 1
+        self._wake_pump.set()
+        self._status_dirty.set()
+
     def machine_state_changed(self, origin: Origin, state: str, reason: str | None) -> None:
         """Publish the retained machine status (again after every reconnect; the latest one wins)."""
         topic = origin.topic(self.config.topic_prefix, "status")

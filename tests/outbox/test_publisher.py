@@ -191,3 +191,28 @@ async def test_refused_login_is_reported_once_without_the_password(
     assert len(refused) == 1, warnings
     assert "mqtt.password" in refused[0]
     assert all("wrong-secret" not in r.getMessage() for r in caplog.records)
+
+
+async def test_other_messages_go_through_the_outbox_in_order(
+    fresh_mosquitto: Mosquitto, publisher: MqttPublisher, prefix: str
+) -> None:
+    received: list[tuple[str, bytes]] = []
+    subscribed: list[int] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_name("alerts"))
+    client.on_subscribe = lambda _c, _u, mid, *_: subscribed.append(mid)
+    client.on_message = lambda _c, _u, m: received.append((m.topic, m.payload))
+    client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/+/+/+/+/+", qos=1)
+    client.connect(fresh_mosquitto.host, fresh_mosquitto.port)
+    client.loop_start()
+    try:
+        await eventually(lambda: publisher.connected and bool(subscribed), 15, "connect and SUBACK")
+        await publisher.submit(batch(1), ORIGIN)
+        await publisher.submit_message(ORIGIN, "alerts", b'{"alert": "raised"}')
+        await publisher.submit(batch(2), ORIGIN)
+        await eventually(lambda: len([t for t, _ in received if not t.endswith("/status")]) == 3, 15, "3 messages")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    kinds = [t.rsplit("/", 1)[1] for t, _ in received if not t.endswith("/status")]
+    assert kinds == ["telemetry", "alerts", "telemetry"]
+    assert (f"{prefix}/s/a/l/m1/alerts", b'{"alert": "raised"}') in received
