@@ -9,6 +9,7 @@ import pytest
 from edge_agent.history import NS, HistoryBuffer
 from edge_agent.payloads import Origin
 from edge_agent.samples import Batch, Quality, Sample
+from edge_agent.sinks import Sink
 from tests.waiting import eventually
 from tests.web.conftest import Plant
 
@@ -24,6 +25,14 @@ def batch(t_s: float, **values: float | bool | str | None) -> Batch:
         for tag, value in values.items()
     )
     return Batch("m1", samples, polled_at_ns=t)
+
+
+async def test_it_is_a_sink_with_an_idempotent_close() -> None:
+    sink: Sink = HistoryBuffer()  # mypy checks the protocol
+    await sink.start()
+    await sink.close()
+    await sink.close()
+    assert sink.name == "history"
 
 
 async def test_memory_is_bounded_and_old_points_are_downsampled_to_5s_means() -> None:
