@@ -10,6 +10,9 @@ from simulators import Simulation
 
 NAMESPACE = "urn:edge-agent:simulator"
 
+# A generous interval (and so timeout) by default: a busy CI machine must not turn a slow answer
+# into a failed test. Tests about timing pass their own.
+
 
 def opcua_machine(
     sim: Simulation, machine: str, *, extra_tags: list[dict[str, Any]] | None = None, **keys: Any
@@ -20,7 +23,7 @@ def opcua_machine(
     ]
     tags += extra_tags or []
     return OpcUaMachine.model_validate(
-        {"type": "opcua", "id": machine, "endpoint": sim.opcua.endpoint, "interval": "1s", "tags": tags, **keys}
+        {"type": "opcua", "id": machine, "endpoint": sim.opcua.endpoint, "interval": "3s", "tags": tags, **keys}
     )
 
 
@@ -43,7 +46,7 @@ def modbus_machine(
             "host": "127.0.0.1",
             "port": sim.modbus.port,
             "unit_id": sim.modbus.unit_id(machine),
-            "interval": "1s",
+            "interval": "3s",
             "tags": tags,
             **keys,
         }

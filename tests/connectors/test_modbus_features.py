@@ -58,7 +58,15 @@ async def device() -> AsyncIterator[ModbusTestDevice]:
 
 def machine(device: ModbusTestDevice, tags: list[dict[str, Any]], **keys: Any) -> ModbusMachine:
     return ModbusMachine.model_validate(
-        {"type": "modbus", "id": "dev", "host": "127.0.0.1", "port": device.port, "tags": tags, **keys}
+        {
+            "type": "modbus",
+            "id": "dev",
+            "host": "127.0.0.1",
+            "port": device.port,
+            "interval": "3s",
+            "tags": tags,
+            **keys,
+        }
     )
 
 

@@ -38,7 +38,7 @@ def machine(device: OpcUaTestDevice, names: list[str], **keys: Any) -> OpcUaMach
     tags = [{"name": name, "node": device.node(name)} for name in names]
     tags += keys.pop("extra_tags", [])
     return OpcUaMachine.model_validate(
-        {"type": "opcua", "id": "dev", "endpoint": device.endpoint, "interval": "1s", "tags": tags, **keys}
+        {"type": "opcua", "id": "dev", "endpoint": device.endpoint, "interval": "3s", "tags": tags, **keys}
     )
 
 
@@ -98,7 +98,7 @@ async def test_configured_limits_tighten_the_servers(device: OpcUaTestDevice) ->
         COUNTER_NODES[:5],
         max_nodes_per_read=2,
         extra_tags=[{"name": "old", "node": device.node("old"), "max_age": "2h"}],
-        max_age="1s",
+        max_age="10m",  # the hour-old node would be stale by this, but its own max_age wins
     )
     connector = OpcUaConnector(config)
     await connector.connect()

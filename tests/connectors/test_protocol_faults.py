@@ -61,8 +61,10 @@ async def test_opcua_bad_status_stale_values_and_latency(opcua_sim: Simulation) 
     machine = sim.machine_ids[0]
     namespace = sim.opcua.namespace_uri
     extra = [{"name": "state", "node": f"nsu={namespace};s={machine}.state"}]
-    connector = OpcUaConnector(opcua_machine(sim, machine, extra_tags=extra, max_age="300ms", interval="500ms"))
+    connector = OpcUaConnector(opcua_machine(sim, machine, extra_tags=extra, max_age="1s"))
+    impatient = OpcUaConnector(opcua_machine(sim, machine, interval="500ms"))
     await connector.connect()
+    await impatient.connect()
     try:
         sim.inject_protocol_fault("opcua", "bad_status", machine, code="BadSensorFailure")
         await sim.wait_updates(2)
@@ -74,7 +76,7 @@ async def test_opcua_bad_status_stale_values_and_latency(opcua_sim: Simulation) 
         await sim.wait_updates(2)  # good values again before they freeze
 
         sim.inject_protocol_fault("opcua", "stale", machine)
-        await sim.wait_updates(5)  # half a second without new values or timestamps
+        await sim.wait_updates(15)  # 1.5 s without new values or timestamps
         batch = await connector.read()
         assert {s.quality for s in batch.samples} == {Quality.UNCERTAIN}
         assert all((s.reason or "").startswith("stale: the source timestamp is") for s in batch.samples)
@@ -84,10 +86,11 @@ async def test_opcua_bad_status_stale_values_and_latency(opcua_sim: Simulation) 
 
         sim.inject_protocol_fault("opcua", "latency", machine, latency="1s")
         with pytest.raises(ReadTimeout):
-            await connector.read()
+            await impatient.read()  # its timeout is 0.4 s
     finally:
         sim.clear_protocol_faults("opcua")
         await connector.close()
+        await impatient.close()
 
 
 async def test_opcua_dropped_connection_then_reconnect(opcua_sim: Simulation) -> None:
