@@ -18,6 +18,7 @@ from multiprocessing import get_context
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from edge_agent.errors import ModelError
 from models.detectors.base import Arrays, FloatArray, RobustScaler, Score, check_shape, need_arrays, per_signal
@@ -75,7 +76,7 @@ def fit_forest_arrays(z: FloatArray, seed: int, n_trees: int, max_samples: int) 
 
 
 class IsolationForestDetector:
-    """Score = 2^(-mean path / c(psi)): about 0.5 for normal windows, towards 1 for isolated ones.
+    """Score = c(psi) / mean path length over the trees (see ``score``).
 
     Trees say nothing per signal, so contributions are the robust z² shares of each signal
     (the same as the robust baseline's), which is what an engineer checks first anyway.
@@ -90,11 +91,13 @@ class IsolationForestDetector:
         self.max_samples = max_samples
         self.scaler: RobustScaler | None = None
         self.trees: Arrays = {}
+        self._flat_cache: tuple[npt.NDArray[np.int64], ...] | None = None
 
     def fit(self, windows: FloatArray) -> None:
         """Fit in a spawned child process unless scikit-learn is already imported in this one."""
         check_shape(windows, self.signals)
         self.scaler = RobustScaler.fit(windows)
+        self._flat_cache = None
         z = self.scaler.z(windows)
         args = (z, self.seed, self.n_trees, self.max_samples)
         try:
@@ -114,29 +117,50 @@ class IsolationForestDetector:
                 "or use detector 'pca' or 'robust'"
             ) from exc
 
+    def _flat(self) -> tuple[npt.NDArray[np.int64], ...]:
+        """The padded trees as 1-D arrays with global node numbers: one ``take`` per level, fast."""
+        if self._flat_cache is None:
+            left, right = self.trees["left"], self.trees["right"]
+            n_trees, width = left.shape
+            offset = (np.arange(n_trees, dtype=np.int64) * width)[:, None]
+            self._flat_cache = (
+                np.where(left >= 0, left + offset, -1).ravel(),
+                np.where(right >= 0, right + offset, -1).ravel(),
+                self.trees["feature"].astype(np.int64).ravel(),
+                offset.ravel(),
+            )
+        return self._flat_cache
+
     def path_lengths(self, z: FloatArray) -> FloatArray:
         """Mean path length over the trees for each row of ``z`` (all trees walked together)."""
         x = np.atleast_2d(z).astype(np.float32).astype(np.float64)  # sklearn splits float32 inputs
-        left, right, feat, thr = self.trees["left"], self.trees["right"], self.trees["feature"], self.trees["threshold"]
-        rows = np.arange(left.shape[0])[:, None]
-        node = np.zeros((left.shape[0], len(x)), dtype=np.int64)
-        cols = np.arange(len(x))[None, :]
-        for _ in range(int(self.trees["norm"][1]) + 1):
-            child_l = left[rows, node]
-            leaf = child_l < 0
-            if leaf.all():
-                break
-            go_left = x[cols, feat[rows, node]] <= thr[rows, node]
-            node = np.where(leaf, node, np.where(go_left, child_l, right[rows, node]))
-        return np.asarray(self.trees["leaf_path"][rows, node].mean(axis=0), dtype=np.float64)
+        left, right, feature, roots = self._flat()
+        threshold = self.trees["threshold"].ravel()
+        leaf_path = self.trees["leaf_path"].ravel()
+        out = np.empty(len(x))
+        for r, row in enumerate(x):
+            node = roots.copy()
+            for _ in range(int(self.trees["norm"][1]) + 1):
+                child = left[node]
+                inner = child >= 0
+                if not inner.any():
+                    break
+                go_left = row[feature[node]] <= threshold[node]
+                node = np.where(inner, np.where(go_left, child, right[node]), node)
+            out[r] = leaf_path[node].mean()
+        return out
 
     def score(self, window: FloatArray) -> Score:
-        """Anomaly score in (0, 1); contributions from robust z²."""
+        """c(psi) / mean path length: about 1 or less when normal, growing as a window is easier to isolate.
+
+        (scikit-learn's score is 2^(-path / c(psi)), squeezed into (0, 1); this scale is unbounded
+        above, so the threshold's tail extrapolation works on it as on the other detectors.)
+        """
         check_shape(window, self.signals)
         if self.scaler is None or not self.trees:
             raise ModelError("iforest detector scored before fit")
         z = self.scaler.z(window)
-        value = float(2.0 ** (-self.path_lengths(z)[0] / self.trees["norm"][0]))
+        value = float(self.trees["norm"][0] / max(self.path_lengths(z)[0], 1e-9))
         return Score(value, per_signal(z * z, self.signals))
 
     def to_state(self) -> tuple[Arrays, dict[str, Any]]:

@@ -70,8 +70,9 @@ def test_forest_numpy_scoring_matches_scikit_learn(healthy_pump: Dataset, pump_w
     assert det.scaler is not None
     z = det.scaler.z(x)
     reference = IsolationForest(n_estimators=50, max_samples=256, random_state=7).fit(z)
-    ours = np.array([det.score(row).value for row in x[:200]])
+    ours = 2.0 ** (-det.path_lengths(z[:200]) / det.trees["norm"][0])
     assert np.allclose(ours, -reference.score_samples(z[:200]), atol=1e-9)
+    assert det.score(x[0]).value == pytest.approx(det.trees["norm"][0] / det.path_lengths(z[:1])[0])
 
 
 def test_model_file_round_trip(tmp_path: Path, pump_model: MachineModel, pump_windows: WindowSet) -> None:
