@@ -183,6 +183,9 @@ class Simulation:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
+            if self._updated is not None:  # wake waiters: they raise instead of hanging
+                async with self._updated:
+                    self._updated.notify_all()
         await self._stop_servers()
 
     async def _stop_servers(self) -> None:
@@ -472,14 +475,17 @@ class Simulation:
     async def wait_updates(self, count: int = 1) -> None:
         """Wait until ``count`` more updates have been served.
 
-        Wrap it in ``asyncio.timeout(...)``: a stopped simulation never wakes the waiter.
+        Wrap it in ``asyncio.timeout(...)`` all the same (a stuck server must fail a test, not hang
+        it). Raises ``SimulatorError`` if the simulation is not running or stops while waiting.
         """
-        if self._updated is None:
-            raise SimulatorError("the Simulation is not running")
+        if self._updated is None or self._task is None:
+            raise SimulatorError("the Simulation is not running. Fix: use it inside 'async with Simulation(...)'")
         target = self._update_count + count
         condition = self._updated
         async with condition:
-            await condition.wait_for(lambda: self._update_count >= target)
+            await condition.wait_for(lambda: self._update_count >= target or self._task is None)
+        if self._update_count < target:
+            raise SimulatorError("the Simulation stopped while waiting for updates")
 
     def describe(self) -> PlantDescription:
         """The register map and node ids of this plant (same data as ``simulators.describe``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 
@@ -63,3 +64,16 @@ def test_record_without_a_scenario_uses_seed_and_machines(tmp_path: Path) -> Non
     header, *rows = out.read_text().splitlines()
     assert header.startswith("timestamp,time_s,spindle_speed,spindle_load,")
     assert len(rows) == 120
+
+
+async def test_waiting_on_a_stopped_simulation_raises_instead_of_hanging() -> None:
+    sim = Simulation(opcua_port=None, modbus_port=None, update_interval=5.0)
+    with pytest.raises(SimulatorError, match="not running"):
+        await sim.wait_updates(1)
+    await sim.start()
+    waiter = asyncio.create_task(sim.wait_updates(100), name="test-waiter")
+    await asyncio.sleep(0)  # let the waiter start waiting
+    await sim.stop()
+    async with asyncio.timeout(5):
+        with pytest.raises(SimulatorError, match="stopped while waiting"):
+            await waiter
