@@ -274,7 +274,7 @@ async def test_rtu_frames_over_tcp() -> None:
         assert all(s.quality is Quality.GOOD for s in samples.values()), samples
         assert samples["f64"].value == math.pi
         assert samples["label"].value == "PUMP-01"
-        tcp = ModbusConnector(machine(device, ALL_TYPES[:1]))
+        tcp = ModbusConnector(machine(device, ALL_TYPES[:1], interval="500ms"))
         await tcp.connect()
         with pytest.raises(ReadTimeout):  # an RTU device does not understand Modbus TCP framing
             await tcp.read()
