@@ -14,21 +14,21 @@ from simulators.truth import timeline
 
 
 async def test_inject_and_clear_fault_on_a_running_simulation() -> None:
-    async with Simulation(seed=5, machines=["pump-1"], update_interval=0.02, modbus_port=None) as sim:
+    async with Simulation(seed=5, machines=["pump-1"], update_interval=0.01, opcua_port=None) as sim:
         sim.set_mode("pump-1", "running")
         async with asyncio.timeout(10):
             await sim.wait_updates(20)
-            before = [v for _, v in sim.served("opcua", "pump-1", "vibration_rms")[-10:]]
+            before = [v for _, v in sim.served("modbus", "pump-1", "vibration_rms")[-10:]]
             fault = sim.inject_fault("pump-1", "imbalance", severity=1.0)
             await sim.wait_updates(20)
-            during = [v for _, v in sim.served("opcua", "pump-1", "vibration_rms")[-10:]]
+            during = [v for _, v in sim.served("modbus", "pump-1", "vibration_rms")[-10:]]
             assert min(during) > max(before) + 3.0
             assert fault.start_ns is not None
-            served_times = [t for t, _ in sim.served("opcua", "pump-1", "vibration_rms")]
+            served_times = [t for t, _ in sim.served("modbus", "pump-1", "vibration_rms")]
             assert fault.start_ns in served_times  # the first update served with the fault
             assert sim.clear_fault("pump-1", "imbalance") == 1
             await sim.wait_updates(20)
-            after = [v for _, v in sim.served("opcua", "pump-1", "vibration_rms")[-10:]]
+            after = [v for _, v in sim.served("modbus", "pump-1", "vibration_rms")[-10:]]
             assert max(after) < min(during) - 3.0
         truth = sim.ground_truth()
         assert [(f.machine_id, f.fault) for f in truth] == [("pump-1", "imbalance")]
