@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ class _Machine:
     last_assessment: Assessment | None = None
     loaded: bool = False
     task: asyncio.Task[None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)  # worker thread vs. acknowledge
 
 
 def _safe_name(machine: str) -> str:
@@ -184,16 +186,24 @@ class AlertSink:
     async def acknowledge(self, machine: str, by: str) -> bool:
         """Someone took the machine's open alert on; emits an ``acknowledged`` event. False if none."""
         m = self._machines.get(machine)
-        if m is None or m.alert is None:
+        if m is None:
             return False
-        at = m.last_assessment.end_s if m.last_assessment else 0.0
-        transition = m.alert.acknowledge(by, at)
-        if transition is None:
+        event = await asyncio.to_thread(self._acknowledge, m, by)
+        if event is None:
             return False
-        event = self._event(m, transition, m.last_assessment)
-        await asyncio.to_thread(self._save_state, m)
         self._emit(m, [event])
         return True
+
+    def _acknowledge(self, m: _Machine, by: str) -> dict[str, Any] | None:
+        with m.lock:
+            if m.alert is None:
+                return None
+            at = m.last_assessment.end_s if m.last_assessment else 0.0
+            transition = m.alert.acknowledge(by, at)
+            if transition is None:
+                return None
+            self._save_state(m)
+            return self._event(m, transition, None)
 
     # -- per machine ---------------------------------------------------------------------------
 
@@ -235,6 +245,10 @@ class AlertSink:
                         log.error("alerts: machine %r: %s", m.origin.machine, exc)  # noqa: TRY400 - the message says it all
                     m.stats.error = str(exc)
                     events = []
+                except Exception as exc:  # one machine's failure must not end its alerts for good
+                    log.exception("alerts: machine %r: unexpected error; these rows are dropped", m.origin.machine)
+                    m.stats.error = repr(exc)
+                    events = []
                 self._emit(m, events)
             if self._closed and not m.rows:
                 return
@@ -249,6 +263,10 @@ class AlertSink:
     # -- worker thread: everything below runs off the event loop -------------------------------
 
     def _process(self, m: _Machine, rows: list[Row]) -> list[dict[str, Any]]:
+        with m.lock:
+            return self._process_locked(m, rows)
+
+    def _process_locked(self, m: _Machine, rows: list[Row]) -> list[dict[str, Any]]:
         if not m.loaded:
             self._load(m)
         events: list[dict[str, Any]] = []
@@ -372,9 +390,9 @@ class AlertSink:
 
     def _event(self, m: _Machine, t: Transition, assessment: Assessment | None) -> dict[str, Any]:
         """One alert event (schema 1; documented in docs/models.md)."""
-        assert m.model is not None
+        version = m.model.version if m.model is not None else None
         if assessment is not None and t.kind in ("raised", "escalated"):
-            m.last = explain(assessment, t.since_s, m.model.version)
+            m.last = explain(assessment, t.since_s, version or "")
         detail = m.last or {"summary": "", "signals": [], "hint": None}
         o = m.origin
         return {
@@ -396,8 +414,8 @@ class AlertSink:
             "score": None if assessment is None else round(assessment.score, 6),
             "threshold": None if assessment is None else round(assessment.threshold, 6),
             "operating_state": None if assessment is None else assessment.state,
-            "detector": m.model.detector,
-            "model_version": m.model.version,
+            "detector": m.model.detector if m.model is not None else None,
+            "model_version": version,
             "summary": detail["summary"],
             "signals": detail["signals"],
             "hint": detail["hint"],
