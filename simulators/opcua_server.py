@@ -93,6 +93,8 @@ class MachineFaults:
     latency_s: float = 0.0
     stale: bool = False
     status_code: int | None = None
+    clock_offset_ns: int = 0
+    """Added to SourceTimestamps: a machine whose clock is wrong (ServerTimestamp stays right)."""
     probability: float = 1.0
     """Share of Reads that get the latency and of updates that get the status (intermittent faults)."""
 
@@ -261,14 +263,15 @@ class OpcUaSimServer:
         """
         if self._server is None:
             return []
-        stamp = to_datetime(timestamp_ns)
-        await self._tick_clock(stamp)
+        server_stamp = to_datetime(timestamp_ns)
+        await self._tick_clock(server_stamp)
         published = []
         for machine_id, reading in readings.items():
             faults = self.faults[machine_id]
             if faults.stale:
                 continue
             published.append(machine_id)
+            stamp = (to_datetime(self.source_ns(machine_id, timestamp_ns)), server_stamp)
             bad = faults.status_code is not None and self._hit(faults)
             code = status(faults.status_code if bad and faults.status_code is not None else StatusCodes.Good)
             for name, value in reading.values.items():
@@ -285,11 +288,16 @@ class OpcUaSimServer:
         return published
 
     async def _write(
-        self, machine_id: str, name: str, variant: ua.Variant, stamp: datetime, code: ua.StatusCode
+        self, machine_id: str, name: str, variant: ua.Variant, stamps: tuple[datetime, datetime], code: ua.StatusCode
     ) -> None:
-        when = cast(ua.DateTime, stamp)  # ua.DateTime is asyncua's datetime subclass; a datetime encodes alike
-        value = ua.DataValue(variant, StatusCode=code, SourceTimestamp=when, ServerTimestamp=when)
+        # ua.DateTime is asyncua's datetime subclass; a datetime encodes alike
+        source, server = (cast(ua.DateTime, stamp) for stamp in stamps)
+        value = ua.DataValue(variant, StatusCode=code, SourceTimestamp=source, ServerTimestamp=server)
         await self._server.write_attribute_value(self._nodes[(machine_id, name)], value)
+
+    def source_ns(self, machine_id: str, timestamp_ns: int) -> int:
+        """The SourceTimestamp served for an update of one machine (its clock offset applied)."""
+        return timestamp_ns + self.faults[machine_id].clock_offset_ns
 
     def _hit(self, faults: MachineFaults) -> bool:
         return faults.probability >= 1.0 or self._rng.random() < faults.probability

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from simulators.modbus_server import ModbusSimServer
     from simulators.opcua_server import OpcUaSimServer
 
-ProtocolFaultKind = Literal["latency", "exception", "stale", "bad_status"]
-PROTOCOL_FAULT_KINDS: tuple[ProtocolFaultKind, ...] = ("latency", "exception", "stale", "bad_status")
+ProtocolFaultKind = Literal["latency", "exception", "stale", "bad_status", "clock_offset"]
+PROTOCOL_FAULT_KINDS: tuple[ProtocolFaultKind, ...] = ("latency", "exception", "stale", "bad_status", "clock_offset")
 
 MODBUS_EXCEPTIONS: dict[str, int] = {
     "illegal_function": 0x01,
@@ -65,6 +65,8 @@ def checked_code(protocol: str, kind: str, code: str | int | None) -> int | None
         raise SimulatorError("bad_status is an OPC UA fault. Fix: for Modbus use kind='exception'")
     if protocol == "opcua" and kind == "exception":
         raise SimulatorError("exception is a Modbus fault. Fix: for OPC UA use kind='bad_status'")
+    if protocol == "modbus" and kind == "clock_offset":
+        raise SimulatorError("clock_offset is an OPC UA fault: Modbus carries no timestamps. Fix: use protocol='opcua'")
     if kind == "exception":
         return modbus_exception(code)
     if kind == "bad_status":
@@ -110,5 +112,7 @@ def apply_opcua_fault(
             faults.latency_s = seconds or 0.0
         elif kind == "bad_status":
             faults.status_code = code
+        elif kind == "clock_offset":
+            faults.clock_offset_ns = round((seconds or 0.0) * 1_000_000) * 1000  # whole microseconds
         else:
             faults.stale = True

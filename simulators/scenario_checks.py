@@ -109,10 +109,17 @@ def _check_protocol_faults(spec: ScenarioFile, kinds: dict[str, str]) -> list[tu
         if f.kind == "latency" and (f.latency is None or f.latency < 0):
             problems.append((f"{key}.latency", "a latency fault needs latency. Fix: e.g. latency: 500ms"))
             continue
+        if f.kind == "clock_offset" and f.offset is None:
+            problems.append((f"{key}.offset", "a clock_offset fault needs offset. Fix: e.g. offset: -1h"))
+            continue
         try:
             checked_code(f.protocol, f.kind, f.code)
         except SimulatorError as exc:
-            misfit = (f.protocol, f.kind) in {("modbus", "bad_status"), ("opcua", "exception")}
+            misfit = (f.protocol, f.kind) in {
+                ("modbus", "bad_status"),
+                ("opcua", "exception"),
+                ("modbus", "clock_offset"),
+            }
             problems.append((f"{key}.kind" if misfit else f"{key}.code", str(exc)))
             continue
         end = float("inf") if f.duration is None else f.at + f.duration

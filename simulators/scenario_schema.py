@@ -53,12 +53,14 @@ class ProtocolFaultEntry(_Strict):
     """A scheduled protocol fault for live runs (``edge-sim run``); recordings have no wire."""
 
     protocol: Literal["opcua", "modbus"]
-    kind: Literal["latency", "exception", "stale", "bad_status"]
+    kind: Literal["latency", "exception", "stale", "bad_status", "clock_offset"]
     machine: str | None = None
     """None: every machine."""
     at: Duration = 0.0
     duration: Duration | None = None
     latency: Duration | None = None
+    offset: Duration | None = None
+    """clock_offset: how far the machine's clock is off (negative: behind)."""
     code: str | int | None = None
     probability: float = Field(default=1.0, gt=0.0, le=1.0)
 

@@ -229,6 +229,7 @@ class Simulation:
                     latency=entry.latency,
                     code=entry.code,
                     probability=entry.probability,
+                    offset=entry.offset,
                 )
             elif not due and i in self._protocol_windows:
                 self._protocol_windows.discard(i)
@@ -251,7 +252,8 @@ class Simulation:
         if self._opcua is not None and self._opcua.running:
             fresh = {m: r for m, r in readings.items() if not self._opcua.faults[m].stale}
             for machine_id, reading in fresh.items():  # recorded before any client can read it
-                self.history.record("opcua", machine_id, {**reading.values, **status_values(reading)}, timestamp_ns)
+                source_ns = self._opcua.source_ns(machine_id, timestamp_ns)  # a clock offset shifts it
+                self.history.record("opcua", machine_id, {**reading.values, **status_values(reading)}, source_ns)
             await self._opcua.publish(fresh, timestamp_ns)
         self._stamp_ground_truth(timestamp_ns)
         self._update_count += 1
@@ -349,6 +351,7 @@ class Simulation:
         latency: float | str | None = None,
         code: str | int | None = None,
         probability: float = 1.0,
+        offset: float | str | None = None,
     ) -> None:
         """Make one server misbehave for one machine (or all machines when ``machine_id`` is None).
 
@@ -357,7 +360,9 @@ class Simulation:
         - ``exception`` (Modbus): every request to the unit gets exception ``code``
           ("device_busy", "illegal_address", ... or the number);
         - ``stale``: values and timestamps stop updating, the server keeps answering;
-        - ``bad_status`` (OPC UA): signals carry status ``code`` ("BadSensorFailure", ...).
+        - ``bad_status`` (OPC UA): signals carry status ``code`` ("BadSensorFailure", ...);
+        - ``clock_offset`` (OPC UA): SourceTimestamps are ``offset`` off ("-1h", "90s"), as from a
+          machine whose clock is wrong; ``served()`` records the shifted timestamps.
 
         ``probability`` below 1 makes latency, exception and bad status intermittent: each
         request (Modbus), Read (OPC UA latency) or update (bad status) is hit with that chance,
@@ -374,6 +379,10 @@ class Simulation:
         seconds = _seconds("latency", latency)
         if kind == "latency" and (seconds is None or seconds < 0):
             raise SimulatorError("latency needs a non-negative duration. Fix: e.g. latency='500ms'")
+        if kind == "clock_offset":
+            seconds = _seconds("offset", offset)
+            if seconds is None:
+                raise SimulatorError("clock_offset needs an offset. Fix: e.g. offset='-1h' (a clock an hour behind)")
         if not (isinstance(probability, int | float) and 0.0 < probability <= 1.0):
             raise SimulatorError(f"probability must be in (0, 1], got {probability!r}. Fix: e.g. probability=0.2")
         number = checked_code(protocol, kind, code)

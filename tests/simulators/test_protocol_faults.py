@@ -13,7 +13,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from simulators import ScenarioError, Simulation, SimulatorError, parse_scenario
 from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
-from tests.simulators.opcua_helpers import Client, source_ns, status_value
+from tests.simulators.opcua_helpers import Client, source_ns, status_value, value_of
 
 
 @pytest.fixture
@@ -127,6 +127,16 @@ async def test_opcua_bad_status_stale_latency_and_intermittent(sim: Simulation) 
                 await sim.wait_updates(1)
                 seen.add(status_value(await flow.read_data_value(raise_on_bad_status=False)))
         assert seen == {StatusCodes.Good, StatusCodes.UncertainLastUsableValue}
+
+        sim.clear_protocol_faults()  # a machine whose clock is an hour behind
+        sim.inject_protocol_fault("opcua", "clock_offset", "pump-1", offset="-1h")
+        async with asyncio.timeout(5):
+            await sim.wait_updates(2)
+        shifted, right = await flow.read_data_value(), await press.read_data_value()
+        assert (source_ns(shifted), value_of(shifted)) in sim.served("opcua", "pump-1", "flow")
+        assert 3599e9 < source_ns(right) - source_ns(shifted) < 3601e9
+        assert shifted.ServerTimestamp is not None
+        assert shifted.ServerTimestamp.timestamp() * 1e9 - source_ns(shifted) > 3599e9  # server clock is right
         assert sim.drop_connections("opcua") == 1
 
 
@@ -142,6 +152,10 @@ async def test_bad_protocol_faults_are_refused() -> None:
         sim.inject_protocol_fault("opcua", "bad_status", code="Good")
     with pytest.raises(SimulatorError, match="latency"):
         sim.inject_protocol_fault("modbus", "latency")
+    with pytest.raises(SimulatorError, match="Modbus carries no timestamps"):
+        sim.inject_protocol_fault("modbus", "clock_offset", offset="1h")
+    with pytest.raises(SimulatorError, match="needs an offset"):
+        sim.inject_protocol_fault("opcua", "clock_offset")
     with pytest.raises(SimulatorError, match="unknown machine"):
         sim.inject_protocol_fault("modbus", "stale", "robot-1")
 
@@ -185,6 +199,8 @@ protocol_faults:
         ("{protocol: modbus, kind: latency}", "protocol_faults[0].latency"),
         ("{protocol: modbus, kind: stale, machine: robot-1}", "protocol_faults[0].machine"),
         ("{protocol: modbus, kind: stale, at: -1m}", "protocol_faults[0]"),
+        ("{protocol: opcua, kind: clock_offset}", "protocol_faults[0].offset"),
+        ("{protocol: modbus, kind: clock_offset, offset: 1h}", "protocol_faults[0].kind"),
     ],
 )
 def test_bad_scheduled_protocol_faults_are_located(entry: str, key: str) -> None:
