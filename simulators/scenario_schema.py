@@ -29,7 +29,7 @@ class FaultEntry(_Strict):
     fault: str
     at: Duration = 0.0
     severity: float = 1.0
-    progression: Literal["sudden", "linear", "exponential"] | None = None
+    progression: Literal["sudden", "linear", "exponential", "intermittent"] | None = None
     ramp: Duration | None = None
     duration: Duration | None = None
     signal: str | None = None

@@ -9,6 +9,7 @@ Times are simulated seconds since the plant started. A fault is *present* (groun
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import asdict, dataclass, field
 
 from simulators.errors import SimulatorError, UnknownMachineError
@@ -17,6 +18,7 @@ from simulators.physics import Modifiers
 from simulators.physics.noise import Noise, machine_seed
 
 _EXP_K = 4.0
+_INTERMITTENT_SLOT_S = 60.0
 _SPAN_FLOOR = 1.0
 
 
@@ -62,6 +64,10 @@ class Fault:
         """Severity times progression at ``t``; 0 when not present."""
         if not self.present(t):
             return 0.0
+        if self.progression is Progression.INTERMITTENT:
+            slot = int((t - self.start_s) // (self.ramp_s if self.ramp_s > 0 else _INTERMITTENT_SLOT_S))
+            key = f"{self.machine_id}|{self.fault}|{self.signal}|{self.start_s!r}|{slot}".encode()
+            return self.severity if zlib.crc32(key) & 1 else 0.0
         if self.progression is Progression.SUDDEN or self.ramp_s <= 0:
             return self.severity
         u = min(1.0, (t - self.start_s) / self.ramp_s)

@@ -22,11 +22,17 @@ ALL_KINDS = frozenset({"pump", "press", "cnc", "conveyor", "compressor"})
 
 
 class Progression(StrEnum):
-    """How a fault grows from its onset to full severity over its ramp."""
+    """How a fault grows from its onset to full severity over its ramp.
+
+    ``intermittent`` comes and goes instead: the time after onset is cut into slots of ``ramp``
+    seconds (60 s if none) and each slot is on (full severity) or off with even odds, decided by
+    a stable hash, so it is reproducible and draws no random numbers.
+    """
 
     SUDDEN = "sudden"
     LINEAR = "linear"
     EXPONENTIAL = "exponential"
+    INTERMITTENT = "intermittent"
 
 
 Effect = Callable[[Modifiers, float, str], None]

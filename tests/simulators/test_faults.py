@@ -159,3 +159,13 @@ def test_every_physical_fault_stands_out_at_moderate_severity(fault: str, kind: 
         spread = (sum((v - mean_a) ** 2 for v in a) / len(a)) ** 0.5
         scores.append(abs(sum(b) / len(b) - mean_a) / max(spread, 1e-9))
     assert max(scores) > 2.0
+
+
+def test_intermittent_faults_come_and_go_reproducibly() -> None:
+    fault = Fault(1, "pump-1", "cavitation", 0.7, start_s=100.0, progression=Progression.INTERMITTENT, ramp_s=30.0)
+    slots = [fault.intensity(100.0 + 30.0 * k + 1.0) for k in range(40)]
+    assert set(slots) == {0.0, 0.7}
+    assert 10 < slots.count(0.7) < 30
+    assert all(fault.intensity(100.0 + 30.0 * k + 29.0) == slots[k] for k in range(40))  # constant within a slot
+    assert fault.present(100.0 + 30.0 * slots.index(0.0) + 1.0)  # off, yet present: the label stays on
+    assert fault.intensity(99.0) == 0.0
