@@ -35,6 +35,7 @@ Topics (``prefix`` = ``mqtt.topic_prefix``):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -118,6 +119,8 @@ class MqttPublisher:
         self._in_flight: dict[int, int] = {}  # paho mid -> outbox seq
         self._handed_upto = 0
         self._acked: list[int] = []
+        self._puback_mids: collections.deque[int] = collections.deque()  # appended in paho's thread
+        self._puback_scheduled = False
         self._machine_status: dict[str, bytes] = {}  # topic -> last retained payload
         self._wake_pump = asyncio.Event()
         self._wake_acks = asyncio.Event()
@@ -327,12 +330,14 @@ class MqttPublisher:
             await asyncio.sleep(STATUS_EVERY_S)
 
     # paho thread → event loop
-    def _acknowledged(self, mid: int) -> None:
-        seq = self._in_flight.pop(mid, None)
-        if seq is None:
-            return  # a status message
-        self.stats.published += 1
-        self._acked.append(seq)
+    def _take_pubacks(self) -> None:
+        self._puback_scheduled = False  # first: a PUBACK arriving from now on schedules another call
+        while self._puback_mids:
+            seq = self._in_flight.pop(self._puback_mids.popleft(), None)
+            if seq is None:
+                continue  # a status message
+            self.stats.published += 1
+            self._acked.append(seq)
         self._all_acked.set()
         self._wake_acks.set()
         self._wake_pump.set()
@@ -370,7 +375,12 @@ class MqttPublisher:
 
     # ------------------------------------------------------------------ paho callbacks (paho's thread)
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any) -> None:
-        self._call_in_loop(self._acknowledged, mid)
+        # One wake-up of the event loop per burst of PUBACKs, not one per message: while draining a
+        # backlog thousands arrive per second, and each call_soon_threadsafe costs a pipe write.
+        self._puback_mids.append(mid)
+        if not self._puback_scheduled:
+            self._puback_scheduled = True
+            self._call_in_loop(self._take_pubacks)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
         if reason.is_failure:
