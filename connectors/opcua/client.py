@@ -99,6 +99,7 @@ class OpcUaConnector:
         self._state = ConnectionState.CLOSED
         self._targets: list[_Target] = []
         self._server_max_nodes_per_read = 0
+        self._server_max_items_per_call = 0
         self._learned_max_nodes = 0  # set when the server refuses a Read as too large
         self.namespaces: tuple[str, ...] = ()
         """The server's namespace array as read at the last connect."""
@@ -232,11 +233,12 @@ class OpcUaConnector:
 
     async def _resolve(self, client: Client) -> None:
         """Read the namespace array and MaxNodesPerRead in one Read, then map every tag to a NodeId."""
-        namespace_array, max_nodes = await self._read_service(
+        namespace_array, max_nodes, max_items = await self._read_service(
             client,
             [
                 ua.NodeId(ua.Int32(ObjectIds.Server_NamespaceArray)),
                 ua.NodeId(ua.Int32(ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead)),
+                ua.NodeId(ua.Int32(ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)),
             ],
             ua.TimestampsToReturn.Neither,
             self._config.effective_connect_timeout,
@@ -246,9 +248,8 @@ class OpcUaConnector:
         if not status.is_good() or not isinstance(namespaces, list):
             raise ConnectError(self.machine_id, f"cannot read the server's namespace array ({status_name(status)})")
         self.namespaces = tuple(str(uri) for uri in namespaces)
-        limit = max_nodes.Value.Value if max_nodes.Value is not None else None
-        limit_ok = (max_nodes.StatusCode or ua.StatusCode()).is_good() and isinstance(limit, int)
-        self._server_max_nodes_per_read = limit if limit_ok and isinstance(limit, int) else 0
+        self._server_max_nodes_per_read = _limit(max_nodes)
+        self._server_max_items_per_call = _limit(max_items)
         targets = []
         for tag in self._config.tags:
             try:
@@ -366,7 +367,9 @@ class OpcUaConnector:
                     for handle, target in enumerate(self._targets)
                     if target.node_id is not None
                 ]
-                results = await subscription.create_monitored_items(requests) if requests else []
+                results = []
+                for chunk in chunked(requests, self._server_max_items_per_call):
+                    results.extend(await subscription.create_monitored_items(chunk))
         except TimeoutError as exc:
             raise ConnectError(self.machine_id, "no answer to CreateSubscription / CreateMonitoredItems") from exc
         except UaStatusCodeError as exc:
@@ -528,6 +531,13 @@ class _ChangeHandler:
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
         self._connector._on_status(status.Status)
+
+
+def _limit(data_value: ua.DataValue) -> int:
+    """An OperationLimits value: the number, or 0 (no limit) when the server has none."""
+    value = data_value.Value.Value if data_value.Value is not None else None
+    good = (data_value.StatusCode or ua.StatusCode()).is_good()
+    return value if good and isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _abort(client: Client) -> None:

@@ -68,6 +68,7 @@ class OpcUaTestDevice:
         self._server: Server | None = None
         self._node_ids: dict[str, ua.NodeId] = {}
         self.read_sizes: list[int] = []
+        self.monitored_item_calls: list[int] = []
         self.write_count = 0
         self.endpoint = ""
 
@@ -94,15 +95,19 @@ class OpcUaTestDevice:
         server.subscribe_server_callback(CallbackType.PreRead, self._on_read)
         if self._enforce_max_nodes:
             _refuse_large_reads(server, self._enforce_max_nodes)
+        _count_monitored_items(server, self)
         server.subscribe_server_callback(CallbackType.PreWrite, self._on_write)
         await server.start()
         self._server = server
         await self.reset()
         if self._max_nodes_per_read:
-            limit = ua.NodeId(ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead)
-            await server.write_attribute_value(
-                limit, ua.DataValue(ua.Variant(self._max_nodes_per_read, ua.VariantType.UInt32))
-            )
+            for limit in (
+                ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+                ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+            ):
+                await server.write_attribute_value(
+                    ua.NodeId(limit), ua.DataValue(ua.Variant(self._max_nodes_per_read, ua.VariantType.UInt32))
+                )
         assert server.bserver is not None
         self.endpoint = f"opc.tcp://127.0.0.1:{server.bserver.port}/test/"
         return self
@@ -121,6 +126,7 @@ class OpcUaTestDevice:
         for i, name in enumerate(COUNTER_NODES):
             await self.set(name, float(i))
         self.read_sizes.clear()
+        self.monitored_item_calls.clear()
         self.write_count = 0
 
     async def set(
@@ -159,3 +165,15 @@ def _refuse_large_reads(server: Server, limit: int) -> None:
         return original(params)
 
     service.read = limited_read  # type: ignore[method-assign]
+
+
+def _count_monitored_items(server: Server, device: OpcUaTestDevice) -> None:
+    """Record the size of every CreateMonitoredItems call (asyncua has no callback for it)."""
+    service = server.iserver.subscription_service
+    original = service.create_monitored_items
+
+    async def counting(params: ua.CreateMonitoredItemsParameters) -> Any:
+        device.monitored_item_calls.append(len(params.ItemsToCreate))
+        return await original(params)
+
+    service.create_monitored_items = counting  # type: ignore[method-assign]

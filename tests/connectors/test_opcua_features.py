@@ -159,7 +159,18 @@ async def test_subscription_reports_changes_in_order(device: OpcUaTestDevice) ->
         assert connector.dropped_samples == 0
     finally:
         await connector.close()
-    assert device.read_sizes == [2]  # only the namespace lookup: values came by subscription
+    assert device.read_sizes == [3]  # only the lookup of namespaces and limits: values came by subscription
+
+
+async def test_monitored_items_are_created_within_the_servers_limit(device: OpcUaTestDevice) -> None:
+    connector = OpcUaConnector(machine(device, COUNTER_NODES, mode="subscribe", interval="100ms"))
+    await connector.connect()
+    try:
+        assert device.monitored_item_calls == [4, 4, 2]  # MaxMonitoredItemsPerCall is 4 on this server
+        values = {s.tag: s.value for s in await changes(connector, 10)}
+        assert values == {name: float(i) for i, name in enumerate(COUNTER_NODES)}
+    finally:
+        await connector.close()
 
 
 async def test_subscription_queue_is_bounded(device: OpcUaTestDevice) -> None:
