@@ -7,7 +7,9 @@ itself) and redirects to the bare URL, so the token stays out of the address bar
 
 State-changing requests (acknowledge, inject) must be JSON and, when the browser says where
 they come from (``Origin``), come from this page: another site open in the same browser cannot
-ride on its cached basic-auth login to acknowledge an alert.
+ride on its cached basic-auth login to acknowledge an alert. Without a login, only requests
+addressed to a loopback name are answered, so another site cannot reach the page by pointing
+its own name at 127.0.0.1 (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
-from edge_agent.web.config import WebConfig
+from edge_agent.web.config import WebConfig, is_loopback
 
 COOKIE = "edge_agent_session"
 USER_KEY: web.RequestKey[str | None] = web.RequestKey("edge_agent_user", str | None)  # type: ignore[arg-type]
@@ -101,6 +103,7 @@ class Authenticator:
         @web.middleware
         async def login(request: web.Request, handler: Handler) -> web.StreamResponse:
             if not self.config.login_required:
+                check_loopback_host(request)
                 request[USER_KEY] = None
                 return await handler(request)
             url_token = request.query.get("token")
@@ -114,6 +117,21 @@ class Authenticator:
             return await handler(request)
 
         return login
+
+
+def check_loopback_host(request: web.Request) -> None:
+    """Without a login, answer only requests addressed to a loopback name (DNS rebinding guard).
+
+    A web site open in a browser on the line PC could point its own host name at 127.0.0.1 and
+    then read the page (and press its buttons) as if it were its own. Such requests carry that
+    site's name in ``Host``; requests from this computer carry ``localhost`` or a loopback IP.
+    """
+    host = urlsplit(f"//{request.host}").hostname or ""
+    if not is_loopback(host):
+        raise Forbidden(
+            f"this status page has no login and answers to loopback addresses only, not {host!r}. "
+            "Fix: open it as http://127.0.0.1:<port>/ or configure web.username/password (or web.token)"
+        )
 
 
 def check_same_origin(request: web.Request) -> None:

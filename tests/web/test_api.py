@@ -313,3 +313,20 @@ async def test_a_busy_port_is_a_clear_error(plant: Plant, start_server: StartSer
     with pytest.raises(OSError, match=rf"cannot listen on 127.0.0.1:{port} \(address already in use\)\. Fix: "):
         await second.start()
     await second.close()
+
+
+async def test_without_a_login_only_loopback_names_are_answered(
+    plant: Plant, start_server: StartServer, http: aiohttp.ClientSession
+) -> None:
+    # A site that points its own name at 127.0.0.1 (DNS rebinding) sends that name in Host.
+    open_page = await start_server()
+    for host in ("localhost", "127.0.0.1", "[::1]"):
+        async with http.get(open_page.url + "api/state", headers={"Host": f"{host}:8080"}) as response:
+            assert response.status == 200, host
+    async with http.get(open_page.url + "api/state", headers={"Host": "rebind.example:8080"}) as response:
+        assert response.status == 403
+        assert "answers to loopback addresses only" in (await response.json())["error"]
+    with_login = await start_server(username="shift", password="lead-pass")
+    headers = {"Host": "linepc.example:8080"} | basic("shift", "lead-pass")
+    async with http.get(with_login.url + "api/state", headers=headers) as response:
+        assert response.status == 200  # with a login, any name (a reverse proxy's) is fine
