@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from dataclasses import dataclass
 
 from edge_agent.backoff import Backoff
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 1000  # outbox entries per read
 MAX_POINTS = 5000  # points per write request
 CLOSE_GRACE_S = 1.5
+STORAGE_RETRY_S = 1.0  # after a failed read or delete of the outbox
 
 
 @dataclass
@@ -83,6 +85,7 @@ class InfluxSink:
         self._task: asyncio.Task[None] | None = None
         self._down = False
         self._rejected_logged = False
+        self._storage_error_logged = False
 
     @property
     def influx_ok(self) -> bool:
@@ -136,7 +139,12 @@ class InfluxSink:
             await self._wake.wait()
             self._wake.clear()
             while True:
-                entries = await self.outbox.read_after(0, READ_CHUNK, pin=True)
+                try:
+                    entries = await self.outbox.read_after(0, READ_CHUNK, pin=True)
+                except sqlite3.Error as exc:  # the disk failed under us: say so once, keep trying
+                    self._report_storage_error(exc)
+                    await asyncio.sleep(STORAGE_RETRY_S)
+                    continue
                 if not entries:
                     break
                 chunk: list[Entry] = []
@@ -157,7 +165,26 @@ class InfluxSink:
             await self._isolate(chunk, exc)
         else:
             self._count_written(chunk, len(lines))
-        await self.outbox.remove(entry.seq for entry in chunk)
+        while True:
+            try:
+                await self.outbox.remove(entry.seq for entry in chunk)
+            except sqlite3.Error as exc:
+                self._report_storage_error(exc)
+                await asyncio.sleep(STORAGE_RETRY_S)
+                continue
+            self._storage_error_logged = False
+            return
+
+    def _report_storage_error(self, exc: sqlite3.Error) -> None:
+        if not self._storage_error_logged:
+            self._storage_error_logged = True
+            log.error(
+                "InfluxDB sink: the outbox %s cannot be read or updated (%s); retrying every %.0f s. "
+                "Fix: check the disk",
+                self.outbox.path,
+                exc,
+                STORAGE_RETRY_S,
+            )
 
     async def _write_with_retry(self, lines: list[str]) -> None:
         """Return once written; ``RejectedPoints`` propagates; other failures are retried forever."""

@@ -379,7 +379,7 @@ class Outbox:
                     excess = self.stats.bytes + size - self.max_bytes
                     if excess > 0:
                         dropped = self._drop_oldest(db, excess)
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:  # disk full, I/O error, a file damaged while running: never raise
                 if not _is_disk_full(exc) or attempt == 1:
                     self._lose_new(samples, exc)
                     return None
@@ -398,7 +398,7 @@ class Outbox:
             return int(seq) if seq is not None else None
         return None  # pragma: no cover - the loop always returns
 
-    def _make_room_sync(self, exc: sqlite3.OperationalError) -> None:
+    def _make_room_sync(self, exc: sqlite3.Error) -> None:
         """Disk full: drop a tenth of what waits (at least one batch), oldest first, to make room."""
         db = self._require_db()
         target = max(1, int(self.stats.bytes * _DISK_FULL_DROP_FRACTION))
@@ -412,10 +412,17 @@ class Outbox:
             self._record_drop(dropped, f"the disk is full ({exc})")
 
     def _lose_new(self, samples: int, exc: sqlite3.Error) -> None:
-        """The new batch itself could not be stored: it is the one dropped, counted like the others."""
+        """The new batch itself could not be stored: it is the one dropped, counted like the others.
+
+        It was read, so it counts as appended too (``appended == delivered + dropped + waiting``).
+        On a full or failing disk the counters may not reach the file either; memory has them.
+        """
         self.stats.append_errors += 1
         with contextlib.suppress(sqlite3.Error), _transaction(self._require_db()) as db:
+            db.executemany(_ADD, [("appended_batches", 1), ("appended_samples", samples)])
             self._persist_counters(db, 1, samples)
+        self.stats.appended_batches += 1
+        self.stats.appended_samples += samples
         self._record_drop(_Dropped(1, samples, 0, removed_from_file=False), f"a batch could not be stored ({exc})")
 
     def _drop_oldest(self, db: sqlite3.Connection, excess: int) -> _Dropped | None:

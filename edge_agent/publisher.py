@@ -40,6 +40,7 @@ import contextlib
 import json
 import logging
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 500  # outbox entries read per query while draining
 ACK_FLUSH_S = 0.05  # acknowledged entries are deleted in batches at most this often
 STATUS_EVERY_S = 5.0  # the retained agent status (with the backlog) is refreshed this often while it changes
+STORAGE_RETRY_S = 1.0  # after a failed read or delete of the outbox
 CLOSE_GRACE_S = 1.0  # close() waits this long for PUBACKs, and again for the offline status (runtime allows 3 s)
 _PROBE_TIMEOUT_S = 5.0
 
@@ -121,6 +123,7 @@ class MqttPublisher:
         self._acked: list[int] = []
         self._puback_mids: collections.deque[int] = collections.deque()  # appended in paho's thread
         self._puback_scheduled = False
+        self._storage_error_logged = False
         self._machine_status: dict[str, bytes] = {}  # topic -> last retained payload
         self._wake_pump = asyncio.Event()
         self._wake_acks = asyncio.Event()
@@ -290,7 +293,13 @@ class MqttPublisher:
             self._wake_pump.clear()
             while self.connected and len(self._in_flight) < self.max_in_flight:
                 room = self.max_in_flight - len(self._in_flight)
-                entries = await self.outbox.read_after(self._handed_upto, min(room, READ_CHUNK), pin=True)
+                try:
+                    entries = await self.outbox.read_after(self._handed_upto, min(room, READ_CHUNK), pin=True)
+                except sqlite3.Error as exc:
+                    self._report_storage_error(exc)
+                    await asyncio.sleep(STORAGE_RETRY_S)
+                    continue
+                self._storage_error_logged = False
                 if not entries:
                     break
                 for entry in entries:
@@ -315,10 +324,30 @@ class MqttPublisher:
 
     async def _flush_acks(self) -> None:
         acked, self._acked = self._acked, []
-        if acked:
-            with contextlib.suppress(RuntimeError):  # outbox already closed
-                await self.outbox.remove(acked)
-            self._status_dirty.set()
+        if not acked:
+            return
+        try:
+            await self.outbox.remove(acked)
+        except RuntimeError:
+            return  # outbox already closed: the entries are sent again next start, harmlessly
+        except sqlite3.Error as exc:
+            # The disk failed under us: keep the acks and try again; until then they would only be re-sent.
+            self._acked = acked + self._acked
+            self._report_storage_error(exc)
+            await asyncio.sleep(STORAGE_RETRY_S)
+            self._wake_acks.set()
+            return
+        self._status_dirty.set()
+
+    def _report_storage_error(self, exc: sqlite3.Error) -> None:
+        if not self._storage_error_logged:
+            self._storage_error_logged = True
+            log.error(
+                "MQTT: the outbox %s cannot be read or updated (%s); retrying every %.0f s. Fix: check the disk",
+                self.outbox.path,
+                exc,
+                STORAGE_RETRY_S,
+            )
 
     async def _publish_status_periodically(self) -> None:
         """Keep the retained agent status (backlog, drops) current, at most every few seconds."""

@@ -225,6 +225,7 @@ async def test_disk_full_drops_oldest_and_keeps_accepting(tmp_path: Path, caplog
         assert box.stats.dropped_batches > 0
         assert box.stats.entries + box.stats.dropped_batches == 400
         assert box.stats.dropped_samples == 2 * box.stats.dropped_batches
+        assert box.stats.appended_samples == box.stats.samples + box.stats.dropped_samples, "every batch accounted"
         newest = await box.read_after(0, 1000)
         assert newest[-1].payload[0] == 399 % 256
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
