@@ -76,27 +76,20 @@ class Simulation:
         OPC UA server (issue 4); ``sim.opcua.certificate`` is then its certificate (DER).
         ``modbus_framing="rtu_over_tcp"`` serves RTU frames over TCP (a transparent serial gateway).
         """
-        if modbus_framing not in FRAMINGS:
-            raise SimulatorError(f"modbus_framing must be one of {FRAMINGS}, got {modbus_framing!r}")
-        if opcua_security not in SECURITY_MODES:
-            raise SimulatorError(f"opcua_security must be one of {SECURITY_MODES}, got {opcua_security!r}")
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
         if scenario is not None and machines is not None:
             raise SimulatorError("pass machines or a scenario, not both. Fix: list the machines in the scenario")
         if time_scale is None:
             time_scale = scenario.time_scale if scenario is not None else 1.0
-        if not (isinstance(update_interval, int | float) and math.isfinite(update_interval) and update_interval > 0):
-            raise SimulatorError(f"update_interval must be a positive number of seconds, got {update_interval!r}")
-        if not (math.isfinite(time_scale) and time_scale > 0):
-            raise SimulatorError(
-                f"time_scale must be positive (1 = real time, 60 = a minute per second), got {time_scale!r}"
-            )
-        for name, port in (("opcua_port", opcua_port), ("modbus_port", modbus_port)):
-            if port is not None and not 0 <= port <= 65535:
-                raise SimulatorError(
-                    f"{name}={port} is not a TCP port. Fix: 0 (any free port), 1-65535, or None to disable"
-                )
+        _check_arguments(
+            update_interval=update_interval,
+            time_scale=time_scale,
+            opcua_port=opcua_port,
+            modbus_port=modbus_port,
+            opcua_security=opcua_security,
+            modbus_framing=modbus_framing,
+        )
         self.scenario = scenario
         self.seed = scenario.seed if scenario is not None else seed
         self.update_interval = float(update_interval)
@@ -508,3 +501,30 @@ def _seconds(name: str, value: float | str | None) -> float | None:
         return parse_duration(value)
     except ValueError as exc:
         raise SimulatorError(f"{name}: {exc}") from None
+
+
+def _check_arguments(
+    *,
+    update_interval: float,
+    time_scale: float,
+    opcua_port: int | None,
+    modbus_port: int | None,
+    opcua_security: str,
+    modbus_framing: str,
+) -> None:
+    """Refuse bad constructor arguments with the fix, before anything is built."""
+    if modbus_framing not in FRAMINGS:
+        raise SimulatorError(f"modbus_framing must be one of {FRAMINGS}, got {modbus_framing!r}")
+    if opcua_security not in SECURITY_MODES:
+        raise SimulatorError(f"opcua_security must be one of {SECURITY_MODES}, got {opcua_security!r}")
+    if not (isinstance(update_interval, int | float) and math.isfinite(update_interval) and update_interval > 0):
+        raise SimulatorError(f"update_interval must be a positive number of seconds, got {update_interval!r}")
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise SimulatorError(
+            f"time_scale must be positive (1 = real time, 60 = a minute per second), got {time_scale!r}"
+        )
+    for name, port in (("opcua_port", opcua_port), ("modbus_port", modbus_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise SimulatorError(
+                f"{name}={port} is not a TCP port. Fix: 0 (any free port), 1-65535, or None to disable"
+            )

@@ -64,7 +64,7 @@ def test_progressions() -> None:
             1, "pump-1", "bearing_wear", 0.8, start_s=100.0, progression=progression, ramp_s=1000.0, end_s=2000.0
         )
 
-    sudden, linear, exponential = (make(p) for p in Progression)
+    sudden, linear, exponential = (make(p) for p in (Progression.SUDDEN, Progression.LINEAR, Progression.EXPONENTIAL))
     assert [sudden.intensity(t) for t in (99.0, 100.0, 600.0)] == [0.0, 0.8, 0.8]
     assert linear.intensity(600.0) == pytest.approx(0.4)
     assert exponential.intensity(600.0) == pytest.approx(0.8 * math.expm1(2) / math.expm1(4))
