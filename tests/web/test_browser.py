@@ -195,7 +195,8 @@ async def test_a_machine_that_goes_down_shows_why_and_comes_back(
 
 
 async def test_login_is_required_when_configured(plant: Plant, start_server: StartServer, new_page: Any) -> None:
-    server = await start_server(username="shift", password="lead-pass")
+    token = "kiosk-token-0123456789"
+    server = await start_server(username="shift", password="lead-pass", token=token)
     stranger: Watched = await new_page()
     # Chromium gives up on a basic-auth challenge it has no answer for: nothing of the page loads.
     with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
@@ -215,3 +216,13 @@ async def test_login_is_required_when_configured(plant: Plant, start_server: Sta
     await expect(user.page.locator("#link")).to_have_text("live", timeout=WAIT_MS)
     await expect(user.page.locator('[data-machine="pump-1"] .state')).to_have_text("up")
     assert user.errors == []
+
+    # A wall panel opens the token URL once; the cookie keeps it in, the token leaves the address bar.
+    kiosk: Watched = await new_page()
+    response = await kiosk.page.goto(f"{server.url}?token={token}")
+    assert response is not None
+    assert response.status == 200
+    assert kiosk.page.url == server.url
+    await expect(kiosk.page.locator("#link")).to_have_text("live", timeout=WAIT_MS)
+    await expect(kiosk.page.locator('[data-machine="press-1"] .state')).to_have_text("up")
+    assert kiosk.errors == []

@@ -268,6 +268,7 @@ async function loadHistory(id) {
 
 function renderMachines(state) {
   const holder = $("machines");
+  $("no-machines").hidden = state.machines.length > 0;
   const now = state.now;
   for (const machine of state.machines) {
     let entry = view.machines.get(machine.id);
