@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
 from connectors.modbus.client import ModbusConnector
 from connectors.opcua.client import OpcUaConnector
@@ -13,9 +15,25 @@ from edge_agent.samples import Quality
 from simulators import Simulation
 from tests.connectors.simconfig import modbus_machine, opcua_machine
 
+# One simulator for the module: every test clears the faults it injects.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-async def test_modbus_device_busy_marks_tags_bad_and_spares_other_units(modbus_sim: Simulation) -> None:
-    sim = modbus_sim
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_sim() -> AsyncIterator[Simulation]:
+    async with Simulation(seed=1, update_interval=0.1) as simulation:
+        yield simulation
+    assert simulation.write_count == 0, "a connector sent a write request to the simulator"
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def sim(shared_sim: Simulation) -> AsyncIterator[Simulation]:
+    shared_sim.clear_protocol_faults()
+    yield shared_sim
+    shared_sim.clear_protocol_faults()
+
+
+async def test_modbus_device_busy_marks_tags_bad_and_spares_other_units(sim: Simulation) -> None:
     first, second = sim.machine_ids[:2]
     busy = ModbusConnector(modbus_machine(sim, first))
     calm = ModbusConnector(modbus_machine(sim, second))
@@ -33,8 +51,7 @@ async def test_modbus_device_busy_marks_tags_bad_and_spares_other_units(modbus_s
         await calm.close()
 
 
-async def test_modbus_slow_device_and_dropped_connection(modbus_sim: Simulation) -> None:
-    sim = modbus_sim
+async def test_modbus_slow_device_and_dropped_connection(sim: Simulation) -> None:
     machine = sim.machine_ids[0]
     connector = ModbusConnector(modbus_machine(sim, machine, interval="500ms"))
     await connector.connect()
@@ -46,7 +63,7 @@ async def test_modbus_slow_device_and_dropped_connection(modbus_sim: Simulation)
         await connector.close()
         await connector.connect()
         assert (await connector.read()).good_count > 0
-        assert sim.drop_connections("modbus") == 1
+        assert sim.drop_connections("modbus") >= 1
         with pytest.raises(ConnectorError):
             async with asyncio.timeout(5):
                 await connector.read()
@@ -56,8 +73,7 @@ async def test_modbus_slow_device_and_dropped_connection(modbus_sim: Simulation)
         await connector.close()
 
 
-async def test_opcua_bad_status_stale_values_and_latency(opcua_sim: Simulation) -> None:
-    sim = opcua_sim
+async def test_opcua_bad_status_stale_values_and_latency(sim: Simulation) -> None:
     machine = sim.machine_ids[0]
     namespace = sim.opcua.namespace_uri
     extra = [{"name": "state", "node": f"nsu={namespace};s={machine}.state"}]
@@ -93,8 +109,7 @@ async def test_opcua_bad_status_stale_values_and_latency(opcua_sim: Simulation) 
         await impatient.close()
 
 
-async def test_opcua_dropped_connection_then_reconnect(opcua_sim: Simulation) -> None:
-    sim = opcua_sim
+async def test_opcua_dropped_connection_then_reconnect(sim: Simulation) -> None:
     machine = sim.machine_ids[0]
     connector = OpcUaConnector(opcua_machine(sim, machine))
     await connector.connect()
