@@ -18,6 +18,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -26,7 +29,10 @@ from aiohttp.typedefs import Middleware
 
 from edge_agent.web.config import WebConfig, is_loopback
 
+log = logging.getLogger(__name__)
+
 COOKIE = "edge_agent_session"
+REJECTED_WARNING_INTERVAL_S = 60.0
 USER_KEY: web.RequestKey[str | None] = web.RequestKey("edge_agent_user", str | None)  # type: ignore[arg-type]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,6 +74,9 @@ class Authenticator:
         self._cookie = (
             hmac.new(token.encode(), b"edge-agent status page", hashlib.sha256).hexdigest() if token else None
         )
+        self.rejected = 0
+        """Requests that carried a wrong credential (not the browser's first, empty-handed one)."""
+        self._last_warning = -math.inf
 
     @property
     def challenge(self) -> str:
@@ -90,12 +99,22 @@ class Authenticator:
         cookie = request.cookies.get(COOKIE)
         if cookie is not None and self._cookie is not None and _same(cookie, self._cookie):
             return "token"
+        if header or cookie is not None:
+            self._rejected(request)
         how = []
         if self.config.basic_auth:
             how.append("log in with the status page's username and password")
         if self._token is not None:
             how.append("send 'Authorization: Bearer <token>' or open /?token=<token> once")
         raise LoginRequired("login required: " + " or ".join(how), self.challenge)
+
+    def _rejected(self, request: web.Request) -> None:
+        """Count a wrong credential; warn at most once a minute (guessing makes many)."""
+        self.rejected += 1
+        now = time.monotonic()
+        if now - self._last_warning >= REJECTED_WARNING_INTERVAL_S:
+            self._last_warning = now
+            log.warning("status page: rejected a wrong login from %s (%d so far)", request.remote or "?", self.rejected)
 
     def middleware(self) -> Middleware:
         """An aiohttp middleware enforcing the login when credentials are configured."""
@@ -109,6 +128,7 @@ class Authenticator:
             url_token = request.query.get("token")
             if url_token is not None and self._token is not None and request.method == hdrs.METH_GET:
                 if not _same(url_token, self._token):
+                    self._rejected(request)
                     raise LoginRequired("login required: the token in the URL is wrong", self.challenge)
                 response = web.Response(status=303, headers={hdrs.LOCATION: request.path})
                 response.set_cookie(COOKIE, self._cookie or "", httponly=True, samesite="Strict", path="/")

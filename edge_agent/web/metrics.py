@@ -11,7 +11,7 @@ they never wait on a disk).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -43,6 +43,7 @@ class AgentCollector(Collector):
         self.history = history
         self.alerts = alerts
         self.sse_clients = 0
+        self.rejected_logins: Callable[[], int] = lambda: 0
 
     def collect(self) -> Iterator[Metric]:
         """One family per quantity, one sample per machine."""
@@ -54,6 +55,9 @@ class AgentCollector(Collector):
         memory = GaugeMetricFamily("edge_agent_history_bytes", "Bytes held by the trend ring buffers.")
         memory.add_metric([], self.history.memory_bytes)
         yield memory
+        rejected = CounterMetricFamily("edge_agent_web_rejected_logins", "Requests with a wrong credential.")
+        rejected.add_metric([], self.rejected_logins())
+        yield rejected
         clients = GaugeMetricFamily("edge_agent_web_event_streams", "Open status-page live-update streams.")
         clients.add_metric([], self.sse_clients)
         yield clients

@@ -154,6 +154,7 @@ class StatusServer:
         self.collector = AgentCollector(agent, history, alerts)
         self.metrics = Metrics(self.collector)
         self._auth = Authenticator(config)
+        self.collector.rejected_logins = lambda: self._auth.rejected
         self._assets: dict[str, bytes] = {}
         self._runner: web.AppRunner | None = None
         self._updates: _Updates | None = None

@@ -229,6 +229,7 @@ async def test_login_when_credentials_are_configured(plant: Plant, start_server:
             assert response.status == 401
         async with anonymous.get(server.url + "?token=wrong-token-wrong-token") as response:
             assert response.status == 401
+        assert server.collector.rejected_logins() == 2  # the wrong password and the wrong token
         async with anonymous.get(server.url + "api/state", headers={"Authorization": "Bearer " + token}) as response:
             assert response.status == 200
     async with aiohttp.ClientSession(
