@@ -89,10 +89,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(config.logging.level)
     if args.once:
         return _run_once(config)
+    from edge_agent.history import HistoryBuffer
     from edge_agent.runtime import Agent
+    from edge_agent.web import StatusServer
 
-    agent = Agent(config)
-    _run_until_signal(agent.run)
+    web = config.web if config.web is not None and config.web.enabled else None
+    history = HistoryBuffer()
+    agent = Agent(config, extra_sinks=[history] if web else [])
+
+    async def main(stop: asyncio.Event) -> None:
+        if web is None:
+            await agent.run(stop)
+            return
+        page = StatusServer(agent, history, web)
+        try:
+            await page.start()
+        except OSError as exc:
+            print(f"error: {args.config}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        try:
+            await agent.run(stop)
+        finally:
+            await page.close()
+
+    _run_until_signal(main)
     return 0
 
 
@@ -123,10 +143,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         host, _, port = args.mqtt.partition(":")
         mqtt = {"host": host or "127.0.0.1", "port": int(port or 1883)}
 
+    from edge_agent.web import WebConfig
+
+    web = None
+    if not args.no_web:
+        host, _, port = args.web.rpartition(":")
+        web = WebConfig(host=host or "127.0.0.1", port=int(port))
+
     async def main(stop: asyncio.Event) -> None:
         if args.duration:
             asyncio.get_running_loop().call_later(args.duration, stop.set)
-        await run_demo(stop, mqtt=mqtt, seed=args.seed)
+        await run_demo(stop, mqtt=mqtt, seed=args.seed, web=web)
 
     _run_until_signal(main)
     return 0
@@ -207,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=1, help="simulation seed (same seed, same machines)")
     demo.add_argument("--verbose", action="store_true", help="show the agent's log lines too")
+    demo.add_argument(
+        "--web",
+        metavar="[HOST:]PORT",
+        default="127.0.0.1:8080",
+        help="status page address (default 127.0.0.1:8080; a busy port falls back to any free one)",
+    )
+    demo.add_argument("--no-web", action="store_true", help="no status page")
     demo.set_defaults(func=cmd_demo)
 
     check = sub.add_parser("check-config", help="validate a config file without connecting to anything")

@@ -13,6 +13,7 @@ from pydantic import ByteSize, Field, SecretStr, model_validator
 from connectors import MachineConfig
 from connectors.base import MACHINE_ID_PATTERN, StrictModel
 from edge_agent.durations import Duration
+from edge_agent.web.config import WebConfig
 
 TOPIC_WORD = r"^[^/+#\s]+$"
 
@@ -124,6 +125,7 @@ class AgentConfig(StrictModel):
     ingest: IngestConfig = IngestConfig()
     outbox: OutboxConfig = OutboxConfig()
     logging: LoggingConfig = LoggingConfig()
+    web: WebConfig | None = None
 
     @model_validator(mode="after")
     def _outbox_target_is_configured(self) -> Self:

@@ -12,9 +12,12 @@ import logging
 from typing import Any
 
 from edge_agent.config import AgentConfig
+from edge_agent.history import HistoryBuffer
 from edge_agent.live_view import LiveView
 from edge_agent.runtime import Agent
+from edge_agent.web import StatusServer, WebConfig
 from simulators import Simulation
+from simulators.faults import FAULT_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,22 @@ def demo_config(sim: Simulation, mqtt: dict[str, Any] | None = None, *, use_opcu
     return AgentConfig.model_validate(data)
 
 
-async def run_demo(stop: asyncio.Event, mqtt: dict[str, Any] | None = None, seed: int = 1) -> None:
-    """Serve the simulated plant and run the agent against it until ``stop`` is set."""
+def machine_faults(sim: Simulation) -> dict[str, list[str]]:
+    """The machine faults (not sensor faults, which need a signal) each simulated machine can have."""
+    return {
+        machine: sorted(n for n, k in FAULT_KINDS.items() if not k.sensor and sim.plant.kind(machine) in k.kinds)
+        for machine in sim.machine_ids
+    }
+
+
+async def run_demo(
+    stop: asyncio.Event, mqtt: dict[str, Any] | None = None, seed: int = 1, web: WebConfig | None = None
+) -> None:
+    """Serve the simulated plant and run the agent against it until ``stop`` is set.
+
+    With ``web`` the status page runs too, with an "Inject fault" control: a student injects a
+    fault at full strength and watches the values (and the alerts) change.
+    """
     async with Simulation(seed=seed, opcua_port=0, modbus_port=0) as sim:
         config = demo_config(sim, mqtt)
         print(f"Simulated plant: OPC UA at {sim.opcua.endpoint}, Modbus TCP at 127.0.0.1:{sim.modbus.port}", flush=True)
@@ -74,7 +91,34 @@ async def run_demo(stop: asyncio.Event, mqtt: dict[str, Any] | None = None, seed
             + ". Press Ctrl+C to stop.",
             flush=True,
         )
-        agent = Agent(config, extra_sinks=[LiveView()])
-        await agent.run(stop)
+        history = HistoryBuffer()
+        agent = Agent(config, extra_sinks=[LiveView(), history])
+        if web is None or not web.enabled:
+            await agent.run(stop)
+        else:
+
+            async def inject(machine: str, fault: str) -> None:
+                sim.inject_fault(machine, fault, severity=1.0, progression="sudden")
+
+            page = StatusServer(agent, history, web, inject_fault=inject, fault_choices=machine_faults(sim))
+            try:
+                await page.start()
+            except OSError as exc:
+                if web.port == 0:
+                    raise
+                log.warning("demo: %s; using any free port instead", exc)
+                page = StatusServer(
+                    agent,
+                    history,
+                    web.model_copy(update={"port": 0}),
+                    inject_fault=inject,
+                    fault_choices=machine_faults(sim),
+                )
+                await page.start()
+            print(f"Status page: {page.url}", flush=True)
+            try:
+                await agent.run(stop)
+            finally:
+                await page.close()
         if sim.write_count:
             log.error("demo: the simulators saw %d write request(s); the agent must never write", sim.write_count)
