@@ -89,6 +89,7 @@ class _Machine:
     loaded: bool = False
     task: asyncio.Task[None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)  # worker thread vs. acknowledge
+    busy: bool = False  # rows taken off the queue and not yet fully processed
 
 
 def _safe_name(machine: str) -> str:
@@ -156,7 +157,7 @@ class AlertSink:
             m.wake.set()
 
     async def close(self) -> None:
-        """Stop the machine tasks (each finishes the rows it holds) and save alert state. Idempotent."""
+        """Stop the machine tasks; each finishes the rows it holds (alert state is saved on every change)."""
         if self._closed:
             return
         self._closed = True
@@ -181,7 +182,7 @@ class AlertSink:
     def idle(self, machine: str) -> bool:
         """True when every queued row of the machine has been processed (for tests and shutdown)."""
         m = self._machines.get(machine)
-        return m is None or (not m.rows and not m.wake.is_set())
+        return m is None or (not m.rows and not m.wake.is_set() and not m.busy)
 
     async def acknowledge(self, machine: str, by: str) -> bool:
         """Someone took the machine's open alert on; emits an ``acknowledged`` event. False if none."""
@@ -234,6 +235,7 @@ class AlertSink:
         while True:
             await m.wake.wait()
             m.wake.clear()
+            m.busy = True
             rows: list[Row] = []
             while m.rows:
                 rows.append(m.rows.popleft())
@@ -250,6 +252,7 @@ class AlertSink:
                     m.stats.error = repr(exc)
                     events = []
                 self._emit(m, events)
+            m.busy = False
             if self._closed and not m.rows:
                 return
 
