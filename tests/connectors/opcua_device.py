@@ -21,20 +21,20 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
 NAMESPACE = "urn:edge-agent:test-device"
-ONE_HOUR_AGO = datetime.now(UTC) - timedelta(hours=1)
+ONE_HOUR = timedelta(hours=1)
 
-# name: (value, variant type, status code, source timestamp or None for "now")
-NODES: dict[str, tuple[Any, ua.VariantType, int, datetime | None]] = {
-    "double": (1.5, ua.VariantType.Double, StatusCodes.Good, None),
-    "int": (-7, ua.VariantType.Int32, StatusCodes.Good, None),
-    "big": (2**63 + 5, ua.VariantType.UInt64, StatusCodes.Good, None),
-    "flag": (True, ua.VariantType.Boolean, StatusCodes.Good, None),
-    "text": ("hello", ua.VariantType.String, StatusCodes.Good, None),
-    "label": (ua.LocalizedText("Running", "en"), ua.VariantType.LocalizedText, StatusCodes.Good, None),
-    "array": ([1.0, 2.0, 3.0], ua.VariantType.Double, StatusCodes.Good, None),
-    "uncertain": (4.5, ua.VariantType.Double, StatusCodes.UncertainLastUsableValue, None),
-    "broken": (0.0, ua.VariantType.Double, StatusCodes.BadSensorFailure, None),
-    "old": (9.0, ua.VariantType.Double, StatusCodes.Good, ONE_HOUR_AGO),
+# name: (value, variant type, status code, age of the source timestamp at each reset)
+NODES: dict[str, tuple[Any, ua.VariantType, int, timedelta]] = {
+    "double": (1.5, ua.VariantType.Double, StatusCodes.Good, timedelta(0)),
+    "int": (-7, ua.VariantType.Int32, StatusCodes.Good, timedelta(0)),
+    "big": (2**63 + 5, ua.VariantType.UInt64, StatusCodes.Good, timedelta(0)),
+    "flag": (True, ua.VariantType.Boolean, StatusCodes.Good, timedelta(0)),
+    "text": ("hello", ua.VariantType.String, StatusCodes.Good, timedelta(0)),
+    "label": (ua.LocalizedText("Running", "en"), ua.VariantType.LocalizedText, StatusCodes.Good, timedelta(0)),
+    "array": ([1.0, 2.0, 3.0], ua.VariantType.Double, StatusCodes.Good, timedelta(0)),
+    "uncertain": (4.5, ua.VariantType.Double, StatusCodes.UncertainLastUsableValue, timedelta(0)),
+    "broken": (0.0, ua.VariantType.Double, StatusCodes.BadSensorFailure, timedelta(0)),
+    "old": (9.0, ua.VariantType.Double, StatusCodes.Good, ONE_HOUR),
 }
 COUNTER_NODES = [f"n{i}" for i in range(10)]
 
@@ -121,8 +121,9 @@ class OpcUaTestDevice:
 
     async def reset(self) -> None:
         """Every value as at start, and the request counters at zero."""
-        for name, (value, vtype, status, when) in NODES.items():
-            await self.set(name, value, vtype, status, when)
+        now = datetime.now(UTC)
+        for name, (value, vtype, status, age) in NODES.items():
+            await self.set(name, value, vtype, status, now - age)
         for i, name in enumerate(COUNTER_NODES):
             await self.set(name, float(i))
         self.read_sizes.clear()
