@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if web is None:
             await agent.run(stop)
             return
-        page = StatusServer(agent, history, web)
+        page = StatusServer(agent, history, web, alerts=agent.alert_board if agent.alerts else None)
         try:
             await page.start()
         except OSError as exc:
@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check config, machines, broker and InfluxDB; print fixes")
     doctor.add_argument("config")
     doctor.set_defaults(func=cmd_doctor)
+
+    from models.cli import register as register_model_commands
+
+    register_model_commands(sub)
 
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", required=True)

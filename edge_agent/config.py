@@ -12,6 +12,7 @@ from pydantic import ByteSize, Field, SecretStr, model_validator
 
 from connectors import MachineConfig
 from connectors.base import MACHINE_ID_PATTERN, StrictModel
+from edge_agent.alerts.config import AlertsConfig
 from edge_agent.durations import Duration
 from edge_agent.web.config import WebConfig
 
@@ -126,6 +127,7 @@ class AgentConfig(StrictModel):
     outbox: OutboxConfig = OutboxConfig()
     logging: LoggingConfig = LoggingConfig()
     web: WebConfig | None = None
+    alerts: AlertsConfig | None = None
 
     @model_validator(mode="after")
     def _outbox_target_is_configured(self) -> Self:

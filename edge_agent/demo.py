@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from typing import Any
 
 from edge_agent.config import AgentConfig
@@ -23,11 +24,32 @@ log = logging.getLogger(__name__)
 
 DEMO_INTERVAL = "1s"
 
+DEMO_ALERTS: dict[str, Any] = {
+    "window": "20s",
+    "hop": "5s",
+    "learn_after": "150s",
+    "cooldown": "30s",
+    "state": {"signal": "state_code", "codes": {"0": "off", "1": "idle", "2": "running", "3": "setup"}},
+}
+"""Alert settings of the demo: a normal learned in 2.5 minutes, a fault shown within about a minute.
 
-def demo_config(sim: Simulation, mqtt: dict[str, Any] | None = None, *, use_opcua: bool = True) -> AgentConfig:
+A plant would learn over a day or more (the default ``learn_after`` is 24 h); a student should
+not have to wait that long to see the first alert.
+"""
+
+
+def demo_config(
+    sim: Simulation,
+    mqtt: dict[str, Any] | None = None,
+    *,
+    use_opcua: bool = True,
+    alerts: dict[str, Any] | None = None,
+) -> AgentConfig:
     """An agent config reading the first machine over OPC UA and the others over Modbus.
 
-    ``use_opcua=False`` reads every machine over Modbus (for a simulation without OPC UA).
+    Every machine also reports its operating state (``state_code``), so a model never learns or
+    alerts on a stopped machine. ``use_opcua=False`` reads every machine over Modbus (for a
+    simulation without OPC UA); ``alerts`` adds an ``alerts:`` section.
     """
     machines: list[dict[str, Any]] = []
     for index, machine_id in enumerate(sim.machine_ids):
@@ -41,7 +63,7 @@ def demo_config(sim: Simulation, mqtt: dict[str, Any] | None = None, *, use_opcu
                     "interval": DEMO_INTERVAL,
                     "tags": [
                         {"name": name, "node": f"nsu={sim.opcua.namespace_uri};s={machine_id}.{name}", "unit": unit}
-                        for name, unit in signals
+                        for name, unit in [*signals, ("state_code", "")]
                     ],
                 }
             )
@@ -55,14 +77,19 @@ def demo_config(sim: Simulation, mqtt: dict[str, Any] | None = None, *, use_opcu
                     "unit_id": sim.modbus.unit_id(machine_id),
                     "interval": DEMO_INTERVAL,
                     "tags": [
-                        {"name": name, "table": "input", "address": 2 * i, "type": "float32", "unit": unit}
-                        for i, (name, unit) in enumerate(signals)
+                        *(
+                            {"name": name, "table": "input", "address": 2 * i, "type": "float32", "unit": unit}
+                            for i, (name, unit) in enumerate(signals)
+                        ),
+                        {"name": "state_code", "table": "holding", "address": 102, "type": "uint16"},
                     ],
                 }
             )
     data: dict[str, Any] = {"site": {"name": "demo", "area": "lab", "line": "line-1"}, "machines": machines}
     if mqtt is not None:
         data["mqtt"] = mqtt
+    if alerts is not None:
+        data["alerts"] = alerts
     return AgentConfig.model_validate(data)
 
 
@@ -74,51 +101,72 @@ def machine_faults(sim: Simulation) -> dict[str, list[str]]:
     }
 
 
+CLEAR_FAULTS = "(clear faults)"
+
+
 async def run_demo(
     stop: asyncio.Event, mqtt: dict[str, Any] | None = None, seed: int = 1, web: WebConfig | None = None
 ) -> None:
     """Serve the simulated plant and run the agent against it until ``stop`` is set.
 
-    With ``web`` the status page runs too, with an "Inject fault" control: a student injects a
-    fault at full strength and watches the values (and the alerts) change.
+    The alert engine runs with ``DEMO_ALERTS`` and a model folder that lives only as long as
+    the demo. With ``web`` the status page runs too, with an "Inject fault" control: a student
+    injects a fault at full strength, watches the values change and the alert appear, then
+    picks "(clear faults)" and sees the alert clear.
     """
-    async with Simulation(seed=seed, opcua_port=0, modbus_port=0) as sim:
-        config = demo_config(sim, mqtt)
-        print(f"Simulated plant: OPC UA at {sim.opcua.endpoint}, Modbus TCP at 127.0.0.1:{sim.modbus.port}", flush=True)
-        print(
-            f"Polling {', '.join(m.id for m in config.machines)} every {DEMO_INTERVAL}"
-            + (f"; publishing to MQTT {config.mqtt.host}:{config.mqtt.port}" if config.mqtt else "")
-            + ". Press Ctrl+C to stop.",
-            flush=True,
-        )
-        history = HistoryBuffer()
-        agent = Agent(config, extra_sinks=[LiveView(), history])
-        if web is None or not web.enabled:
-            await agent.run(stop)
-        else:
-
-            async def inject(machine: str, fault: str) -> None:
-                sim.inject_fault(machine, fault, severity=1.0, progression="sudden")
-
-            page = StatusServer(agent, history, web, inject_fault=inject, fault_choices=machine_faults(sim))
-            try:
-                await page.start()
-            except OSError as exc:
-                if web.port == 0:
-                    raise
-                log.warning("demo: %s; using any free port instead", exc)
-                page = StatusServer(
-                    agent,
-                    history,
-                    web.model_copy(update={"port": 0}),
-                    inject_fault=inject,
-                    fault_choices=machine_faults(sim),
-                )
-                await page.start()
-            print(f"Status page: {page.url}", flush=True)
-            try:
+    with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as models_dir:
+        async with Simulation(seed=seed, opcua_port=0, modbus_port=0) as sim:
+            config = demo_config(sim, mqtt, alerts={**DEMO_ALERTS, "data_dir": models_dir})
+            print(
+                f"Simulated plant: OPC UA at {sim.opcua.endpoint}, Modbus TCP at 127.0.0.1:{sim.modbus.port}",
+                flush=True,
+            )
+            print(
+                f"Polling {', '.join(m.id for m in config.machines)} every {DEMO_INTERVAL}"
+                + (f"; publishing to MQTT {config.mqtt.host}:{config.mqtt.port}" if config.mqtt else "")
+                + f". Learning each machine's normal for {DEMO_ALERTS['learn_after']}, then alerts are on."
+                + " Press Ctrl+C to stop.",
+                flush=True,
+            )
+            history = HistoryBuffer()
+            agent = Agent(config, extra_sinks=[LiveView(), history])
+            if web is None or not web.enabled:
                 await agent.run(stop)
-            finally:
-                await page.close()
-        if sim.write_count:
-            log.error("demo: the simulators saw %d write request(s); the agent must never write", sim.write_count)
+            else:
+                await _run_with_page(sim, agent, history, web, stop)
+            if sim.write_count:
+                log.error("demo: the simulators saw %d write request(s); the agent must never write", sim.write_count)
+
+
+async def _run_with_page(
+    sim: Simulation, agent: Agent, history: HistoryBuffer, web: WebConfig, stop: asyncio.Event
+) -> None:
+    """The agent plus its status page; a busy port falls back to any free one."""
+
+    async def inject(machine: str, fault: str) -> None:
+        if fault == CLEAR_FAULTS:
+            sim.clear_fault(machine)
+        else:
+            sim.inject_fault(machine, fault, severity=1.0, progression="sudden")
+
+    choices = {machine: [CLEAR_FAULTS, *faults] for machine, faults in machine_faults(sim).items()}
+
+    def page_on(settings: WebConfig) -> StatusServer:
+        return StatusServer(
+            agent, history, settings, alerts=agent.alert_board, inject_fault=inject, fault_choices=choices
+        )
+
+    page = page_on(web)
+    try:
+        await page.start()
+    except OSError as exc:
+        if web.port == 0:
+            raise
+        log.warning("demo: %s; using any free port instead", exc)
+        page = page_on(web.model_copy(update={"port": 0}))
+        await page.start()
+    print(f"Status page: {page.url}", flush=True)
+    try:
+        await agent.run(stop)
+    finally:
+        await page.close()

@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from connectors import MachineConfig
 from edge_agent.config import AgentConfig, InfluxConfig, MqttConfig
 from edge_agent.errors import ConnectorError, SinkError
+from edge_agent.poller import connect_limit
 from edge_agent.samples import Quality
 
 ROUND_TRIP_TIMEOUT = 10.0
@@ -48,7 +49,7 @@ async def check_machine(machine: MachineConfig) -> Check:
     timeout = max(machine.effective_timeout, 5.0)
     started = time.monotonic()
     try:
-        await asyncio.wait_for(connector.connect(), timeout=timeout)
+        await asyncio.wait_for(connector.connect(), timeout=connect_limit(machine))
         batch = await asyncio.wait_for(connector.read(), timeout=timeout)
     except (ConnectorError, TimeoutError) as exc:
         reason = str(exc) or "no answer within the timeout"

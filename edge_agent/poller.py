@@ -63,7 +63,7 @@ class MachinePoller:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(self.connector.connect(), timeout=max(self.machine.effective_timeout, 5.0))
+                    await asyncio.wait_for(self.connector.connect(), timeout=connect_limit(self.machine))
                     self._mark_up()
                     await self._poll_until_failure()
                 except (ConnectorError, TimeoutError) as exc:
@@ -145,6 +145,16 @@ class MachinePoller:
     def _tell_sinks(self, state: str, reason: str | None) -> None:
         for sink in self.sinks:
             sink.machine_state_changed(self.origin, state, reason)
+
+
+def connect_limit(machine: MachineConfig) -> float:
+    """How long a connect may take before the poller gives up: the connector's own limit, at least 5 s.
+
+    Connecting (an OPC UA session handshake, say) takes longer than one poll, so the poll
+    timeout alone would fail every connect of a fast-polled machine.
+    """
+    configured = getattr(machine, "connect_timeout", None)
+    return max(machine.effective_timeout, 5.0, float(configured) if configured else 0.0) + 1.0
 
 
 def _cancel_requested() -> bool:

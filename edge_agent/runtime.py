@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from connectors import MachineConfig
+from edge_agent.alerts import AlertSink
 from edge_agent.config import AgentConfig
 from edge_agent.errors import ConnectorError
 from edge_agent.influx_sink import InfluxSink
 from edge_agent.payloads import Origin
-from edge_agent.poller import MachinePoller
+from edge_agent.poller import MachinePoller, connect_limit
 from edge_agent.publisher import MqttPublisher
 from edge_agent.samples import Batch
 from edge_agent.sinks import Sink
+from edge_agent.web.alerts import AlertBoard
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,13 @@ class Agent:
         elif config.mqtt is not None:
             self.publisher = MqttPublisher(config.mqtt, config.site.name, outbox=config.outbox)
             self.sinks.append(self.publisher)
+        self.alert_board = AlertBoard()
+        self.alerts: AlertSink | None = None
+        self._alert_sends: set[asyncio.Task[None]] = set()
+        if config.alerts is not None and config.alerts.enabled:
+            self.alerts = AlertSink(config.alerts, on_alert=self._on_alert)
+            self.alert_board.engine_acknowledge = self.alerts.acknowledge
+            self.sinks.append(self.alerts)
         self.pollers = [
             MachinePoller(machine, origin_of(config, machine), self.sinks)
             for machine in config.machines
@@ -70,6 +81,17 @@ class Agent:
         finally:
             stop_waiter.cancel()
             await self._shutdown(list(tasks))
+
+    def _on_alert(self, origin: Origin, event: dict[str, Any]) -> None:
+        """An alert was raised, escalated, acknowledged or cleared: show it and send it (durably)."""
+        self.alert_board.record(event)
+        level = logging.WARNING if event.get("event") in ("raised", "escalated") else logging.INFO
+        log.log(level, "alert %s on %s: %s", event.get("event"), origin.machine, event.get("summary"))
+        if self.publisher is not None:
+            payload = json.dumps(event, allow_nan=False).encode()
+            task = asyncio.create_task(self.publisher.submit_message(origin, "alerts", payload), name="alert:send")
+            self._alert_sends.add(task)
+            task.add_done_callback(self._alert_sends.discard)
 
     def _spawn(self, poller: MachinePoller) -> asyncio.Task[None]:
         return asyncio.create_task(poller.run(), name=f"poll:{poller.machine.id}")
@@ -97,7 +119,7 @@ async def poll_once(config: AgentConfig) -> list[tuple[MachineConfig, Batch | st
     async def one(machine: MachineConfig) -> tuple[MachineConfig, Batch | str]:
         connector = machine.build_connector()
         try:
-            await asyncio.wait_for(connector.connect(), timeout=max(machine.effective_timeout, 5.0))
+            await asyncio.wait_for(connector.connect(), timeout=connect_limit(machine))
             return machine, await asyncio.wait_for(connector.read(), timeout=machine.effective_timeout)
         except ConnectorError as exc:
             return machine, str(exc)

@@ -129,6 +129,10 @@ class Plant:
             for machine in self.sim.machine_ids
         }
 
+    def tags(self, machine: str) -> list[str]:
+        """The tags the agent reads from a machine, in config order."""
+        return [tag.name for tag in self.agent.config.machine(machine).tags]
+
     def polls(self) -> dict[str, int]:
         return {p.machine.id: p.stats.polls for p in self.agent.pollers}
 

@@ -102,7 +102,7 @@ async def test_page_shows_both_machines_with_live_values_and_fetches_nothing_fro
     for machine_id in plant.sim.machine_ids:
         card = page.locator(f'[data-machine="{machine_id}"]')
         await expect(card.locator(".state")).to_have_text("up")
-        await expect(card.locator("tr[data-tag]")).to_have_count(len(plant.sim.signals(machine_id)))
+        await expect(card.locator("tr[data-tag]")).to_have_count(len(plant.tags(machine_id)))
     flow = cell(page, "pump-1", "flow")
     await expect(flow).to_have_text(re.compile(r"^\d+\.\d+$"))
     first = await flow.text_content()

@@ -58,10 +58,11 @@ async def test_poll_counters_move_between_scrapes(plant: Plant, start_server: St
         assert second[machine("edge_agent_last_poll_timestamp_seconds", machine_id)] > 1.7e9
     # pump-1 is read over OPC UA (one Read call), press-1 over Modbus (one joined register read)
     assert second[machine("edge_agent_requests_per_cycle", "pump-1")] == 1
-    assert second[machine("edge_agent_requests_per_cycle", "press-1")] == 1
+    # press-1: one read of the input registers, one of the state code in holding register 102
+    assert second[machine("edge_agent_requests_per_cycle", "press-1")] == 2
     assert second[("process_resident_memory_bytes", ())] > 10e6
     assert second[("process_cpu_seconds_total", ())] > 0
-    assert second[("edge_agent_history_series", ())] == 9  # 5 pump signals + 4 press signals
+    assert second[("edge_agent_history_series", ())] == sum(len(plant.tags(m)) for m in ("pump-1", "press-1"))
     assert not [name for name, _ in second if name.startswith(("edge_agent_delivery", "edge_agent_outbox"))]
 
 
