@@ -219,3 +219,28 @@ def test_json_schema_accepts_the_example_and_catches_a_typo(tmp_path: Path) -> N
     example["machines"][0]["intervall"] = "1s"
     with pytest.raises(jsonschema.ValidationError, match="intervall"):
         jsonschema.validate(example, schema)
+
+
+def test_commented_sections_of_the_example_are_valid_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optional sections are shown commented out; uncommented, they must validate as they stand."""
+    from edge_agent.config import AgentConfig
+
+    monkeypatch.setenv("EDGE_WEB_PASSWORD", "example-password")
+    monkeypatch.setenv("EDGE_WEB_TOKEN", "example-token-of-16-chars")
+    text = (ROOT / "config.example.yaml").read_text()
+    sections = [key for key in AgentConfig.model_fields if f"\n# {key}:\n" in text]
+    assert {"ingest", "outbox", "web", "alerts", "logging"} <= set(sections)
+    uncommented = []
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("# ") and line[2:].rstrip(":") in sections:
+            inside = True
+        elif not line.startswith("#"):
+            inside = False
+        if inside and line.startswith("# ") and not line.startswith("#   #"):
+            uncommented.append(line[2:])
+        else:
+            uncommented.append(line)
+    config = parse_config("\n".join(uncommented), "config.example.yaml (uncommented)")
+    assert config.web is not None
+    assert config.alerts is not None
