@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import ByteSize, Field, SecretStr, model_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator, model_validator
 
 from connectors import MachineConfig
 from connectors.base import MACHINE_ID_PATTERN, StrictModel
@@ -98,7 +98,7 @@ class OutboxConfig(StrictModel):
         description="SQLite file. Default: $STATE_DIRECTORY or ~/.local/state/edge-agent, outbox-<client id>.sqlite.",
     )
     max_bytes: ByteSize = Field(
-        default=ByteSize(256 * 1024 * 1024), gt=0, description="Payload bytes kept; beyond, the oldest are dropped."
+        default=ByteSize(256 * 1024 * 1024), description="Payload bytes kept; beyond, the oldest are dropped."
     )
     max_age: Duration = Field(default=7 * 86400.0, description="Batches older than this are dropped; 0 = no limit.")
     synchronous: Literal["normal", "full"] = Field(
@@ -108,6 +108,13 @@ class OutboxConfig(StrictModel):
     deliver_to: Literal["mqtt", "influxdb"] = Field(
         default="mqtt", description="influxdb: write straight to the influxdb section, no broker (single box)."
     )
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _room_for_a_batch(cls, value: ByteSize) -> ByteSize:
+        if value < 4096:
+            raise ValueError(f"{value} bytes cannot hold a batch. Fix: at least 4KiB; a few hundred MiB is usual")
+        return value
 
 
 class LoggingConfig(StrictModel):

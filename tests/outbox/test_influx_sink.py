@@ -98,3 +98,15 @@ async def test_agent_writes_straight_to_influxdb_when_told(influxdb1: InfluxDB1,
 def test_direct_influxdb_needs_the_influxdb_section() -> None:
     with pytest.raises(ValueError, match=r"outbox\.deliver_to is influxdb but there is no influxdb section"):
         AgentConfig.model_validate({"outbox": {"deliver_to": "influxdb"}})
+
+
+def test_outbox_keys_parse_sizes_and_durations_and_refuse_a_useless_bound() -> None:
+    from edge_agent.errors import ConfigError
+    from edge_agent.loader import parse_config
+
+    config = parse_config("outbox:\n  max_bytes: 64MiB\n  max_age: 2d\n  synchronous: full\n", "plant.yaml")
+    assert (config.outbox.max_bytes, config.outbox.max_age, config.outbox.synchronous) == (64 * 2**20, 172800.0, "full")
+    with pytest.raises(ConfigError) as info:
+        parse_config("outbox:\n  max_bytes: 10\n", "plant.yaml")
+    assert "outbox.max_bytes" in info.value.problems[0]
+    assert "Fix:" in info.value.problems[0]
