@@ -1,7 +1,11 @@
-"""``edge-sim``: serve the simulated plant, describe it, record it, list its faults.
+"""``edge-sim``: serve the simulated plant, describe it, record it, list its faults, inject faults.
 
-    edge-sim run [--opcua-port 4840] [--modbus-port 5020] [--host 127.0.0.1] [--seed N]
-                 [--machines pump-1 press-1] [--scenario S] [--time-scale X] [--interval 0.1]
+    edge-sim run [--opcua-port 4840] [--modbus-port 5020] [--control-port 5021] [--host 127.0.0.1]
+                 [--seed N] [--machines pump-1 press-1] [--scenario S] [--time-scale X] [--interval 0.1]
+    edge-sim inject MACHINE FAULT [--severity 1] [--progression sudden] [--signal SIG] [--control HOST:PORT]
+    edge-sim inject MACHINE --clear [FAULT]
+    edge-sim inject MACHINE KIND --protocol modbus|opcua [--code C] [--latency 500ms] [--offset -1h]
+    edge-sim inject MACHINE --clear --protocol modbus|opcua
     edge-sim describe [--json] [--machines pump-1 press-1 | --scenario S]
     edge-sim record [--scenario S | --seed N --machines ...] --duration 7d --out data.csv [--step 1s]
     edge-sim faults
@@ -23,9 +27,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from simulators.control import CONTROL_HOST, DEFAULT_CONTROL_PORT, ControlServer, parse_address, request
 from simulators.durations import parse_duration
 from simulators.errors import SimulatorError
-from simulators.faults import FAULT_KINDS, Fault
+from simulators.faults import FAULT_KINDS, Fault, Progression
 from simulators.modbus_server import FRAMINGS
 from simulators.opcua_security import SECURITY_MODES
 from simulators.register_map import PlantDescription, describe
@@ -52,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="serve the simulated plant until Ctrl+C / SIGTERM")
     run.add_argument("--opcua-port", type=_port, default=4840, help="OPC UA port, 0 = any free, 'off' = no server")
     run.add_argument("--modbus-port", type=_port, default=5020, help="Modbus TCP port, 0 = any free, 'off' = no server")
+    run.add_argument(
+        "--control-port",
+        type=_port,
+        default=DEFAULT_CONTROL_PORT,
+        help="port of the fault-injection control for edge-sim inject (always 127.0.0.1), 0 = any free, 'off'",
+    )
     run.add_argument("--host", default="127.0.0.1", help="address both servers bind (0.0.0.0 for the LAN)")
     run.add_argument("--seed", type=int, default=1, help="random seed; same seed, same values (scenario: its own)")
     run.add_argument("--interval", type=float, default=0.1, help="seconds between plant updates")
@@ -90,9 +101,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("faults", help="list the fault library: names, machines, signals affected")
 
+    inject = commands.add_parser(
+        "inject",
+        help="inject or clear a fault in a running edge-sim run (from another terminal)",
+        description="Inject or clear a fault in a running `edge-sim run` on this computer, through its control port.",
+    )
+    inject.add_argument("machine", help="machine id, e.g. pump-1")
+    inject.add_argument("fault", nargs="?", help="fault name (edge-sim faults), or the protocol fault kind")
+    inject.add_argument("--severity", type=float, default=1.0, help="0-1, default 1 (full strength)")
+    inject.add_argument(
+        "--progression", choices=[p.value for p in Progression], default=None, help="default: the fault's own"
+    )
+    inject.add_argument("--signal", default=None, help="the signal of a sensor fault (sensor_drift, ...)")
+    inject.add_argument("--clear", action="store_true", help="end FAULT (or every fault) on the machine now")
+    inject.add_argument(
+        "--protocol", choices=["opcua", "modbus"], default=None, help="a protocol fault (the wire, not the machine)"
+    )
+    inject.add_argument("--code", default=None, help="protocol fault: exception or status code")
+    inject.add_argument("--latency", default=None, help="protocol fault latency, e.g. 500ms")
+    inject.add_argument("--offset", default=None, help="protocol fault clock_offset, e.g. -1h")
+    inject.add_argument("--probability", type=float, default=1.0, help="protocol fault: chance per request")
+    inject.add_argument(
+        "--control",
+        type=_address,
+        default=(CONTROL_HOST, DEFAULT_CONTROL_PORT),
+        metavar="HOST:PORT",
+        help=f"where edge-sim run listens for control (default {CONTROL_HOST}:{DEFAULT_CONTROL_PORT})",
+    )
+
     check = commands.add_parser("check", help="check scenario files without running them")
     check.add_argument("scenarios", nargs="+", help="scenario YAML files")
     return parser
+
+
+def _address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text)
+    except SimulatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _user(text: str) -> tuple[str, str]:
@@ -188,6 +234,10 @@ async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
                 f"security {sim.opcua.security}{users})",
                 flush=True,
             )
+        control = ControlServer(sim, args.control_port) if args.control_port is not None else None
+        if control is not None:
+            await control.start()
+            print(f"Control {CONTROL_HOST}:{control.port}  (edge-sim inject MACHINE FAULT; loopback only)", flush=True)
         if args.modbus_port is not None:
             units = ", ".join(f"{m}={sim.modbus.unit_id(m)}" for m in sim.machine_ids)
             framing = "" if sim.modbus.framing == "tcp" else f"  framing {sim.modbus.framing}"
@@ -197,6 +247,8 @@ async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
         try:
             await stop.wait()
         finally:
+            if control is not None:
+                await control.close()
             if shower is not None:
                 shower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -264,6 +316,48 @@ def _faults(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _inject(args: argparse.Namespace) -> int:
+    """One request to the control port of a running ``edge-sim run``."""
+    message: dict[str, object]
+    if args.protocol is not None:
+        if args.clear:
+            message = {"op": "clear_protocol", "protocol": args.protocol, "machine": args.machine}
+        elif args.fault is None:
+            raise SimulatorError(
+                "name the protocol fault kind. Fix: e.g. edge-sim inject pump-1 stale --protocol modbus"
+            )
+        else:
+            message = {
+                "op": "protocol",
+                "protocol": args.protocol,
+                "kind": args.fault,
+                "machine": args.machine,
+                "code": args.code,
+                "latency": args.latency,
+                "offset": args.offset,
+                "probability": args.probability,
+            }
+    elif args.clear:
+        message = {"op": "clear", "machine": args.machine, "fault": args.fault}
+    elif args.fault is None:
+        raise SimulatorError(
+            "name the fault to inject, or pass --clear. "
+            "Fix: e.g. edge-sim inject pump-1 bearing_wear (edge-sim faults lists them)"
+        )
+    else:
+        message = {
+            "op": "inject",
+            "machine": args.machine,
+            "fault": args.fault,
+            "severity": args.severity,
+            "progression": args.progression,
+            "signal": args.signal,
+        }
+    host, port = args.control
+    print(request(host, port, message))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.scenario is not None:
         args.scenario = load_scenario(args.scenario)  # checked (and read) before the loop starts
@@ -299,7 +393,14 @@ def _check(args: argparse.Namespace) -> int:
     return 2 if bad else 0
 
 
-COMMANDS = {"run": _run, "describe": _describe, "record": _record, "faults": _faults, "check": _check}
+COMMANDS = {
+    "run": _run,
+    "describe": _describe,
+    "record": _record,
+    "faults": _faults,
+    "check": _check,
+    "inject": _inject,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
