@@ -38,6 +38,8 @@ from simulators.scenario import Scenario, load_scenario, parse_scenario
 from simulators.simulation import Simulation
 from simulators.truth import timeline, write_timeline
 
+_EVERY_FAULT = "*"  # `--clear` without a fault name
+
 
 def _port(text: str) -> int | None:
     """A port number; 'off' disables that server, 0 picks a free one."""
@@ -113,7 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--progression", choices=[p.value for p in Progression], default=None, help="default: the fault's own"
     )
     inject.add_argument("--signal", default=None, help="the signal of a sensor fault (sensor_drift, ...)")
-    inject.add_argument("--clear", action="store_true", help="end FAULT (or every fault) on the machine now")
+    inject.add_argument(
+        "--clear",
+        nargs="?",
+        const=_EVERY_FAULT,
+        default=None,
+        metavar="FAULT",
+        help="end FAULT (or every fault) on the machine now",
+    )
     inject.add_argument(
         "--protocol", choices=["opcua", "modbus"], default=None, help="a protocol fault (the wire, not the machine)"
     )
@@ -319,8 +328,12 @@ def _faults(_args: argparse.Namespace) -> int:
 def _inject(args: argparse.Namespace) -> int:
     """One request to the control port of a running ``edge-sim run``."""
     message: dict[str, object]
+    if args.clear is not None and args.clear != _EVERY_FAULT:
+        if args.fault is not None:
+            raise SimulatorError("name the fault once: edge-sim inject pump-1 --clear bearing_wear")
+        args.fault = args.clear
     if args.protocol is not None:
-        if args.clear:
+        if args.clear is not None:
             message = {"op": "clear_protocol", "protocol": args.protocol, "machine": args.machine}
         elif args.fault is None:
             raise SimulatorError(
@@ -337,7 +350,7 @@ def _inject(args: argparse.Namespace) -> int:
                 "offset": args.offset,
                 "probability": args.probability,
             }
-    elif args.clear:
+    elif args.clear is not None:
         message = {"op": "clear", "machine": args.machine, "fault": args.fault}
     elif args.fault is None:
         raise SimulatorError(
