@@ -18,8 +18,10 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -107,6 +109,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def main() -> None:
     logging.basicConfig(level=logging.ERROR)
+    os.environ["STATE_DIRECTORY"] = tempfile.mkdtemp(prefix="bench-pipeline-")  # a fresh outbox
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(

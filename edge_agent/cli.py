@@ -95,7 +95,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     web = config.web if config.web is not None and config.web.enabled else None
     history = HistoryBuffer()
-    agent = Agent(config, extra_sinks=[history] if web else [])
+    try:
+        agent = Agent(config, extra_sinks=[history] if web else [])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     async def main(stop: asyncio.Event) -> None:
         if web is None:
@@ -112,7 +116,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             await page.close()
 
-    _run_until_signal(main)
+    try:
+        _run_until_signal(main)
+    except ConfigError as exc:  # e.g. an outbox file another agent holds, found at start
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

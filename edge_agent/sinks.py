@@ -13,7 +13,7 @@ from edge_agent.samples import Batch
 
 
 class Sink(Protocol):
-    """A destination for batches (MQTT publisher, terminal view, later the outbox)."""
+    """A destination for batches: MQTT publisher or InfluxDB sink (both via the outbox), alerts, history, terminal."""
 
     name: str
 
