@@ -184,7 +184,9 @@ def test_check_config_cli_accepts_the_example() -> None:
 
 
 @pytest.mark.parametrize("command", ["check-config", "run"])
-def test_bad_config_exits_2_names_the_file_and_changes_nothing(tmp_path: Path, command: str) -> None:
+def test_bad_config_exits_2_names_the_file_and_changes_nothing(
+    tmp_path: Path, command: str, own_state_directory: Path
+) -> None:
     bad = tmp_path / "plant.yaml"
     bad.write_text(GOOD_MODBUS.replace("address: 0", "address: 70000"))
     before = bad.read_bytes()
@@ -195,6 +197,7 @@ def test_bad_config_exits_2_names_the_file_and_changes_nothing(tmp_path: Path, c
     assert "Traceback" not in result.stderr
     assert bad.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plant.yaml"]
+    assert list(own_state_directory.iterdir()) == [], "no outbox or model file was created"
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
