@@ -1,0 +1,117 @@
+"""Simulator benchmark: CPU of one simulator process serving many machines, and `record` speed.
+
+Prints, in one run:
+  * serving: one ``Simulation`` with ``--machines`` machines (all five kinds, round robin)
+    updating every 100 ms (10 Hz) on both OPC UA and Modbus, while a client reads every value of
+    every machine over Modbus once a second. The client runs in a child process, so
+    ``time.process_time`` of this process (all its threads) is the simulator's CPU alone;
+  * record: ``edge-sim record`` of 7 simulated days of one pump at 1 Hz (no servers), wall time.
+
+Targets from the issue: serving ≤ 50 % of one core for 20 machines at 10 Hz; record ≤ 30 s.
+The simulated machines have 4 to 6 signals each (plus state and parts counter), not 50 tags, so the
+served tag count is printed with the result.
+
+Run: .venv/bin/python bench/simulators.py [--machines 20] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from simulators import Simulation  # noqa: E402
+
+KINDS = ["pump", "press", "cnc", "conveyor", "compressor"]
+
+CLIENT = """
+import sys, time
+from pymodbus.client import ModbusTcpClient
+port, units, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+client = ModbusTcpClient("127.0.0.1", port=port)
+client.connect()
+reads = 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    started = time.monotonic()
+    for unit in range(1, units + 1):
+        client.read_input_registers(0, count=12, device_id=unit)
+        client.read_holding_registers(100, count=3, device_id=unit)
+        reads += 2
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+client.close()
+print(reads)
+"""
+
+
+async def serving(machines: int, seconds: float) -> None:
+    ids = {f"m{index:02d}": KINDS[index % len(KINDS)] for index in range(machines)}
+    async with Simulation(seed=1, machines=ids, update_interval=0.1) as sim:
+        tags = sum(len(sim.signals(m)) + 2 for m in sim.machine_ids)
+        await sim.wait_updates(5)
+        client = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            CLIENT,
+            str(sim.modbus.port),
+            str(machines),
+            str(seconds),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        cpu_before, wall_before, updates_before = time.process_time(), time.monotonic(), sim.update_count
+        out, _ = await client.communicate()
+        cpu = time.process_time() - cpu_before
+        wall = time.monotonic() - wall_before
+        rate = (sim.update_count - updates_before) / wall
+        print(
+            f"serving   {machines} machines, {tags} tags, OPC UA + Modbus, {rate:.1f} updates/s: "
+            f"{cpu / wall:.0%} of one core  (target <= 50 %; client made {out.decode().strip()} reads)"
+        )
+        print(f"writes seen: {sim.write_count}")
+
+
+def record() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "week.csv"
+        started = time.monotonic()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "simulators",
+                "record",
+                "--scenario",
+                str(ROOT / "simulators/scenarios/pump_bearing_week.yaml"),
+                "--duration",
+                "7d",
+                "--out",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        elapsed = time.monotonic() - started
+        rows = sum(1 for _ in out.open()) - 1
+        print(f"record    7 days of one pump at 1 Hz: {rows} rows in {elapsed:.1f} s  (target <= 30 s)")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--machines", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    asyncio.run(serving(args.machines, args.seconds))
+    record()
+
+
+if __name__ == "__main__":
+    main()
