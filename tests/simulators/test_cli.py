@@ -51,7 +51,18 @@ SCENARIO = Path(__file__).parents[2] / "simulators" / "scenarios" / "demo_plant.
 async def test_run_prints_endpoints_and_stops_on_sigterm(extra: list[str], units: str, tmp_path: Path) -> None:
     truth = tmp_path / "truth.json"
     cert = tmp_path / "server.der"
-    command = ["-m", "simulators.cli", "run", "--modbus-port", "0", "--truth", str(truth), *extra]
+    command = [
+        "-m",
+        "simulators.cli",
+        "run",
+        "--modbus-port",
+        "0",
+        "--control-port",
+        "0",
+        "--truth",
+        str(truth),
+        *extra,
+    ]
     command += ["--opcua-cert-out", str(cert)]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
