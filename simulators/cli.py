@@ -33,7 +33,7 @@ from simulators.errors import SimulatorError
 from simulators.faults import FAULT_KINDS, Fault, Progression
 from simulators.modbus_server import FRAMINGS
 from simulators.opcua_security import SECURITY_MODES
-from simulators.register_map import PlantDescription, describe
+from simulators.register_map import BYTE_ORDERS, PlantDescription, describe
 from simulators.scenario import Scenario, load_scenario, parse_scenario
 from simulators.simulation import Simulation
 from simulators.truth import timeline, write_timeline
@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="admit only these OPC UA users (repeatable; visible in the process list: test setups only)",
     )
     run.add_argument("--modbus-framing", choices=FRAMINGS, default="tcp", help="tcp, or RTU frames over TCP")
+    run.add_argument(
+        "--modbus-byte-order",
+        choices=BYTE_ORDERS,
+        default="ABCD",
+        help="byte order of the float32 input registers (ABCD big-endian; CDAB swaps the words)",
+    )
     run.add_argument("--opcua-cert-out", default=None, help="write the server certificate (DER) here for clients")
 
     desc = commands.add_parser("describe", help="print node ids and the Modbus register map")
@@ -233,6 +239,7 @@ async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
         opcua_security=args.opcua_security,
         opcua_users=dict(args.opcua_user) if args.opcua_user else None,
         modbus_framing=args.modbus_framing,
+        modbus_byte_order=args.modbus_byte_order,
     ) as sim:
         if args.opcua_cert_out is not None and args.opcua_port is not None and sim.opcua.certificate is not None:
             await asyncio.to_thread(Path(args.opcua_cert_out).write_bytes, sim.opcua.certificate)

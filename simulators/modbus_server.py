@@ -29,7 +29,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.errors import UnknownMachineError
 from simulators.plant import Reading, status_values
-from simulators.register_map import HOLDING_SIZE, float32_round, holding_image, input_image
+from simulators.register_map import BYTE_ORDERS, HOLDING_SIZE, float32_round, holding_image, input_image
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,13 @@ class ModbusSimServer:
         seed: int = 1,
         *,
         framing: Framing = "tcp",
+        byte_order: str = "ABCD",
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+        if byte_order not in BYTE_ORDERS:
+            raise ValueError(f"byte_order must be one of {BYTE_ORDERS}, got {byte_order!r}")
+        self.byte_order = byte_order
         self.host = host
         self.framing: Framing = framing
         self._rng = random.Random(f"modbus-faults-{seed}")
@@ -167,7 +171,7 @@ class ModbusSimServer:
             unit = self._units[machine_id]
             if not self.faults[unit].stale:
                 values = list(reading.values.values())
-                self._input[unit] = input_image(values)
+                self._input[unit] = input_image(values, self.byte_order)
                 self._holding[unit] = holding_image(values, reading.parts_count, reading.state)
                 served[machine_id] = {name: float32_round(v) for name, v in reading.values.items()}
                 served[machine_id].update(status_values(reading))

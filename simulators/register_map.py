@@ -43,10 +43,20 @@ def float32_round(value: float) -> float:
     return result
 
 
-def float32_words(value: float) -> tuple[int, int]:
-    """Two registers holding ``value`` as float32, high word first (ABCD)."""
-    hi, lo = struct.unpack(">HH", struct.pack(">f", float32_round(value)))
-    return hi, lo
+BYTE_ORDERS = ("ABCD", "DCBA", "BADC", "CDAB")
+"""How the four bytes of a float32 are laid out over two registers; PLC vendors use all four."""
+
+
+def float32_words(value: float, byte_order: str = "ABCD") -> tuple[int, int]:
+    """Two registers holding ``value`` as float32 in ``byte_order`` (ABCD: big-endian, high word first).
+
+    The letters name the big-endian bytes A (most significant) to D in the order they travel:
+    CDAB swaps the words, BADC swaps the bytes in each word, DCBA reverses all four.
+    """
+    a, b, c, d = struct.pack(">f", float32_round(value))
+    by_letter = {"A": a, "B": b, "C": c, "D": d}
+    ordered = bytes(by_letter[letter] for letter in byte_order)
+    return (ordered[0] << 8) | ordered[1], (ordered[2] << 8) | ordered[3]
 
 
 def int16_word(value: float, scale: int = HOLDING_SCALE) -> int:
@@ -63,11 +73,11 @@ def uint32_words(value: int) -> tuple[int, int]:
     return value >> 16, value & 0xFFFF
 
 
-def input_image(values: list[float]) -> list[int]:
-    """The input-register table of one machine: float32 ABCD per signal, in order."""
+def input_image(values: list[float], byte_order: str = "ABCD") -> list[int]:
+    """The input-register table of one machine: float32 per signal (ABCD unless told), in order."""
     words: list[int] = []
     for value in values:
-        words.extend(float32_words(value))
+        words.extend(float32_words(value, byte_order))
     return words
 
 

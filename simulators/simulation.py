@@ -41,7 +41,7 @@ from simulators.protocol_faults import (
     apply_opcua_fault,
     checked_code,
 )
-from simulators.register_map import PlantDescription, describe
+from simulators.register_map import BYTE_ORDERS, PlantDescription, describe
 from simulators.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class Simulation:
         opcua_security: SecurityMode = "None",
         opcua_users: Mapping[str, str] | None = None,
         modbus_framing: Framing = "tcp",
+        modbus_byte_order: str = "ABCD",
     ) -> None:
         """See the module docstring. ``scenario`` (a checked ``Scenario`` or a YAML path) supplies
         the machines, seed, modes, faults and default ``time_scale``; do not pass ``machines`` too.
@@ -75,6 +76,8 @@ class Simulation:
         ``opcua_security="Basic256Sha256"`` and ``opcua_users={"name": "password"}`` secure the
         OPC UA server (issue 4); ``sim.opcua.certificate`` is then its certificate (DER).
         ``modbus_framing="rtu_over_tcp"`` serves RTU frames over TCP (a transparent serial gateway).
+        ``modbus_byte_order`` lays the input registers' float32 values out as ABCD (default),
+        CDAB, BADC or DCBA, as PLCs of different vendors do.
         """
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
@@ -90,6 +93,11 @@ class Simulation:
             opcua_security=opcua_security,
             modbus_framing=modbus_framing,
         )
+        if modbus_byte_order not in BYTE_ORDERS:
+            raise SimulatorError(
+                f"modbus_byte_order must be one of {BYTE_ORDERS}, got {modbus_byte_order!r}. "
+                "Fix: use ABCD for big-endian"
+            )
         self.scenario = scenario
         self.seed = scenario.seed if scenario is not None else seed
         self.update_interval = float(update_interval)
@@ -117,6 +125,7 @@ class Simulation:
                 [(m, len(self.plant.signals(m))) for m in self.plant.machine_ids],
                 self.seed,
                 framing=modbus_framing,
+                byte_order=modbus_byte_order,
             )
             if modbus_port is not None
             else None
