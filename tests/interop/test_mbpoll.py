@@ -181,3 +181,18 @@ async def test_protocol_errors_reach_a_third_party_client(mbpoll: str, sim: Simu
     assert done.returncode != 0, done.explain()
     assert "Illegal data address" in done.stderr, done.explain()
     assert sim.write_count == writes + 1
+
+
+async def test_cdab_word_order_reads_with_mbpoll_default(mbpoll: str) -> None:
+    """``modbus_byte_order="CDAB"`` (low word first) is what mbpoll decodes without ``-B``."""
+    async with Simulation(
+        seed=1, machines=["pump-1"], update_interval=0.1, opcua_port=None, modbus_port=0, modbus_byte_order="CDAB"
+    ) as sim:
+        async with asyncio.timeout(5):
+            await sim.wait_updates(2)
+        names = [name for name, _ in sim.signals("pump-1")]
+        since = latest_ns(sim, "pump-1")
+        done = await poll(mbpoll, sim, "pump-1", "-t", "3:float", "-r", "0", "-c", str(len(names)))
+        shown = registers(done)
+        read = {name: shown[2 * i] for i, name in enumerate(names)}
+        matching_update(read, updates_since(sim, "pump-1", since), lambda _n, v, s: f"{v:g}" == s, done)
