@@ -7,9 +7,10 @@ faults). The servers serve these readings; ``edge-sim record`` writes them to CS
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from simulators.errors import UnknownMachineError
+from simulators.errors import SimulatorError, UnknownMachineError
 from simulators.faults import Fault, FaultBook
 from simulators.physics import MachineModel, MachineState, build_machine
 from simulators.physics.registry import MachinesArg, resolve_machines
@@ -25,6 +26,9 @@ class Reading:
     state: MachineState
     parts_count: int
 
+
+MAX_EXTRA_TAGS = 90
+"""Auxiliary tags per machine at most: the holding map's int16 copies end below address 100."""
 
 STATUS_SIGNALS = ("state_code", "parts_count")
 """Status values recorded in ``served()`` next to the signals (as floats; exact below 2**53)."""
@@ -66,8 +70,13 @@ class LoadWindow:
 class Plant:
     """The machines of a simulation, built from a seed, stepped on one simulated clock."""
 
-    def __init__(self, seed: int = 1, machines: MachinesArg = None) -> None:
+    def __init__(self, seed: int = 1, machines: MachinesArg = None, extra_tags: int = 0) -> None:
+        if not 0 <= extra_tags <= MAX_EXTRA_TAGS:
+            raise SimulatorError(
+                f"extra_tags must be 0 to {MAX_EXTRA_TAGS} (the Modbus map has room for 100 signals), got {extra_tags}"
+            )
         self.seed = seed
+        self.extra_tags = extra_tags
         self.machines: dict[str, MachineModel] = {
             mid: build_machine(mid, kind, seed) for mid, kind in resolve_machines(machines)
         }
@@ -77,7 +86,9 @@ class Plant:
         self.shifts: ShiftCalendar | None = None
         self.time_s = 0.0
         self.steps = 0
-        self._measured: dict[str, dict[str, float]] = {mid: m.values for mid, m in self.machines.items()}
+        self._measured: dict[str, dict[str, float]] = {
+            mid: {**m.values, **self._aux_values(index, 0.0)} for index, (mid, m) in enumerate(self.machines.items())
+        }
 
     @property
     def machine_ids(self) -> list[str]:
@@ -97,7 +108,24 @@ class Plant:
 
     def signals(self, machine_id: str) -> list[tuple[str, str]]:
         """(signal name, unit) of one machine in register-map order."""
-        return [(s.name, s.unit) for s in self.machine(machine_id).signal_specs]
+        return [(s.name, s.unit) for s in self.machine(machine_id).signal_specs] + [
+            (name, "") for name in self.aux_names()
+        ]
+
+    def aux_names(self) -> list[str]:
+        """Names of the auxiliary tags every machine carries (``extra_tags``): aux_01, aux_02, ..."""
+        return [f"aux_{k:02d}" for k in range(1, self.extra_tags + 1)]
+
+    def _aux_values(self, machine_index: int, t: float) -> dict[str, float]:
+        """Auxiliary tags for load tests: slow sines, each its own period and phase, no physics.
+
+        They stand for the setpoints, counters and spare sensors a real PLC exposes next to the
+        signals that matter, so a benchmark can serve 50 tags a machine.
+        """
+        return {
+            name: round(50.0 + 10.0 * math.sin(t / (30.0 + 7.0 * k) + machine_index + k), 3)
+            for k, name in enumerate(self.aux_names(), start=1)
+        }
 
     def readings(self) -> dict[str, Reading]:
         """The current reading of every machine (before the first step: the initial values)."""
@@ -109,11 +137,13 @@ class Plant:
     def step(self, dt: float) -> dict[str, Reading]:
         """Advance every machine by ``dt`` simulated seconds and return the new readings."""
         t = self.time_s + dt
-        for mid, model in self.machines.items():
+        for index, (mid, model) in enumerate(self.machines.items()):
             self._apply_modes(mid, model, t)
             model.modifiers = self.faults.modifiers(mid, model.kind, t)
             raw = model.step(dt)
             self._measured[mid] = self.faults.apply_sensors(mid, raw, t)
+            if self.extra_tags:
+                self._measured[mid].update(self._aux_values(index, t))
         self.time_s = t
         self.steps += 1
         return self.readings()

@@ -69,6 +69,7 @@ class Simulation:
         opcua_users: Mapping[str, str] | None = None,
         modbus_framing: Framing = "tcp",
         modbus_byte_order: str = "ABCD",
+        extra_tags: int = 0,
     ) -> None:
         """See the module docstring. ``scenario`` (a checked ``Scenario`` or a YAML path) supplies
         the machines, seed, modes, faults and default ``time_scale``; do not pass ``machines`` too.
@@ -77,7 +78,8 @@ class Simulation:
         OPC UA server (issue 4); ``sim.opcua.certificate`` is then its certificate (DER).
         ``modbus_framing="rtu_over_tcp"`` serves RTU frames over TCP (a transparent serial gateway).
         ``modbus_byte_order`` lays the input registers' float32 values out as ABCD (default),
-        CDAB, BADC or DCBA, as PLCs of different vendors do.
+        CDAB, BADC or DCBA, as PLCs of different vendors do. ``extra_tags=N`` gives every machine
+        N auxiliary tags (``aux_01``...: slow sines, no physics) after its signals, for load tests.
         """
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
@@ -103,7 +105,7 @@ class Simulation:
         self.update_interval = float(update_interval)
         self.time_scale = float(time_scale)
         self.host = host
-        self.plant = scenario.build_plant() if scenario is not None else Plant(seed, machines)
+        self.plant = scenario.build_plant() if scenario is not None else Plant(seed, machines, extra_tags)
         self.history = ServedHistory(history_depth)
         self._opcua = (
             OpcUaSimServer(
@@ -144,6 +146,8 @@ class Simulation:
             texts[machine_id] = f"simulated {model.kind} ({type(model).__name__})"
             for spec in model.signal_specs:
                 texts[f"{machine_id}.{spec.name}"] = f"{spec.description} [{spec.unit}]"
+            for name in self.plant.aux_names():
+                texts[f"{machine_id}.{name}"] = "auxiliary tag for load tests (a slow sine, no physics)"
         return texts
 
     # -- lifecycle -----------------------------------------------------------------------------
