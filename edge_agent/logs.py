@@ -2,7 +2,8 @@
 
 - On a terminal: human lines, the level coloured (``NO_COLOR`` or ``TERM=dumb`` switches colour off).
 - Piped or redirected: the same lines without colour.
-- Under systemd (``JOURNAL_STREAM`` or ``INVOCATION_ID`` set) or when asked: JSON lines, one object
+- Under systemd (``JOURNAL_STREAM`` or ``INVOCATION_ID`` set) or when asked (``json_format=True``, or
+  ``EDGE_AGENT_LOG_FORMAT=json``, e.g. in a container whose logs go to Loki): JSON lines, one object
   per record with ``time``, ``level``, ``logger``, ``message``, ``exception`` when there is one,
   and every ``extra=`` field of the call, so ``journalctl -u edge-agent -o cat | jq`` works.
 
@@ -16,8 +17,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, get_args
 
 __all__ = ["ColourFormatter", "JsonFormatter", "choose_format", "setup_logging"]
 
@@ -40,6 +42,9 @@ _COLOURS = {
 _RESET = "\x1b[0m"
 
 Format = Literal["json", "colour", "plain"]
+
+# Overrides the automatic choice when set to one of the formats (json_format= still wins).
+FORMAT_VARIABLE = "EDGE_AGENT_LOG_FORMAT"
 
 
 class JsonFormatter(logging.Formatter):
@@ -80,19 +85,25 @@ class ColourFormatter(logging.Formatter):
             record.levelname = original
 
 
-def under_systemd(environ: dict[str, str] | os._Environ[str] | None = None) -> bool:
+def under_systemd(environ: Mapping[str, str] | None = None) -> bool:
     """True when systemd started this process (its stdout/stderr go to the journal)."""
     env = os.environ if environ is None else environ
     return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
 
 
 def choose_format(
-    stream: TextIO, *, json_format: bool | None = None, environ: dict[str, str] | os._Environ[str] | None = None
+    stream: TextIO, *, json_format: bool | None = None, environ: Mapping[str, str] | None = None
 ) -> Format:
     """``json`` when asked or under systemd, ``colour`` on a terminal, else ``plain``."""
     env = os.environ if environ is None else environ
-    if json_format is True or (json_format is None and under_systemd(env)):
+    if json_format is True:
         return "json"
+    if json_format is None:
+        wanted = env.get(FORMAT_VARIABLE, "").strip().lower().replace("color", "colour")
+        if wanted in get_args(Format):
+            return wanted  # type: ignore[return-value]
+        if under_systemd(env):
+            return "json"
     if env.get("NO_COLOR") or env.get("TERM") == "dumb":
         return "plain"
     isatty = getattr(stream, "isatty", None)

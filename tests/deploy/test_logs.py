@@ -20,7 +20,7 @@ class Tty(io.StringIO):
 @pytest.fixture(autouse=True)
 def clean_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Give each test a root logger of its own and an environment without systemd's variables."""
-    for name in ("JOURNAL_STREAM", "INVOCATION_ID", "NO_COLOR", "TERM"):
+    for name in ("JOURNAL_STREAM", "INVOCATION_ID", "NO_COLOR", "TERM", "EDGE_AGENT_LOG_FORMAT"):
         monkeypatch.delenv(name, raising=False)
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
@@ -103,3 +103,18 @@ def test_level_and_noisy_libraries() -> None:
     assert logging.getLogger("asyncua").level == logging.ERROR
     setup_logging("DEBUG", stream=io.StringIO())
     assert logging.getLogger("asyncua").level == logging.INFO
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("json", "json"), ("PLAIN", "plain"), ("color", "colour"), ("", "plain")]
+)
+def test_format_variable(monkeypatch: pytest.MonkeyPatch, value: str, expected: str) -> None:
+    monkeypatch.setenv("EDGE_AGENT_LOG_FORMAT", value)
+    assert choose_format(io.StringIO()) == expected
+
+
+def test_format_variable_overrides_systemd_but_not_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INVOCATION_ID", "abc")
+    monkeypatch.setenv("EDGE_AGENT_LOG_FORMAT", "plain")
+    assert choose_format(io.StringIO()) == "plain"
+    assert choose_format(io.StringIO(), json_format=True) == "json"
