@@ -267,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_model_commands(sub)
 
+    from edge_agent.discover import register as register_discover_commands
+
+    register_discover_commands(sub)
+
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     schema = config_sub.add_parser("schema", help="write the config's JSON Schema (for editor completion)")

@@ -12,19 +12,21 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors import MachineConfig
 from edge_agent.alerts import AlertSink
 from edge_agent.config import AgentConfig
 from edge_agent.errors import ConnectorError
-from edge_agent.influx_sink import InfluxSink
 from edge_agent.payloads import Origin
 from edge_agent.poller import MachinePoller, connect_limit
 from edge_agent.publisher import MqttPublisher
 from edge_agent.samples import Batch
 from edge_agent.sinks import Sink
 from edge_agent.web.alerts import AlertBoard
+
+if TYPE_CHECKING:
+    from edge_agent.influx_sink import InfluxSink
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,10 @@ class Agent:
         self.config = config
         self.sinks: list[Sink] = list(extra_sinks)
         self.publisher: MqttPublisher | None = None
-        self.influx_sink: InfluxSink | None = None
+        self.influx_sink: InfluxSink | None = None  # imported only when used: influxdb-client costs ~25 MB
         if config.outbox.deliver_to == "influxdb" and config.influxdb is not None:
+            from edge_agent.influx_sink import InfluxSink
+
             self.influx_sink = InfluxSink(config.influxdb, config.site.name, config.outbox)
             self.sinks.append(self.influx_sink)
         elif config.mqtt is not None:
