@@ -35,16 +35,10 @@ examples:
 
 
 def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    for noisy in ("asyncua", "pymodbus", "aiohttp"):
-        # Their warnings are about their own internals (session timeouts granted, the
-        # simulator's lack of encryption); the agent reports what matters in its own words.
-        logging.getLogger(noisy).setLevel(logging.ERROR if level != "DEBUG" else logging.INFO)
+    """Coloured lines on a terminal, plain when piped, JSON under systemd (see edge_agent/logs.py)."""
+    from edge_agent.logs import setup_logging
+
+    setup_logging(level)
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
