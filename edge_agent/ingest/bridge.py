@@ -27,6 +27,11 @@ never acked on the new one: the broker redelivers it, and that copy is written (
 and acked. Every bridge needs its own ``ingest.client_id``: two clients with one id take the
 session from each other in turn (the bridge detects this and says so).
 
+Up to two batches are written at once (``writes_in_flight``): the consumer parses the next batch
+while InfluxDB stores the current one, and each write acks its messages only after the write
+before it has acked, so the order of acks is that of arrival. A write that keeps failing holds back
+every ack behind it; the receive window then fills and the broker keeps the rest.
+
 Threads: paho runs its network loop in its own thread; callbacks only hand messages over to the
 event loop with ``call_soon_threadsafe``. Everything else runs in the event loop.
 """
@@ -40,6 +45,7 @@ import random
 import re
 import ssl
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +60,7 @@ from edge_agent.config import AgentConfig, IngestConfig, MqttConfig
 from edge_agent.errors import ConfigError, PayloadError
 from edge_agent.ingest.lineproto import check_line_protocol
 from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
-from edge_agent.payloads import decode_json, to_line_protocol
+from edge_agent.payloads import json_to_line_protocol
 
 __all__ = ["IngestBridge", "IngestStats", "backoff_delay", "parse_payload", "run_ingest", "telemetry_subscription"]
 
@@ -126,13 +132,19 @@ def problem_kind(message: str) -> str:
     return kind[:120]
 
 
+def _reap(flushes: deque[asyncio.Task[bool]]) -> None:
+    """Drop the finished writes at the head of ``flushes``; an exception in one (a bug) is raised."""
+    while flushes and flushes[0].done():
+        flushes.popleft().result()
+
+
 def parse_payload(payload: bytes) -> list[str]:
     """The line-protocol points of one MQTT payload: JSON schema 1 if it starts with ``{``, else line protocol.
 
     Raises ``PayloadError`` saying what is wrong.
     """
     if payload.lstrip()[:1] == b"{":
-        return to_line_protocol(decode_json(payload))
+        return json_to_line_protocol(payload)
     return check_line_protocol(payload)
 
 
@@ -159,7 +171,8 @@ class IngestBridge:
     active. ``stats`` counts what happened.
 
     ``backoff_initial``/``backoff_max`` bound the retry delay while InfluxDB is down; ``linger`` is
-    the quiet gap after which a partial batch is written without waiting for ``flush_interval``.
+    the quiet gap after which a partial batch is written without waiting for ``flush_interval``;
+    ``writes_in_flight`` the number of batches written at once (the next batch is parsed meanwhile).
     """
 
     def __init__(
@@ -171,6 +184,7 @@ class IngestBridge:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         linger: float = 0.05,
+        writes_in_flight: int = 2,
     ) -> None:
         self.mqtt_config = mqtt_config
         self.ingest = ingest
@@ -178,6 +192,8 @@ class IngestBridge:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.linger = min(linger, ingest.flush_interval)
+        self.writes_in_flight = max(1, writes_in_flight)
+        self._unacked_in_flight = 0  # messages in batches being written
         self.receive_maximum = max(1, min(ingest.batch_size, MAX_RECEIVE_MAXIMUM))
         self.topic = telemetry_subscription(mqtt_config.topic_prefix, ingest.share_group)
         self.stats = IngestStats()
@@ -423,44 +439,77 @@ class IngestBridge:
             log.info("ingest: InfluxDB at %s answers", self.writer.target)
 
     async def _consume(self) -> None:
-        """Collect messages into a batch; write it when full, when the window is full, or when due."""
+        """Collect messages into a batch; write it when full, when the window is full, or when due.
+
+        Writes run as tasks (at most ``writes_in_flight`` at once) so that the next batch is parsed
+        while the current one is on its way to InfluxDB; each write acks its messages only after the
+        write before it has acked, so acks still go out in arrival order.
+        """
         batch: list[_Parsed] = []
         points = 0
         first_at = last_at = 0.0
-        while True:
-            timeout: float | None = None
-            if batch:
-                now = time.monotonic()
-                timeout = max(0.0, min(first_at + self.ingest.flush_interval, last_at + self.linger) - now)
-            try:
-                async with asyncio.timeout(timeout):
-                    item = await self._inbox.get()
-            except TimeoutError:
-                await self._flush(batch)
-                batch, points = [], 0
-                continue
-            if item is None:  # stop requested
+        flushes: deque[asyncio.Task[bool]] = deque()
+        try:
+            while True:
+                _reap(flushes)
+                timeout: float | None = None
                 if batch:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_FINAL_FLUSH_TIMEOUT):
-                            await self._flush(batch, final=True)
-                return
-            parsed = self._parse(item)
-            if parsed is None:
+                    now = time.monotonic()
+                    timeout = max(0.0, min(first_at + self.ingest.flush_interval, last_at + self.linger) - now)
+                try:
+                    async with asyncio.timeout(timeout):
+                        item = await self._inbox.get()
+                except TimeoutError:
+                    await self._start_flush(flushes, batch)
+                    batch, points = [], 0
+                    continue
+                if item is None:  # stop requested
+                    await self._final_flush(flushes, batch)
+                    return
+                parsed = self._parse(item)
+                if parsed is None:
+                    if not batch and not flushes:
+                        self._ack([item])  # nothing ahead of it: ack now, acks stay in arrival order
+                    else:
+                        batch.append(_Parsed(item, []))
+                    continue
+                now = time.monotonic()
                 if not batch:
-                    self._ack([item])  # nothing ahead of it: ack now, acks stay in arrival order
-                else:
-                    batch.append(_Parsed(item, []))
-                continue
-            now = time.monotonic()
-            if not batch:
-                first_at = now
-            last_at = now
-            batch.append(parsed)
-            points += len(parsed.lines)
-            if points >= self.ingest.batch_size or len(batch) >= self.receive_maximum:
-                await self._flush(batch)
-                batch, points = [], 0
+                    first_at = now
+                last_at = now
+                batch.append(parsed)
+                points += len(parsed.lines)
+                if points >= self.ingest.batch_size or len(batch) + self._unacked_in_flight >= self.receive_maximum:
+                    await self._start_flush(flushes, batch)
+                    batch, points = [], 0
+                elif flushes:
+                    await asyncio.sleep(0)  # let the writes in flight send, read their answer and ack
+        finally:
+            for task in flushes:
+                task.cancel()
+            await asyncio.gather(*flushes, return_exceptions=True)
+
+    async def _final_flush(self, flushes: deque[asyncio.Task[bool]], batch: list[_Parsed]) -> None:
+        """On stop: write what is held (one attempt) and let the writes in flight finish, within 2 s."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_FINAL_FLUSH_TIMEOUT):
+                if batch:
+                    await self._start_flush(flushes, batch, final=True)
+                while flushes:
+                    await flushes[0]
+                    flushes.popleft()
+
+    async def _start_flush(
+        self, flushes: deque[asyncio.Task[bool]], batch: list[_Parsed], *, final: bool = False
+    ) -> None:
+        """Start writing ``batch`` in a task, after waiting for a free slot among the writes in flight."""
+        while len(flushes) >= self.writes_in_flight:
+            await flushes[0]
+            flushes.popleft()
+        previous = flushes[-1] if flushes else None
+        self._unacked_in_flight += len(batch)
+        flushes.append(asyncio.create_task(self._flush(batch, previous, final=final), name="ingest-write"))
+        await asyncio.sleep(0)  # let the write start now, while the next batch is being parsed
 
     def _parse(self, message: _Message) -> _Parsed | None:
         self.stats.received += 1
@@ -486,17 +535,31 @@ class IngestBridge:
             "ingest: malformed payload on %s: %s; payload starts %r", message.topic, reason, message.payload[:200]
         )
 
-    async def _flush(self, batch: Sequence[_Parsed], *, final: bool = False) -> None:
-        """Write the batch (retrying while InfluxDB is unavailable), then ack its messages in order."""
-        lines = [line for parsed in batch for line in parsed.lines]
-        if lines:
-            try:
-                written = await self._write_with_retry(lines, final=final)
-            except RejectedPoints as exc:
-                written = await self._isolate_rejected(batch, exc, final=final)
+    async def _flush(
+        self, batch: Sequence[_Parsed], previous: asyncio.Task[bool] | None = None, *, final: bool = False
+    ) -> bool:
+        """Write the batch (retrying while InfluxDB is unavailable), then ack its messages in order.
+
+        ``previous`` is the write of the batch before this one: its acks go out first, and if it
+        left its messages unacked (stopping while InfluxDB is down) this batch leaves them too.
+        True once acked.
+        """
+        try:
+            lines = [line for parsed in batch for line in parsed.lines]
+            written: bool | None = True
+            if lines:
+                try:
+                    written = await self._write_with_retry(lines, final=final)
+                except RejectedPoints as exc:
+                    written = await self._isolate_rejected(batch, exc, final=final)
+            if previous is not None and not await previous:
+                return False
             if written is None:
-                return  # stopping while InfluxDB is down: leave the messages unacked for redelivery
-        self._ack([parsed.message for parsed in batch])
+                return False  # stopping while InfluxDB is down: leave the messages unacked for redelivery
+            self._ack([parsed.message for parsed in batch])
+            return True
+        finally:
+            self._unacked_in_flight -= len(batch)
 
     async def _write_with_retry(self, lines: list[str], *, final: bool) -> bool | None:
         """True once written; None if stopping before success. ``RejectedPoints`` propagates."""
