@@ -34,6 +34,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import yaml
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.domain.write_precision import WritePrecision
 from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -165,9 +166,10 @@ async def bench_ingest(messages: int, samples_per_message: int) -> dict[str, flo
         # walks and encodes line by line (how the writer called it until the bridge was pipelined)
         async with InfluxDBClientAsync(url=vm.url, org="bench", token="unused") as influx_client:
             write_api = influx_client.write_api()
+            precision: Any = WritePrecision.NS  # annotated as WritePrecision, but its members are str
             began = time.perf_counter()
             for start in range(0, len(lines), 5000):
-                await write_api.write(bucket="bench", record=lines[start : start + 5000], write_precision="ns")
+                await write_api.write(bucket="bench", record=lines[start : start + 5000], write_precision=precision)
             list_s = time.perf_counter() - began
 
         # the bridge: a persistent session first, then the whole backlog waits in the broker

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -79,7 +80,7 @@ async def running_bridge(
     mqtt_cfg: MqttConfig,
     ingest_cfg: IngestConfig,
     influx_cfg: InfluxConfig,
-    **bridge_options: float,
+    **bridge_options: Any,
 ) -> AsyncIterator[IngestBridge]:
     """Run a bridge for the duration of the block; on exit stop it and check it stopped within 5 s."""
     writer: InfluxWriter = make_writer(influx_cfg)

@@ -76,9 +76,16 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def make_bridge(writer: HeldWriter, **options: float) -> tuple[IngestBridge, AckRecorder]:
+def make_bridge(writer: HeldWriter, writes_in_flight: int = 2) -> tuple[IngestBridge, AckRecorder]:
     ingest = IngestConfig(client_id="pipelining", batch_size=2, flush_interval=60.0)
-    bridge = IngestBridge(MqttConfig(host="127.0.0.1"), ingest, writer, linger=60.0, backoff_initial=0.01, **options)
+    bridge = IngestBridge(
+        MqttConfig(host="127.0.0.1"),
+        ingest,
+        writer,
+        linger=60.0,
+        backoff_initial=0.01,
+        writes_in_flight=writes_in_flight,
+    )
     bridge.receive_maximum = 100  # the broker's window: more than the batches of these tests hold
     client = AckRecorder()
     bridge._client = client  # type: ignore[assignment]
