@@ -60,8 +60,10 @@ RULES: tuple[Rule, ...] = (
          "check the sensor, its cable and the transmitter; compare with a hand-held reading", "high", only=True),
     Rule("noisy-sensor", ((r".", ("noisy",)),), "a noisy sensor: loose connector, damaged cable or interference",
          "check connector and shielding of this sensor", "medium", only=True),
-    Rule("drifting-sensor", ((r".", ("drifting", "up", "down")),), "sensor drift: one reading moves while "
-         "physically linked signals stay normal", "recalibrate or replace the sensor", "medium", only=True),
+    # Vibration rising alone is the classic signature of imbalance, not of a drifting sensor.
+    Rule("drifting-sensor", ((r"^(?!.*vibration)", ("drifting", "up", "down")),),
+         "sensor drift: one reading moves while physically linked signals stay normal",
+         "recalibrate or replace the sensor", "medium", only=True),
     Rule("bearing", ((VIB, ("up", "noisy")), (r"bearing|motor_temperature|winding", ("up", "drifting"))),
          "bearing wear or lack of lubrication", "check bearing lubrication, listen for noise, plan a bearing "
          "inspection", "medium"),

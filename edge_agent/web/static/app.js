@@ -377,7 +377,7 @@ function hintNode(hint) {
   if (typeof hint !== "object") return null;
   const list = el("dl", "explanation hint");
   for (const [key, value] of Object.entries(hint)) {
-    if (value === null || value === undefined || value === "") continue;
+    if (value === null || value === undefined || value === "" || key === "rule") continue; // rule: an internal id
     list.append(el("dt", null, HINT_LABELS[key] || key), el("dd", null, typeof value === "string" ? value : describe(value)));
   }
   return list;
