@@ -161,8 +161,10 @@ async def test_scoring_never_blocks_the_event_loop(tmp_path: Path, wearing_pump:
     stop.set()
     await beat
     await sink.close()
-    assert slowest < 0.05, f"submit took {slowest * 1000:.1f} ms"
-    assert max(lags) < 0.25, f"event loop stalled {max(lags) * 1000:.0f} ms"
+    # Generous bounds: on a loaded 2-core CI box the worker thread holding the GIL can delay a
+    # submit by 100+ ms; model work on the loop itself would stall it for seconds.
+    assert slowest < 0.5, f"submit took {slowest * 1000:.1f} ms"
+    assert max(lags) < 0.75, f"event loop stalled {max(lags) * 1000:.0f} ms"
 
 
 async def test_a_machine_going_down_leaves_a_gap(tmp_path: Path, wearing_pump: Dataset) -> None:
