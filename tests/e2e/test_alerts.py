@@ -44,7 +44,7 @@ async def test_injected_fault_raises_an_explained_alert_that_clears(
         "clear_after": 3,
         "data_dir": str(tmp_path / "models"),
         # 20 s of learning cannot cover the press's slow cycle; the press's own quality is
-        # measured offline (bench/models.py), this test is about the path through the agent.
+        # measured offline (bench/alert_quality.py), this test is about the path through the agent.
         "machines": {"press-1": {"enabled": False}},
     }
     base = demo_config(sim, alerts=alerts).model_dump(mode="json", exclude_unset=True)

@@ -1,6 +1,6 @@
 """Measured detection quality on labelled simulator data, with conservative bounds.
 
-The full table is ``bench/models.py`` (four machine kinds, every fault type); this test runs
+The full table is ``bench/alert_quality.py`` (four machine kinds, every fault type); this test runs
 the same harness on the pump and the press so a regression in features, detectors, thresholds
 or the alert rule shows up as a failed bound. Measured with the defaults (pca, 60 s windows):
 pump + press detect 30 of 32 episodes (the two misses: a slow drift of the pump's motor
@@ -9,7 +9,7 @@ temperature sensor) and raise no false alert in two healthy machine-days.
 
 from __future__ import annotations
 
-from bench.models import quality
+from bench.alert_quality import quality
 
 SLOW_THERMAL = {"sensor_drift", "overheating"}  # the documented weak spot (docs/models.md)
 

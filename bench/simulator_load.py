@@ -11,7 +11,7 @@ Targets from the issue: serving ≤ 50 % of one core for 20 machines at 10 Hz; r
 The machine kinds have 4 to 6 signals each plus state and parts counter; ``--tags 50`` (default)
 fills every machine up to 50 tags with the simulator's auxiliary tags (``extra_tags``).
 
-Run: .venv/bin/python bench/simulators.py [--machines 20] [--seconds 20]
+Run: .venv/bin/python bench/simulator_load.py [--machines 20] [--seconds 20]
 """
 
 from __future__ import annotations
