@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edge_agent.config import AgentConfig
@@ -138,10 +139,11 @@ async def run_demo(
                 log.error("demo: the simulators saw %d write request(s); the agent must never write", sim.write_count)
 
 
-async def _run_with_page(
-    sim: Simulation, agent: Agent, history: HistoryBuffer, web: WebConfig, stop: asyncio.Event
-) -> None:
-    """The agent plus its status page; a busy port falls back to any free one."""
+def fault_control(sim: Simulation) -> tuple[Callable[[str, str], Awaitable[None]], dict[str, list[str]]]:
+    """The page's "Inject fault" control: an injector (full strength, at once) and its choices.
+
+    Every machine's list starts with ``CLEAR_FAULTS``, which removes its faults again.
+    """
 
     async def inject(machine: str, fault: str) -> None:
         if fault == CLEAR_FAULTS:
@@ -149,7 +151,14 @@ async def _run_with_page(
         else:
             sim.inject_fault(machine, fault, severity=1.0, progression="sudden")
 
-    choices = {machine: [CLEAR_FAULTS, *faults] for machine, faults in machine_faults(sim).items()}
+    return inject, {machine: [CLEAR_FAULTS, *faults] for machine, faults in machine_faults(sim).items()}
+
+
+async def _run_with_page(
+    sim: Simulation, agent: Agent, history: HistoryBuffer, web: WebConfig, stop: asyncio.Event
+) -> None:
+    """The agent plus its status page; a busy port falls back to any free one."""
+    inject, choices = fault_control(sim)
 
     def page_on(settings: WebConfig) -> StatusServer:
         return StatusServer(

@@ -22,13 +22,12 @@ from typing import Any
 import pytest_asyncio
 
 from edge_agent.config import AgentConfig
-from edge_agent.demo import demo_config
+from edge_agent.demo import demo_config, machine_faults
 from edge_agent.history import HistoryBuffer
 from edge_agent.runtime import Agent
 from edge_agent.web import StatusServer, WebConfig
 from edge_agent.web.alerts import AlertBoard
 from simulators import Simulation
-from simulators.faults import FAULT_KINDS
 from tests.waiting import eventually
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -122,12 +121,7 @@ class Plant:
 
     def fault_choices(self) -> dict[str, list[str]]:
         """Machine faults (not sensor faults) each machine's kind can have."""
-        return {
-            machine: sorted(
-                n for n, k in FAULT_KINDS.items() if not k.sensor and self.sim.plant.kind(machine) in k.kinds
-            )
-            for machine in self.sim.machine_ids
-        }
+        return machine_faults(self.sim)
 
     def tags(self, machine: str) -> list[str]:
         """The tags the agent reads from a machine, in config order."""

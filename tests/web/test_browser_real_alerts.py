@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import expect
 
 from edge_agent.config import AgentConfig
-from edge_agent.demo import CLEAR_FAULTS, DEMO_ALERTS, demo_config, machine_faults
+from edge_agent.demo import CLEAR_FAULTS, DEMO_ALERTS, demo_config, fault_control
 from edge_agent.history import HistoryBuffer
 from edge_agent.runtime import Agent
 from edge_agent.web import StatusServer, WebConfig
@@ -47,13 +47,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Simulation, Agent, Stat
         history = HistoryBuffer()
         agent = Agent(AgentConfig.model_validate(data), extra_sinks=[history])
 
-        async def inject(machine: str, fault: str) -> None:
-            if fault == CLEAR_FAULTS:
-                sim.clear_fault(machine)
-            else:
-                sim.inject_fault(machine, fault, severity=1.0, progression="sudden")
-
-        choices = {m: [CLEAR_FAULTS, *faults] for m, faults in machine_faults(sim).items()}
+        inject, choices = fault_control(sim)
         server = StatusServer(
             agent,
             history,
