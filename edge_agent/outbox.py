@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS entries (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     samples INTEGER NOT NULL,
-    created_ns INTEGER NOT NULL
+    created_ns INTEGER NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
@@ -128,6 +129,8 @@ class Entry:
     payload: bytes
     samples: int
     created_ns: int
+    retain: bool = False
+    """Publish as the topic's retained message (the current alert state of a machine)."""
 
 
 @dataclass
@@ -217,9 +220,13 @@ class Outbox:
             executor.shutdown(wait=False)
 
     # ------------------------------------------------------------------ API
-    async def append(self, topic: str, payload: bytes, samples: int) -> int | None:
-        """Store one batch durably; its ``seq``, or None when it had to be dropped (counted, logged)."""
-        return await self._run(lambda: self._append_sync(topic, payload, samples))
+    async def append(self, topic: str, payload: bytes, samples: int, *, retain: bool = False) -> int | None:
+        """Store one batch durably; its ``seq``, or None when it had to be dropped (counted, logged).
+
+        ``retain`` is stored with the entry: the MQTT publisher sends it as the topic's retained
+        message, so a state kept this way (the machine's current alert) is durable and in order.
+        """
+        return await self._run(lambda: self._append_sync(topic, payload, samples, retain))
 
     async def read_after(self, seq: int, limit: int, *, pin: bool = False) -> list[Entry]:
         """Up to ``limit`` entries with a sequence number above ``seq``, oldest first.
@@ -254,6 +261,7 @@ class Outbox:
         if self._max_page_count is not None:
             db.execute(f"PRAGMA max_page_count={int(self._max_page_count)}")
         db.executescript(_SCHEMA)
+        _migrate(db)
         return db
 
     def _open_sync(self) -> None:
@@ -361,7 +369,7 @@ class Outbox:
             raise RuntimeError("outbox is closed")
         return self._db
 
-    def _append_sync(self, topic: str, payload: bytes, samples: int) -> int | None:
+    def _append_sync(self, topic: str, payload: bytes, samples: int, retain: bool = False) -> int | None:
         db = self._require_db()
         size = len(payload) + len(topic.encode())
         now = self._clock_ns()
@@ -372,8 +380,8 @@ class Outbox:
             try:
                 with _transaction(db):
                     seq = db.execute(
-                        "INSERT INTO entries (topic, payload, samples, created_ns) VALUES (?, ?, ?, ?)",
-                        (topic, payload, samples, now),
+                        "INSERT INTO entries (topic, payload, samples, created_ns, retain) VALUES (?, ?, ?, ?, ?)",
+                        (topic, payload, samples, now, int(retain)),
                     ).lastrowid
                     db.executemany(_ADD, [("appended_batches", 1), ("appended_samples", samples)])
                     excess = self.stats.bytes + size - self.max_bytes
@@ -528,10 +536,10 @@ class Outbox:
     def _read_sync(self, seq: int, limit: int, pin: bool) -> list[Entry]:
         db = self._require_db()
         rows = db.execute(
-            "SELECT seq, topic, payload, samples, created_ns FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, topic, payload, samples, created_ns, retain FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         ).fetchall()
-        entries = [Entry(int(s), str(t), bytes(p), int(n), int(c)) for s, t, p, n, c in rows]
+        entries = [Entry(int(s), str(t), bytes(p), int(n), int(c), bool(r)) for s, t, p, n, c, r in rows]
         if pin and entries:
             self.pinned_upto = max(self.pinned_upto, entries[-1].seq)
         return entries
@@ -567,6 +575,18 @@ class _Dropped:
     samples: int
     bytes: int
     removed_from_file: bool = True
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an outbox file written by an older agent up to the current schema, keeping its entries.
+
+    Version 1 files have no ``retain`` column; their entries are telemetry and alert events that
+    were never retained, so the column's default (0) is what they meant.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(entries)").fetchall()}
+    if "retain" not in columns:
+        db.execute("ALTER TABLE entries ADD COLUMN retain INTEGER NOT NULL DEFAULT 0")
+        log.info("outbox: added the retain column to an outbox file from an older agent; its entries are kept")
 
 
 @contextlib.contextmanager

@@ -225,14 +225,18 @@ class MqttPublisher:
         self._wake_pump.set()
         self._status_dirty.set()
 
-    async def submit_message(self, origin: Origin, kind: str, payload: bytes) -> None:
+    async def submit_message(self, origin: Origin, kind: str, payload: bytes, *, retain: bool = False) -> None:
         """Send any other message of a machine (e.g. ``kind="alerts"``) through the outbox, QoS 1, in order.
 
-        For events that must not be lost either (alert raised / cleared): same durability, same
-        bounds, counted as batches with 0 samples. Retained status belongs in ``machine_state_changed``.
+        For events that must not be lost either (alert raised / cleared, anomaly scores): same
+        durability, same bounds, counted as batches with 0 samples. With ``retain`` the broker keeps
+        the message as the topic's current state; because the outbox sends in order, the last one
+        retained is the newest (alert events use it: a late subscriber sees the open alert, or the
+        ``cleared`` event that closed the last one). The machine's up/down status is retained by
+        ``machine_state_changed`` instead (it is not worth a disk write).
         """
         try:
-            seq = await self.outbox.append(origin.topic(self.config.topic_prefix, kind), payload, 0)
+            seq = await self.outbox.append(origin.topic(self.config.topic_prefix, kind), payload, 0, retain=retain)
         except RuntimeError as exc:
             log.debug("MQTT: %s message of %s not stored: %s", kind, origin.machine, exc)
             seq = None
@@ -303,7 +307,7 @@ class MqttPublisher:
                 if not entries:
                     break
                 for entry in entries:
-                    info = self._client.publish(entry.topic, entry.payload, qos=self.config.qos)
+                    info = self._client.publish(entry.topic, entry.payload, qos=self.config.qos, retain=entry.retain)
                     if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                         log.debug("MQTT: paho refused a publish (%s); retrying later", mqtt.error_string(info.rc))
                         break

@@ -93,7 +93,9 @@ class Agent:
         log.log(level, "alert %s on %s: %s", event.get("event"), origin.machine, event.get("summary"))
         if self.publisher is not None:
             payload = json.dumps(event, allow_nan=False).encode()
-            task = asyncio.create_task(self.publisher.submit_message(origin, "alerts", payload), name="alert:send")
+            task = asyncio.create_task(
+                self.publisher.submit_message(origin, "alerts", payload, retain=True), name="alert:send"
+            )
             self._alert_sends.add(task)
             task.add_done_callback(self._alert_sends.discard)
 

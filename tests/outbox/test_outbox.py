@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -260,3 +262,45 @@ async def test_a_second_process_on_the_same_outbox_is_refused(tmp_path: Path) ->
     third = make(tmp_path / "o.sqlite")
     await third.open()  # the lock went with the first
     await third.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+                      samples INTEGER NOT NULL, created_ns INTEGER NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+async def test_an_outbox_file_from_before_the_retain_flag_keeps_its_entries_and_counters(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    now = time.time_ns()
+    db.executemany(
+        "INSERT INTO entries (topic, payload, samples, created_ns) VALUES (?, ?, ?, ?)",
+        [("e/s/a/l/m/telemetry", b"one", 3, now), ("e/s/a/l/m/alerts", b"two", 0, now)],
+    )
+    db.executemany("INSERT INTO counters VALUES (?, ?)", [("appended_batches", 9), ("dropped_batches", 2)])
+    db.commit()
+    db.close()
+
+    box = make(path)
+    await box.open()
+    try:
+        old = await box.read_after(0, 10)
+        assert [(e.topic, e.payload, e.samples, e.retain) for e in old] == [
+            ("e/s/a/l/m/telemetry", b"one", 3, False),
+            ("e/s/a/l/m/alerts", b"two", 0, False),
+        ]
+        assert (box.stats.entries, box.stats.appended_batches, box.stats.dropped_batches) == (2, 9, 2)
+        seq = await box.append("e/s/a/l/m/alerts", b"three", 0, retain=True)
+        new = await box.read_after(old[-1].seq, 10)
+        assert [(e.seq, e.payload, e.retain) for e in new] == [(seq, b"three", True)]
+    finally:
+        await box.close()
+    box = make(path)  # opened again: already migrated, nothing changes
+    await box.open()
+    try:
+        assert [e.retain for e in await box.read_after(0, 10)] == [False, False, True]
+    finally:
+        await box.close()
