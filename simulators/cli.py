@@ -2,6 +2,7 @@
 
     edge-sim run [--opcua-port 4840] [--modbus-port 5020] [--control-port 5021] [--host 127.0.0.1]
                  [--seed N] [--machines pump-1 press-1] [--scenario S] [--time-scale X] [--interval 0.1]
+                 [--extra-tags N] [--opcua-extra-namespaces N]
     edge-sim inject MACHINE FAULT [--severity 1] [--progression sudden] [--signal SIG] [--control HOST:PORT]
     edge-sim inject MACHINE --clear [FAULT]
     edge-sim inject MACHINE KIND --protocol modbus|opcua [--code C] [--latency 500ms] [--offset -1h]
@@ -92,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="byte order of the float32 input registers (ABCD big-endian; CDAB swaps the words)",
     )
     run.add_argument("--opcua-cert-out", default=None, help="write the server certificate (DER) here for clients")
+    run.add_argument(
+        "--opcua-extra-namespaces",
+        type=int,
+        default=0,
+        metavar="N",
+        help="register N empty namespaces first: the simulator's lands at index 2+N (restart tests)",
+    )
+    run.add_argument("--extra-tags", type=int, default=0, metavar="N", help="N auxiliary tags per machine (load tests)")
 
     desc = commands.add_parser("describe", help="print node ids and the Modbus register map")
     desc.add_argument("--json", action="store_true", help="machine-readable output")
@@ -240,13 +249,16 @@ async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
         opcua_users=dict(args.opcua_user) if args.opcua_user else None,
         modbus_framing=args.modbus_framing,
         modbus_byte_order=args.modbus_byte_order,
+        extra_tags=args.extra_tags,
+        opcua_extra_namespaces=args.opcua_extra_namespaces,
     ) as sim:
         if args.opcua_cert_out is not None and args.opcua_port is not None and sim.opcua.certificate is not None:
             await asyncio.to_thread(Path(args.opcua_cert_out).write_bytes, sim.opcua.certificate)
         if args.opcua_port is not None:
             users = f", users: {', '.join(sorted(dict(args.opcua_user)))}" if args.opcua_user else ""
+            moved = f" at index {sim.opcua.namespace_index}" if args.opcua_extra_namespaces else ""
             print(
-                f"OPC UA  {sim.opcua.endpoint}  (namespace {sim.opcua.namespace_uri}, "
+                f"OPC UA  {sim.opcua.endpoint}  (namespace {sim.opcua.namespace_uri}{moved}, "
                 f"security {sim.opcua.security}{users})",
                 flush=True,
             )

@@ -8,6 +8,13 @@ Variables are not writable; every Write and Call service request from a client i
 (``write_count``) so tests can prove the agent never writes. The server's own value updates go
 straight to the address space and are not counted.
 
+Namespace index: the simulator's namespace is normally index 2 (the first after the standard
+ones). ``extra_namespaces=N`` registers N empty placeholder namespaces before it, so it lands at
+index 2 + N; change ``extra_namespaces`` while the server is stopped and ``start`` again to model
+a real server that comes back from a restart (or a firmware update) with its namespace moved.
+Clients that address nodes by namespace URI (``nsu=``) find them again; ``ns=2;...`` ids then
+name nodes that do not exist.
+
 Security: None by default; ``security="Basic256Sha256"`` offers only Basic256Sha256 (Sign and
 SignAndEncrypt) with a self-signed certificate made at start (``certificate``, DER), and
 ``users={"name": "password"}`` admits only those users (no anonymous sessions).
@@ -40,6 +47,8 @@ log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 APPLICATION_URI = "urn:edge-agent:simulator:server"
+PLACEHOLDER_NAMESPACE_URI = "urn:edge-agent:simulator:placeholder:{number}"
+"""Namespaces registered before the simulator's own with ``extra_namespaces`` (they hold no nodes)."""
 _UNECE_URI = "http://www.opcfoundation.org/UA/units/un/cefact"
 _UNECE_CODES = {
     "m3/h": "MQH",
@@ -112,9 +121,12 @@ class OpcUaSimServer:
         descriptions: Mapping[str, str] | None = None,
         security: SecurityMode = "None",
         users: Mapping[str, str] | None = None,
+        extra_namespaces: int = 0,
     ) -> None:
         if security not in SECURITY_MODES:
             raise ValueError(f"security must be one of {SECURITY_MODES}, got {security!r}")
+        self.extra_namespaces = check_extra_namespaces(extra_namespaces)
+        """Placeholder namespaces registered before the simulator's own at the next ``start``."""
         self.host = host
         self.security: SecurityMode = security
         self._users = dict(users) if users else None
@@ -152,6 +164,13 @@ class OpcUaSimServer:
         """The namespace of every simulator node."""
         return NAMESPACE_URI
 
+    @property
+    def namespace_index(self) -> int:
+        """The index of ``namespace_uri`` in the running server's namespace array (2 + extra_namespaces)."""
+        if self._server is None:
+            raise RuntimeError("the OPC UA server is not started")
+        return self._namespace_index
+
     async def start(self) -> None:
         """Build the address space and listen."""
         server = Server(user_manager=PasswordUsers(self._users) if self._users else None)
@@ -165,6 +184,9 @@ class OpcUaSimServer:
         # publish() keeps ServerStatus.CurrentTime up to date instead (see _tick_clock).
         server.disable_clock(True)
         await server.set_application_uri(APPLICATION_URI)
+        self.extra_namespaces = check_extra_namespaces(self.extra_namespaces)
+        for number in range(1, self.extra_namespaces + 1):
+            await server.register_namespace(PLACEHOLDER_NAMESPACE_URI.format(number=number))
         idx = await server.register_namespace(NAMESPACE_URI)
         self._namespace_index = idx
         folder = await server.nodes.objects.add_folder(string_node("Machines", idx), ua.QualifiedName("Machines", idx))
@@ -323,6 +345,16 @@ class OpcUaSimServer:
         for transport in transports:
             transport.close()
         return len(transports)
+
+
+def check_extra_namespaces(count: object) -> int:
+    """``count`` if it is a usable number of placeholder namespaces, else ``ValueError`` with the fix."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1000:
+        raise ValueError(
+            f"extra_namespaces must be a whole number from 0 to 1000, got {count!r}. "
+            "Fix: e.g. 3 puts the simulator's namespace at index 5"
+        )
+    return count
 
 
 def _count_calls(server: Any, owner: OpcUaSimServer) -> None:

@@ -30,7 +30,7 @@ from simulators.faults import Fault
 from simulators.history import DEFAULT_DEPTH, ServedHistory
 from simulators.modbus_server import FRAMINGS, Framing, ModbusSimServer, UnitFaults
 from simulators.opcua_security import SECURITY_MODES, SecurityMode
-from simulators.opcua_server import MachineFaults, OpcUaSimServer
+from simulators.opcua_server import MachineFaults, OpcUaSimServer, check_extra_namespaces
 from simulators.physics import MachineState
 from simulators.physics.registry import MachinesArg
 from simulators.plant import STATUS_SIGNALS, Plant, Reading, status_values
@@ -70,6 +70,7 @@ class Simulation:
         modbus_framing: Framing = "tcp",
         modbus_byte_order: str = "ABCD",
         extra_tags: int = 0,
+        opcua_extra_namespaces: int = 0,
     ) -> None:
         """See the module docstring. ``scenario`` (a checked ``Scenario`` or a YAML path) supplies
         the machines, seed, modes, faults and default ``time_scale``; do not pass ``machines`` too.
@@ -80,6 +81,9 @@ class Simulation:
         ``modbus_byte_order`` lays the input registers' float32 values out as ABCD (default),
         CDAB, BADC or DCBA, as PLCs of different vendors do. ``extra_tags=N`` gives every machine
         N auxiliary tags (``aux_01``...: slow sines, no physics) after its signals, for load tests.
+        ``opcua_extra_namespaces=N`` registers N empty namespaces before the simulator's, moving it
+        to index 2 + N; set ``sim.opcua.extra_namespaces`` between ``stop_server("opcua")`` and
+        ``start_server("opcua")`` to restart with the namespace at another index.
         """
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
@@ -116,6 +120,7 @@ class Simulation:
                 descriptions=self._node_descriptions(),
                 security=opcua_security,
                 users=opcua_users,
+                extra_namespaces=_extra_namespaces(opcua_extra_namespaces),
             )
             if opcua_port is not None
             else None
@@ -505,6 +510,13 @@ class Simulation:
     def describe(self) -> PlantDescription:
         """The register map and node ids of this plant (same data as ``simulators.describe``)."""
         return describe({m: self.plant.kind(m) for m in self.machine_ids})
+
+
+def _extra_namespaces(count: int) -> int:
+    try:
+        return check_extra_namespaces(count)
+    except ValueError as exc:
+        raise SimulatorError(f"opcua_{exc}") from None
 
 
 def _seconds(name: str, value: float | str | None) -> float | None:
