@@ -1,4 +1,4 @@
-"""The Modbus TCP face of a simulation: one pymodbus server, one unit id per machine.
+"""The Modbus face of a simulation: one pymodbus server (TCP, or RTU on a serial line), one unit id per machine.
 
 Built on pymodbus's ``SimDevice`` datastore (the non-deprecated API since 3.10). Each unit has
 separate tables (coils, discrete inputs, holding, input); every register is read-only, so a
@@ -8,7 +8,10 @@ request: the response is always the image of one single plant update.
 
 Every request with a write function code (5, 6, 15, 16, 22, 23) is counted in ``write_count``,
 whether or not the datastore accepted it. Unknown unit ids answer exception 0B (gateway target
-failed to respond), as a TCP gateway would.
+failed to respond), as a TCP gateway would; on a serial line they get no answer, as on a real bus.
+
+``serial="/dev/ttyUSB1"`` (or one end of a ``socat`` pty pair) serves Modbus RTU on that serial
+device instead of TCP, at ``SERIAL_SETTINGS`` (19200 8N1: a virtual pty pair takes no parity).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any, Literal
 from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu.device import ModbusDeviceIdentification
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.errors import UnknownMachineError
@@ -50,6 +53,8 @@ _IDENTITY = ModbusDeviceIdentification(  # type: ignore[no-untyped-call]  # pymo
 """Answered to function code 43/14 (read device identification), the same for every unit."""
 READ_INPUT = 4
 READ_HOLDING = 3
+SERIAL_SETTINGS: dict[str, Any] = {"baudrate": 19200, "bytesize": 8, "parity": "N", "stopbits": 1}
+"""The serial line's settings, 19200 8N1: the connector's default, and Linux ptys (socat) reject parity."""
 
 
 @dataclass(slots=True)
@@ -64,7 +69,7 @@ class UnitFaults:
 
 
 class ModbusSimServer:
-    """A pymodbus TCP server serving one plant on ``host:port`` (port 0: ephemeral, see ``.port``)."""
+    """A pymodbus server serving one plant on ``host:port`` (port 0: ephemeral, see ``.port``) or ``serial``."""
 
     def __init__(
         self,
@@ -75,9 +80,14 @@ class ModbusSimServer:
         *,
         framing: Framing = "tcp",
         byte_order: str = "ABCD",
+        serial: str | None = None,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+        if serial is not None and framing != "tcp":
+            raise ValueError("a serial line always carries RTU frames; framing applies to TCP only")
+        self.serial = serial
+        """The serial device served (RTU), or None for TCP."""
         if byte_order not in BYTE_ORDERS:
             raise ValueError(f"byte_order must be one of {BYTE_ORDERS}, got {byte_order!r}")
         self.byte_order = byte_order
@@ -93,13 +103,15 @@ class ModbusSimServer:
         self._input: dict[int, list[int]] = {u: [0] * (2 * n) for u, n in self._signal_counts.items()}
         self._holding: dict[int, list[int]] = {u: [0] * HOLDING_SIZE for u in self._signal_counts}
         self.faults: dict[int, UnitFaults] = {u: UnitFaults() for u in self._signal_counts}
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._port: int | None = None
         self.write_count = 0
 
     @property
     def port(self) -> int:
-        """The port actually bound (valid once started)."""
+        """The port actually bound (valid once started; a serial server has none)."""
+        if self.serial is not None:
+            raise RuntimeError(f"the Modbus server serves the serial line {self.serial}, not a TCP port")
         if self._port is None:
             raise RuntimeError("the Modbus server is not started")
         return self._port
@@ -114,6 +126,9 @@ class ModbusSimServer:
     async def start(self) -> None:
         """Build the unit datastores and listen."""
         devices = [self._device(unit, count) for unit, count in self._signal_counts.items()]
+        if self.serial is not None:
+            await self._start_serial(devices)
+            return
         devices.append(self._device(0, max(self._signal_counts.values())))
         port = self._port if self._port is not None else self._requested_port  # a restart keeps its port
         server = ModbusTcpServer(
@@ -130,6 +145,26 @@ class ModbusSimServer:
         self._server = server
         self._port = _bound_port(server.transport)
         log.info("Modbus simulator listening on %s:%d", self.host, self._port)
+
+    async def _start_serial(self, devices: list[SimDevice]) -> None:
+        """Serve RTU on the serial device; unknown unit ids stay silent, as devices on a bus do."""
+        server = ModbusSerialServer(
+            devices,
+            port=self.serial or "",
+            framer=FramerType.RTU,
+            identity=_IDENTITY,
+            trace_pdu=self._trace_pdu,
+            ignore_missing_devices=True,
+            **SERIAL_SETTINGS,
+        )
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus logs the cause and reports only that it could not listen
+            raise OSError(
+                f"the Modbus server cannot open the serial device {self.serial} (missing, or no permission)"
+            ) from exc
+        self._server = server
+        log.info("Modbus simulator serving RTU on %s", self.serial)
 
     def _device(self, unit: int, signal_count: int) -> SimDevice:
         bits = [SimData(0, datatype=DataType.BITS, readonly=True)]

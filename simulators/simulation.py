@@ -71,6 +71,7 @@ class Simulation:
         modbus_byte_order: str = "ABCD",
         extra_tags: int = 0,
         opcua_extra_namespaces: int = 0,
+        modbus_serial: str | None = None,
     ) -> None:
         """See the module docstring. ``scenario`` (a checked ``Scenario`` or a YAML path) supplies
         the machines, seed, modes, faults and default ``time_scale``; do not pass ``machines`` too.
@@ -84,6 +85,8 @@ class Simulation:
         ``opcua_extra_namespaces=N`` registers N empty namespaces before the simulator's, moving it
         to index 2 + N; set ``sim.opcua.extra_namespaces`` between ``stop_server("opcua")`` and
         ``start_server("opcua")`` to restart with the namespace at another index.
+        ``modbus_serial="/dev/ttyUSB1"`` serves Modbus RTU on that serial device (19200 8N1) instead
+        of Modbus TCP (``modbus_port`` is then unused).
         """
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
@@ -128,13 +131,14 @@ class Simulation:
         self._modbus = (
             ModbusSimServer(
                 host,
-                modbus_port,
+                modbus_port or 0,
                 [(m, len(self.plant.signals(m))) for m in self.plant.machine_ids],
                 self.seed,
                 framing=modbus_framing,
                 byte_order=modbus_byte_order,
+                serial=modbus_serial,
             )
-            if modbus_port is not None
+            if modbus_port is not None or modbus_serial is not None
             else None
         )
         self._task: asyncio.Task[None] | None = None
