@@ -1,7 +1,8 @@
-"""Fixtures for interop tests: third-party clients (Debian's mbpoll, node-opcua) against the simulators.
+"""Fixtures for interop tests: third-party clients (Debian's mbpoll, node-opcua) against the simulators,
+and our connectors against third-party servers (node-opcua, libmodbus).
 
-These clients were not written by us, so a shared misunderstanding of Modbus or OPC UA cannot make
-a test pass. Needs: Debian ``mbpoll`` (``apt-get install -y mbpoll``) and Node.js >= 18 with
+These clients and servers were not written by us, so a shared misunderstanding of Modbus or OPC UA
+cannot make a test pass. Needs: Debian ``mbpoll`` (``apt-get install -y mbpoll``) and Node.js >= 18 with
 ``npm ci --prefix tests/interop`` (the session fixture runs it once when node_modules is missing).
 """
 
@@ -61,25 +62,36 @@ def mbpoll() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def node_opcua_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
-    """(node, browse_read.mjs, PKI folder); runs ``npm ci --prefix tests/interop`` once if needed."""
+NODE_PACKAGES = ("node-opcua-client", "node-opcua-server")
+"""Packages of package.json whose absence means ``npm ci`` has not run (or ran on an older lock)."""
+
+
+def node_and_modules() -> str:
+    """Path of node, after ``npm ci --prefix tests/interop`` if a package is missing; fails with the fix."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed. Fix: install Node.js >= 18, then npm ci --prefix tests/interop")
-    if not (HERE / "node_modules" / "node-opcua-client" / "package.json").is_file():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is not installed. Fix: install Node.js >= 18 with npm, then npm ci --prefix tests/interop")
-        command = [npm, "ci", "--prefix", str(HERE), "--no-audit", "--no-fund"]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{' '.join(command)} did not finish within {NPM_TIMEOUT_S:g} s (no registry access?)")
-        if result.returncode != 0:
-            pytest.fail(
-                f"{' '.join(command)} failed (exit {result.returncode}); the node-opcua client cannot be installed."
-                f" Fix: run it by hand with registry access.\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-            )
+    if all((HERE / "node_modules" / name / "package.json").is_file() for name in NODE_PACKAGES):
+        return node
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm is not installed. Fix: install Node.js >= 18 with npm, then npm ci --prefix tests/interop")
+    command = [npm, "ci", "--prefix", str(HERE), "--no-audit", "--no-fund"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{' '.join(command)} did not finish within {NPM_TIMEOUT_S:g} s (no registry access?)")
+    if result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(command)} failed (exit {result.returncode}); node-opcua cannot be installed."
+            f" Fix: run it by hand with registry access.\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        )
+    return node
+
+
+@pytest.fixture(scope="session")
+def node_opcua_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
+    """(node, browse_read.mjs, PKI folder); runs ``npm ci --prefix tests/interop`` once if needed."""
+    node = node_and_modules()
     # node-opcua makes a client certificate even for security None: once per session, not in ~/.config.
     return node, HERE / "browse_read.mjs", tmp_path_factory.mktemp("node-opcua-pki")
