@@ -44,6 +44,7 @@ import sqlite3
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,10 @@ STATUS_EVERY_S = 5.0  # the retained agent status (with the backlog) is refreshe
 STORAGE_RETRY_S = 1.0  # after a failed read or delete of the outbox
 CLOSE_GRACE_S = 1.0  # close() waits this long for PUBACKs, and again for the offline status (runtime allows 3 s)
 _PROBE_TIMEOUT_S = 5.0
+
+
+CommandHandler = Callable[[str, bytes], None]
+"""``handler(topic, payload)``, called on the event loop for each message on a subscribed topic."""
 
 
 @dataclass
@@ -125,6 +130,7 @@ class MqttPublisher:
         self._puback_scheduled = False
         self._storage_error_logged = False
         self._machine_status: dict[str, bytes] = {}  # topic -> last retained payload
+        self._commands: dict[str, CommandHandler] = {}  # subscribed topic -> handler (on the event loop)
         self._wake_pump = asyncio.Event()
         self._wake_acks = asyncio.Event()
         self._all_acked = asyncio.Event()  # set on every ack; close() re-checks what is left
@@ -160,6 +166,8 @@ class MqttPublisher:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -244,6 +252,22 @@ class MqttPublisher:
             self.stats.dropped += 1
         self._wake_pump.set()
         self._status_dirty.set()
+
+    def subscribe(self, topic: str, handler: CommandHandler) -> None:
+        """Receive commands on ``topic`` (QoS 1); subscribed again after every reconnect.
+
+        ``handler(topic, payload)`` runs on the event loop and must return quickly (start a task
+        for real work). An exception in it is logged, never passed on to paho's thread.
+        """
+        self._commands[topic] = handler
+        if self.connected:
+            self._client.subscribe(topic, qos=1)
+
+    def send_reply(self, topic: str, payload: bytes) -> None:
+        """Answer a command: QoS 1, not retained, not through the outbox (an answer nobody waits for
+        any more is worth no disk write); dropped when the broker is away."""
+        if self.connected:
+            self._client.publish(topic, payload, qos=1)
 
     def machine_state_changed(self, origin: Origin, state: str, reason: str | None) -> None:
         """Publish the retained machine status (again after every reconnect; the latest one wins)."""
@@ -384,6 +408,18 @@ class MqttPublisher:
         self._handed_upto = 0
         self.outbox.pinned_upto = 0
 
+    def _deliver(self, topic: str, payload: bytes) -> None:
+        handler = self._commands.get(topic)
+        if handler is None:
+            handler = next((h for sub, h in self._commands.items() if mqtt.topic_matches_sub(sub, topic)), None)
+        if handler is None:
+            log.debug("MQTT: message on %s, which no handler wants; ignored", topic)
+            return
+        try:
+            handler(topic, payload)
+        except Exception:
+            log.exception("MQTT: the handler of %s failed; the message is ignored", topic)
+
     def _became_connected(self) -> None:
         for topic, payload in self._machine_status.items():
             self._client.publish(topic, payload, qos=1, retain=True)
@@ -423,12 +459,29 @@ class MqttPublisher:
         self.backoff.reset()
         self._connected.set()
         client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
+        commands = list(self._commands)  # the event loop may add one meanwhile
+        if commands:
+            client.subscribe([(topic, 1) for topic in commands])
         if self._down_logged:
             log.info("MQTT: broker %s:%d reachable again; sending the backlog", self.config.host, self.config.port)
         else:
             log.info("MQTT: connected to %s:%d", self.config.host, self.config.port)
         self._down_logged = False
         self._call_in_loop(self._became_connected)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._call_in_loop(self._deliver, message.topic, bytes(message.payload))
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Any
+    ) -> None:
+        if any(r.is_failure for r in reasons):
+            log.warning(
+                "MQTT: the broker refused a command subscription (%s) for %s, so commands (alert acknowledge) "
+                "are not received. Fix: allow this client to read {prefix}/+/+/+/+/alerts/ack in the broker's ACL",
+                ", ".join(str(r) for r in reasons),
+                self.client_id,
+            )
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any

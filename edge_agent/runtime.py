@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors import MachineConfig
 from edge_agent.alerts import AlertSink
+from edge_agent.alerts.commands import ACK_KIND, REPLY_KIND, CommandError, parse_ack, reply, request_id_of
 from edge_agent.config import AgentConfig
 from edge_agent.errors import ConnectorError
 from edge_agent.payloads import Origin
@@ -66,6 +67,11 @@ class Agent:
             for machine in config.machines
             if machine.enabled
         ]
+        self.ack_commands = 0  # acknowledge commands received over MQTT (done or refused)
+        if self.publisher is not None and self.alerts is not None:
+            for poller in self.pollers:
+                if self.alerts.config.for_machine(poller.machine.id).enabled:
+                    self._listen_for_acks(self.publisher, poller.origin)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set, then shut down within a few seconds."""
@@ -98,6 +104,37 @@ class Agent:
             )
             self._alert_sends.add(task)
             task.add_done_callback(self._alert_sends.discard)
+
+    def _listen_for_acks(self, publisher: MqttPublisher, origin: Origin) -> None:
+        """Acknowledge commands for one machine: ``.../{machine}/alerts/ack`` (see edge_agent.alerts.commands)."""
+
+        def handler(topic: str, payload: bytes) -> None:
+            task = asyncio.create_task(self._acknowledge_command(publisher, origin, payload), name="alert:ack")
+            self._alert_sends.add(task)
+            task.add_done_callback(self._alert_sends.discard)
+
+        publisher.subscribe(origin.topic(publisher.config.topic_prefix, ACK_KIND), handler)
+
+    async def _acknowledge_command(self, publisher: MqttPublisher, origin: Origin, payload: bytes) -> None:
+        """Check the command, acknowledge through the same path as the status page, answer on ``.../ack/reply``."""
+        assert self.alerts is not None
+        self.ack_commands += 1
+        reply_topic = origin.topic(publisher.config.topic_prefix, REPLY_KIND)
+        try:
+            request = parse_ack(payload, origin)
+        except CommandError as exc:
+            log.warning("alerts: acknowledge command for %s refused: %s", origin.machine, exc)
+            publisher.send_reply(
+                reply_topic, reply(origin, ok=False, error=str(exc), request_id=request_id_of(payload))
+            )
+            return
+        problem = await self.alerts.acknowledge_alert(origin.machine, request.alert_id, request.by)
+        if problem is not None:
+            log.warning("alerts: acknowledge command from %r for %s refused: %s", request.by, origin.machine, problem)
+            publisher.send_reply(reply_topic, reply(origin, ok=False, request=request, error=problem))
+            return
+        log.info("alerts: alert %s on %s acknowledged by %r over MQTT", request.alert_id, origin.machine, request.by)
+        publisher.send_reply(reply_topic, reply(origin, ok=True, request=request))
 
     def _spawn(self, poller: MachinePoller) -> asyncio.Task[None]:
         return asyncio.create_task(poller.run(), name=f"poll:{poller.machine.id}")

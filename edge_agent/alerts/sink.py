@@ -189,22 +189,44 @@ class AlertSink:
         m = self._machines.get(machine)
         if m is None:
             return False
-        event = await asyncio.to_thread(self._acknowledge, m, by)
+        event, _ = await asyncio.to_thread(self._acknowledge, m, by, None)
         if event is None:
             return False
         self._emit(m, [event])
         return True
 
-    def _acknowledge(self, m: _Machine, by: str) -> dict[str, Any] | None:
+    async def acknowledge_alert(self, machine: str, alert_id: str, by: str) -> str | None:
+        """Acknowledge the open alert ``alert_id`` of ``machine`` (the MQTT command's path).
+
+        None when done (the ``acknowledged`` event is emitted); otherwise why not, in words for the
+        person who sent the command: no alert engine for the machine, no open alert, another id,
+        already acknowledged.
+        """
+        m = self._machines.get(machine)
+        if m is None:
+            known = "alerts are disabled for it" if not self.config.for_machine(machine).enabled else "no data yet"
+            return f"machine {machine!r} has no alert engine ({known})"
+        event, problem = await asyncio.to_thread(self._acknowledge, m, by, alert_id)
+        if event is not None:
+            self._emit(m, [event])
+        return problem
+
+    def _acknowledge(self, m: _Machine, by: str, alert_id: str | None) -> tuple[dict[str, Any] | None, str | None]:
         with m.lock:
-            if m.alert is None:
-                return None
+            alert = m.alert
+            if alert is None or not alert.active:
+                return None, f"machine {m.origin.machine!r} has no open alert"
+            if alert_id is not None and alert.alert_id != alert_id:
+                return (
+                    None,
+                    f"alert {alert_id!r} is not open on {m.origin.machine!r} (the open one is {alert.alert_id!r})",
+                )
             at = m.last_assessment.end_s if m.last_assessment else 0.0
-            transition = m.alert.acknowledge(by, at)
+            transition = alert.acknowledge(by, at)
             if transition is None:
-                return None
+                return None, f"alert {alert.alert_id!r} is already acknowledged by {alert.acknowledged_by!r}"
             self._save_state(m)
-            return self._event(m, transition, None)
+            return self._event(m, transition, None), None
 
     # -- per machine ---------------------------------------------------------------------------
 

@@ -1,0 +1,189 @@
+"""Acknowledging an alert over MQTT, and the retained alert state a late subscriber sees.
+
+The whole agent runs (Modbus poller, outbox, publisher, alert engine) against a simulated pump
+and a real Mosquitto. Wall-clock time: 1 s windows, learned in 20 s (as tests/e2e/test_alerts.py).
+Commands go to ``.../pump-1/alerts/ack``; answers come back on ``.../alerts/ack/reply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.alerts.commands import AckRequest, CommandError, parse_ack
+from edge_agent.config import AgentConfig
+from edge_agent.demo import DEMO_ALERTS, demo_config
+from edge_agent.payloads import Origin
+from edge_agent.runtime import Agent
+from simulators import Simulation
+from tests.agent.test_alert_retained import retained
+from tests.servers import Mosquitto, unique_name
+from tests.waiting import eventually
+
+ORIGIN = Origin("s", "a", "l", "pump-1")
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        (b"ack!", "not JSON"),
+        (b"[1, 2]", "not an object"),
+        (b'{"by": "ana"}', "alert_id is missing"),
+        (b'{"alert_id": 7, "by": "ana"}', "alert_id is missing or not a string"),
+        (b'{"alert_id": "pump-1-1-5"}', "by (who acknowledges) is missing"),
+        (b'{"alert_id": "pump-1-1-5", "by": "  "}', "by (who acknowledges) is missing"),
+        (b'{"alert_id": "pump-1-1-5", "by": "a\\nb"}', "printable name"),
+        (b'{"alert_id": "pump-1-1-5", "by": "ana", "machine": "press-1"}', "names machine 'press-1'"),
+        (b'{"alert_id": "x", "by": "ana", "request_id": [1]}', "request_id must be"),
+        (b'{"alert_id": "x", "by": "' + b"a" * 5000 + b'"}', "too large"),
+    ],
+)
+def test_a_bad_command_is_refused_with_what_to_send(payload: bytes, says: str) -> None:
+    with pytest.raises(CommandError, match=None) as caught:
+        parse_ack(payload, ORIGIN)
+    assert says in str(caught.value)
+
+
+def test_a_good_command_is_read() -> None:
+    got = parse_ack(b'{"alert_id": " pump-1-1-5 ", "by": "Ana", "machine": "pump-1", "request_id": 42}', ORIGIN)
+    assert got == AckRequest("pump-1-1-5", "Ana", "42")
+
+
+class Listener:
+    """Everything below the machine's alerts topic: events, our own commands, the replies."""
+
+    def __init__(self, broker: Mosquitto, prefix: str) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.replies: list[dict[str, Any]] = []
+        self.scores: list[dict[str, Any]] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_name("listen"))
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe([(f"{prefix}/+/+/+/pump-1/alerts/#", 1), (f"{prefix}/+/+/+/pump-1/scores", 1)])
+        self.client.loop_start()
+        self.ack_topic = ""
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic.endswith("/alerts"):
+            self.events.append(json.loads(message.payload))
+            self.ack_topic = message.topic + "/ack"
+        elif message.topic.endswith("/alerts/ack/reply"):
+            self.replies.append(json.loads(message.payload))
+        elif message.topic.endswith("/scores"):
+            self.scores.append(json.loads(message.payload))
+
+    def send(self, payload: bytes) -> None:
+        self.client.publish(self.ack_topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulation]:
+    async with Simulation(seed=21, update_interval=0.05, machines=["pump-1"], opcua_port=None) as simulation:
+        yield simulation
+
+
+def agent_config(sim: Simulation, broker: Mosquitto, prefix: str, tmp_path: Path) -> AgentConfig:
+    alerts = {
+        **DEMO_ALERTS,
+        "window": "1s",
+        "hop": "0.5s",
+        "learn_after": "20s",
+        "cooldown": "0s",
+        "clear_after": 3,
+        "data_dir": str(tmp_path / "models"),
+    }
+    base = demo_config(sim, use_opcua=False, alerts=alerts).model_dump(mode="json", exclude_unset=True)
+    for machine in base["machines"]:
+        machine["interval"] = "100ms"
+    base["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": prefix}
+    base["outbox"] = {"path": str(tmp_path / "outbox.sqlite")}
+    return AgentConfig.model_validate(base)
+
+
+async def test_acknowledge_over_mqtt_and_the_retained_state(
+    sim: Simulation, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    prefix = unique_name("ack")
+    config = agent_config(sim, mosquitto, prefix, tmp_path)
+    listener = Listener(mosquitto, prefix)
+    agent = Agent(config)
+    assert agent.alerts is not None
+    alerts_topic = agent.pollers[0].origin.topic(prefix, "alerts")
+    listener.ack_topic = alerts_topic + "/ack"
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop), name="agent-under-test")
+    try:
+        await eventually(lambda: agent.publisher is not None and agent.publisher.connected, 15, "agent connected")
+        # Malformed JSON before anything is learned: a reply that says what to send, the agent goes on.
+        listener.send(b'{"alert_id": ')
+        await eventually(lambda: len(listener.replies) == 1, 15, "a reply to the malformed command")
+        assert listener.replies[0]["ok"] is False
+        assert "not JSON" in listener.replies[0]["error"]
+
+        engine = agent.alerts
+        await eventually(lambda: engine.stats("pump-1").learned, 60, "learned", detail=lambda: engine.stats("pump-1"))
+        listener.send(b'{"alert_id": "pump-1-1-1", "by": "ana", "request_id": "r1"}')
+        await eventually(lambda: len(listener.replies) == 2, 15, "a reply when no alert is open")
+        assert listener.replies[1]["ok"] is False
+        assert listener.replies[1]["request_id"] == "r1"
+        assert "no open alert" in listener.replies[1]["error"]
+
+        sim.inject_fault("pump-1", "imbalance", severity=1.0, progression="sudden")
+        await eventually(lambda: any(e["event"] == "raised" for e in listener.events), 30, "the alert on MQTT")
+        raised = next(e for e in listener.events if e["event"] == "raised")
+        late = await asyncio.to_thread(retained, mosquitto, alerts_topic)
+        assert late is not None
+        assert late["alert_id"] == raised["alert_id"]
+        assert late["active"] is True, "a dashboard connecting now sees the open alert"
+
+        listener.send(json.dumps({"alert_id": "pump-1-99-1", "by": "ana"}).encode())
+        await eventually(lambda: len(listener.replies) == 3, 15, "a reply to an unknown alert id")
+        assert listener.replies[2]["ok"] is False
+        assert raised["alert_id"] in listener.replies[2]["error"], "the refusal names the open alert"
+        assert not any(e["event"] == "acknowledged" for e in listener.events)
+
+        listener.send(json.dumps({"alert_id": raised["alert_id"], "by": "ana", "request_id": 7}).encode())
+        await eventually(lambda: any(e["event"] == "acknowledged" for e in listener.events), 15, "acknowledged event")
+        await eventually(lambda: len(listener.replies) == 4, 15, "the reply to the acknowledge")
+        assert listener.replies[3] | {"at": None} == {
+            "schema": 1,
+            "ok": True,
+            "machine": "pump-1",
+            "alert_id": raised["alert_id"],
+            "by": "ana",
+            "request_id": "7",
+            "error": None,
+            "at": None,
+        }
+        acked = next(e for e in listener.events if e["event"] == "acknowledged")
+        assert (acked["alert_id"], acked["acknowledged"], acked["acknowledged_by"]) == (raised["alert_id"], True, "ana")
+        assert [a["acknowledged_by"] for a in agent.alert_board.active()] == ["ana"], "the status page shows it too"
+
+        listener.send(json.dumps({"alert_id": raised["alert_id"], "by": "bo"}).encode())
+        await eventually(lambda: len(listener.replies) == 5, 15, "a reply to a second acknowledge")
+        assert "already acknowledged by 'ana'" in listener.replies[4]["error"]
+
+        sim.clear_fault("pump-1")
+        await eventually(lambda: any(e["event"] == "cleared" for e in listener.events), 60, "the alert cleared")
+        await eventually(lambda: agent.publisher is not None and agent.publisher.outbox.stats.entries == 0, 15, "sent")
+        late = await asyncio.to_thread(retained, mosquitto, alerts_topic)
+        assert late is not None
+        assert (late["event"], late["active"], late["alert_id"]) == ("cleared", False, raised["alert_id"])
+        assert agent.ack_commands == 5
+        assert not task.done(), "the agent survived every bad command"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        listener.close()
+    assert sim.write_count == 0
