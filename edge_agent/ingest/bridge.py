@@ -12,8 +12,12 @@ How nothing gets lost (DESIGN.md invariant 2) and nothing duplicates (invariant 
   unacked. The broker stops sending once the client's receive window is full, so memory stays
   bounded and the backlog waits in the broker (size its ``max_queued_messages`` for the longest
   outage to survive).
-- A malformed payload is counted, logged once per kind and acked: it can never succeed, and holding
-  it back would stop the stream for every machine behind it.
+- A malformed payload can never succeed, and holding it back would stop the stream for every machine
+  behind it. It is published (QoS 1) to a dead-letter topic with the reason (``deadletter``), and
+  acked only once the broker acknowledged that copy; counted, logged once per kind per minute.
+
+Besides telemetry the bridge reads alert events (``…/alerts``) and anomaly scores (``…/scores``)
+and writes them as the ``alerts`` and ``anomaly_score`` measurements (``edge_agent.event_lines``).
 
 MQTT 5 is used always, not only for shared subscriptions: it lets the bridge set the session
 expiry explicitly and announce a Receive Maximum, the number of unacked messages the broker may
@@ -42,11 +46,10 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,11 +61,25 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import AgentConfig, IngestConfig, MqttConfig
 from edge_agent.errors import ConfigError, PayloadError
+from edge_agent.event_lines import alert_payload_to_lines, score_payload_to_lines
+from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_topic
+from edge_agent.ingest.deadletter import dead_letter_prefix as _dead_letter_prefix
 from edge_agent.ingest.lineproto import check_line_protocol
+from edge_agent.ingest.problems import ProblemLog, problem_kind
 from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
-from edge_agent.payloads import json_to_line_protocol
+from edge_agent.payloads import MAX_PAYLOAD_BYTES, json_to_line_protocol
 
-__all__ = ["IngestBridge", "IngestStats", "backoff_delay", "parse_payload", "run_ingest", "telemetry_subscription"]
+__all__ = [
+    "TOPIC_KINDS",
+    "IngestBridge",
+    "IngestStats",
+    "backoff_delay",
+    "parse_payload",
+    "problem_kind",
+    "run_ingest",
+    "subscriptions",
+    "telemetry_subscription",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +88,6 @@ MAX_RECEIVE_MAXIMUM = 65535
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
 _STABLE_CONNECTION = 10.0  # seconds; a connection dropped sooner counts as a quick drop
 _FLAPS_BEFORE_ERROR = 3
-_MAX_KINDS = 200
 _FINAL_FLUSH_TIMEOUT = 2.0
 _THREAD_STOP_TIMEOUT = 2.0
 
@@ -82,7 +98,11 @@ class IngestStats:
 
     ``writes`` counts successful write requests (a batch is one), ``write_errors`` failed attempts,
     ``rejected`` messages whose points InfluxDB refused as bad data, ``malformed`` messages set aside
-    before writing. ``influx_ok`` is None until the start-up ping or a write has answered.
+    before writing; of those, ``dead_lettered`` were acknowledged by the broker on the dead-letter
+    topic and ``dead_letter_failed`` were refused by it (lost, logged at ERROR). ``ignored`` counts
+    empty messages on the alerts/scores topics (a retained message being cleared).
+    ``received_by_kind`` counts messages per topic kind (telemetry, alerts, scores).
+    ``influx_ok`` is None until the start-up ping or a write has answered.
     """
 
     received: int = 0
@@ -92,9 +112,13 @@ class IngestStats:
     rejected: int = 0
     write_errors: int = 0
     acked: int = 0
+    dead_lettered: int = 0
+    dead_letter_failed: int = 0
+    ignored: int = 0
     connected: bool = False
     influx_ok: bool | None = None
     malformed_by_kind: dict[str, int] = field(default_factory=dict)
+    received_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -108,28 +132,11 @@ class _Message:
 
 @dataclass(slots=True)
 class _Parsed:
+    """A message and its points; a malformed one has none and waits for its dead letter's PUBACK."""
+
     message: _Message
     lines: list[str]
-
-
-class _OncePerKind:
-    """Remembers which kinds of trouble were already logged at WARNING, so logs stay readable."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-
-    def first(self, kind: str) -> bool:
-        if kind in self._seen or len(self._seen) >= _MAX_KINDS:
-            return False
-        self._seen.add(kind)
-        return True
-
-
-def problem_kind(message: str) -> str:
-    """A payload error's message without its particulars (indices, numbers, quoted values)."""
-    kind = re.sub(r"'[^']*'|\"[^\"]*\"", "…", message)
-    kind = re.sub(r"\d+", "N", kind)
-    return kind[:120]
+    dead_letter: asyncio.Future[bool] | None = None
 
 
 def _reap(flushes: deque[asyncio.Task[bool]]) -> None:
@@ -156,10 +163,23 @@ def backoff_delay(attempt: int, initial: float, cap: float) -> float:
     return min(cap, initial * 2.0 ** min(attempt, 32)) * random.uniform(0.5, 1.0)
 
 
-def telemetry_subscription(topic_prefix: str, share_group: str | None) -> str:
-    """``{prefix}/+/+/+/+/telemetry``, behind ``$share/<group>/`` when bridges share the load."""
-    topic = f"{topic_prefix.rstrip('/')}/+/+/+/+/telemetry"
+def telemetry_subscription(topic_prefix: str, share_group: str | None, kind: str = "telemetry") -> str:
+    """``{prefix}/+/+/+/+/{kind}``, behind ``$share/<group>/`` when bridges share the load."""
+    topic = f"{topic_prefix.rstrip('/')}/+/+/+/+/{kind}"
     return f"$share/{share_group}/{topic}" if share_group else topic
+
+
+# The last topic level says how to read a payload. Alert events and scores are JSON only.
+TOPIC_KINDS: dict[str, Callable[[bytes], list[str]]] = {
+    "telemetry": parse_payload,
+    "alerts": alert_payload_to_lines,
+    "scores": score_payload_to_lines,
+}
+
+
+def subscriptions(topic_prefix: str, share_group: str | None) -> list[str]:
+    """Every topic filter the bridge reads: telemetry, alert events and anomaly scores."""
+    return [telemetry_subscription(topic_prefix, share_group, kind) for kind in TOPIC_KINDS]
 
 
 class IngestBridge:
@@ -173,6 +193,9 @@ class IngestBridge:
     ``backoff_initial``/``backoff_max`` bound the retry delay while InfluxDB is down; ``linger`` is
     the quiet gap after which a partial batch is written without waiting for ``flush_interval``;
     ``writes_in_flight`` the number of batches written at once (the next batch is parsed meanwhile).
+    ``dead_letter_prefix`` is where malformed payloads go (default ``{topic_prefix}/_deadletter``, see
+    ``edge_agent.ingest.deadletter``); ``problem_log_interval`` the seconds between two log lines
+    about the same kind of problem.
     """
 
     def __init__(
@@ -185,6 +208,8 @@ class IngestBridge:
         backoff_max: float = 30.0,
         linger: float = 0.05,
         writes_in_flight: int = 2,
+        dead_letter_prefix: str | None = None,
+        problem_log_interval: float = 60.0,
     ) -> None:
         self.mqtt_config = mqtt_config
         self.ingest = ingest
@@ -196,8 +221,15 @@ class IngestBridge:
         self._unacked_in_flight = 0  # messages in batches being written
         self.receive_maximum = max(1, min(ingest.batch_size, MAX_RECEIVE_MAXIMUM))
         self.topic = telemetry_subscription(mqtt_config.topic_prefix, ingest.share_group)
+        self.topics = subscriptions(mqtt_config.topic_prefix, ingest.share_group)
+        try:
+            self.dead_letter_prefix = _dead_letter_prefix(mqtt_config.topic_prefix, dead_letter_prefix)
+        except ValueError as exc:
+            raise ConfigError("configuration", [f"ingest: {exc}"]) from exc
         self.stats = IngestStats()
-        self._warned = _OncePerKind()
+        self._problems = ProblemLog(problem_log_interval)
+        self._dead_letters: dict[int, asyncio.Future[bool]] = {}  # our publish mid -> its PUBACK
+        self._dead_letter_refusal_logged = False
         self._inbox: asyncio.Queue[_Message | None] = asyncio.Queue()
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -276,6 +308,7 @@ class IngestBridge:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     def _start_client(self, client: mqtt.Client) -> None:
@@ -292,11 +325,12 @@ class IngestBridge:
         )
         client.loop_start()
         log.info(
-            "ingest: connecting to MQTT broker %s:%d as %r, subscribing to %s",
+            "ingest: connecting to MQTT broker %s:%d as %r, subscribing to %s; malformed payloads go to %s/…",
             self.mqtt_config.host,
             self.mqtt_config.port,
             self.ingest.client_id,
-            self.topic,
+            ", ".join(self.topics),
+            self.dead_letter_prefix,
         )
 
     async def _stop_client(self) -> None:
@@ -343,6 +377,9 @@ class IngestBridge:
             )
             return
         self._generation += 1
+        # Dead letters published on the previous connection may never be acknowledged now; their
+        # originals belong to that connection too and will be redelivered (and dead-lettered again).
+        self._call_in_loop(self._forget_dead_letters)
         self._refused_logged = False
         self._connected_at = time.monotonic()
         self.stats.connected = True
@@ -352,7 +389,7 @@ class IngestBridge:
             self._broker_down_logged = False
         else:
             log.log(level, "ingest: connected to MQTT broker (session present: %s)", flags.session_present)
-        client.subscribe(self.topic, qos=1)
+        client.subscribe([(topic, 1) for topic in self.topics])
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
         self.stats.connected = False
@@ -414,8 +451,8 @@ class IngestBridge:
         failed = [r for r in reasons if r.is_failure]
         if failed:
             log.error(
-                "ingest: the broker refused the subscription to %s: %s. Fix: allow this client to read the topic",
-                self.topic,
+                "ingest: the broker refused the subscription to %s: %s. Fix: allow this client to read the topics",
+                ", ".join(self.topics),
                 failed[0],
             )
             return
@@ -424,6 +461,16 @@ class IngestBridge:
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         item = _Message(message.mid, message.qos, message.topic, bytes(message.payload), self._generation)
         self._call_in_loop(self._inbox.put_nowait, item)
+
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self._call_in_loop(self._dead_letter_acked, mid, reason.is_failure, str(reason))
 
     # ------------------------------------------------------------------ event loop
     async def _health_check(self) -> None:
@@ -467,12 +514,6 @@ class IngestBridge:
                     await self._final_flush(flushes, batch)
                     return
                 parsed = self._parse(item)
-                if parsed is None:
-                    if not batch and not flushes:
-                        self._ack([item])  # nothing ahead of it: ack now, acks stay in arrival order
-                    else:
-                        batch.append(_Parsed(item, []))
-                    continue
                 now = time.monotonic()
                 if not batch:
                     first_at = now
@@ -511,29 +552,93 @@ class IngestBridge:
         flushes.append(asyncio.create_task(self._flush(batch, previous, final=final), name="ingest-write"))
         await asyncio.sleep(0)  # let the write start now, while the next batch is being parsed
 
-    def _parse(self, message: _Message) -> _Parsed | None:
+    def _parse(self, message: _Message) -> _Parsed:
         self.stats.received += 1
+        kind = message.topic.rpartition("/")[2]
+        self.stats.received_by_kind[kind] = self.stats.received_by_kind.get(kind, 0) + 1
+        parse = TOPIC_KINDS.get(kind, parse_payload)
+        if not message.payload and parse is not parse_payload:
+            self.stats.ignored += 1  # an empty retained message: someone cleared the retained alert
+            return _Parsed(message, [])
         try:
-            lines = parse_payload(message.payload)
+            lines = parse(message.payload)
         except PayloadError as exc:
-            self._count_malformed(message, str(exc))
-            return None
+            return _Parsed(message, [], self._dead_letter(message, str(exc)))
         return _Parsed(message, lines)
 
-    def _count_malformed(self, message: _Message, reason: str) -> None:
+    def _dead_letter(self, message: _Message, reason: str) -> asyncio.Future[bool]:
+        """Count and log a malformed payload and publish it to the dead-letter topic; the future is its PUBACK."""
         kind = problem_kind(reason)
         self.stats.malformed += 1
         self.stats.malformed_by_kind[kind] = self.stats.malformed_by_kind.get(kind, 0) + 1
-        if self._warned.first(kind):
+        topic = dead_letter_topic(self.dead_letter_prefix, self.mqtt_config.topic_prefix, message.topic)
+        skipped = self._problems.due(kind)
+        if skipped is not None:
             log.warning(
-                "ingest: set aside a malformed payload on %s: %s (further payloads with this problem are only "
-                "counted; details at DEBUG)",
+                "ingest: malformed payload on %s: %s. Forwarded to %s and acked%s (one line per kind of problem "
+                "per %.0f s; each one at DEBUG)",
                 message.topic,
                 reason,
+                topic,
+                f"; {skipped} more with this problem since the last line" if skipped else "",
+                self._problems.interval,
             )
         log.debug(
             "ingest: malformed payload on %s: %s; payload starts %r", message.topic, reason, message.payload[:200]
         )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        client = self._client
+        if client is None or message.generation != self._generation:
+            future.set_result(False)  # this copy is never acked; its redelivery is dead-lettered then
+            return future
+        envelope = dead_letter_payload(
+            topic=message.topic,
+            payload=message.payload,
+            reason=reason,
+            kind=kind,
+            received_at_ns=time.time_ns(),
+            bridge=self.ingest.client_id,
+            max_bytes=MAX_PAYLOAD_BYTES,
+        )
+        info = client.publish(topic, envelope, qos=1)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self._dead_letter_refused(f"paho could not queue it ({mqtt.error_string(info.rc)})")
+            future.set_result(False)
+            return future
+        # on_publish arrives through call_soon_threadsafe, so never before this line runs.
+        self._dead_letters[info.mid] = future
+        return future
+
+    def _dead_letter_acked(self, mid: int, failed: bool, reason: str) -> None:
+        future = self._dead_letters.pop(mid, None)
+        if future is None or future.done():
+            return
+        if failed:
+            self._dead_letter_refused(f"the broker answered {reason}")
+        else:
+            self.stats.dead_lettered += 1
+        future.set_result(not failed)
+
+    def _dead_letter_refused(self, why: str) -> None:
+        self.stats.dead_letter_failed += 1
+        if not self._dead_letter_refusal_logged:
+            self._dead_letter_refusal_logged = True
+            log.error(
+                "ingest: a malformed payload could not be forwarded to the dead-letter topic under %s/ (%s); it is "
+                "acked anyway so the stream goes on, and is lost. Fix: allow client id %r to publish to %s/# in the "
+                "broker's ACL. Further failures are only counted (dead_letter_failed)",
+                self.dead_letter_prefix,
+                why,
+                self.ingest.client_id,
+                self.dead_letter_prefix,
+            )
+
+    def _forget_dead_letters(self) -> None:
+        pending, self._dead_letters = self._dead_letters, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_result(False)
 
     async def _flush(
         self, batch: Sequence[_Parsed], previous: asyncio.Task[bool] | None = None, *, final: bool = False
@@ -556,6 +661,10 @@ class IngestBridge:
                 return False
             if written is None:
                 return False  # stopping while InfluxDB is down: leave the messages unacked for redelivery
+            dead_letters = [parsed.dead_letter for parsed in batch if parsed.dead_letter is not None]
+            if dead_letters:
+                # A malformed message is acked only once its copy on the dead-letter topic is safe.
+                await asyncio.gather(*dead_letters)
             self._ack([parsed.message for parsed in batch])
             return True
         finally:
@@ -619,12 +728,15 @@ class IngestBridge:
     def _count_rejected(self, message: _Message, exc: RejectedPoints) -> None:
         self.stats.rejected += 1
         kind = "rejected: " + problem_kind(exc.detail or str(exc))
-        if self._warned.first(kind):
+        skipped = self._problems.due(kind)
+        if skipped is not None:
             log.error(
-                "ingest: InfluxDB refused points of a message on %s, which are lost: %s (further refusals of "
-                "this kind are only counted; details at DEBUG)",
+                "ingest: InfluxDB refused points of a message on %s, which are lost: %s%s (one line per kind of "
+                "refusal per %.0f s; each one at DEBUG)",
                 message.topic,
                 exc,
+                f"; {skipped} more refused for this reason since the last line" if skipped else "",
+                self._problems.interval,
             )
         log.debug("ingest: refused message on %s: %s", message.topic, exc)
 
@@ -665,9 +777,13 @@ async def run_ingest(config: AgentConfig, stop: asyncio.Event) -> None:
     finally:
         await writer.close()
         log.info(
-            "ingest: stopped; received %d messages, wrote %d points, %d malformed, %d refused by InfluxDB",
+            "ingest: stopped; received %d messages, wrote %d points, %d malformed (%d forwarded to %s/…, %d of "
+            "them refused by the broker), %d refused by InfluxDB",
             bridge.stats.received,
             bridge.stats.written_points,
             bridge.stats.malformed,
+            bridge.stats.dead_lettered,
+            bridge.dead_letter_prefix,
+            bridge.stats.dead_letter_failed,
             bridge.stats.rejected,
         )

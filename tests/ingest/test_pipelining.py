@@ -58,12 +58,21 @@ class HeldWriter:
 
 
 class AckRecorder:
+    """Stands in for paho's client: records acks, and dead letters published (the test answers their PUBACK)."""
+
     def __init__(self) -> None:
         self.acked: list[int] = []
+        self.published: list[tuple[str, bytes]] = []
 
     def ack(self, mid: int, qos: int) -> int:
         self.acked.append(mid)
         return mqtt.MQTT_ERR_SUCCESS
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> mqtt.MQTTMessageInfo:
+        self.published.append((topic, payload))
+        info = mqtt.MQTTMessageInfo(1000 + len(self.published))
+        info.rc = mqtt.MQTT_ERR_SUCCESS
+        return info
 
 
 def message(mid: int, payload: bytes | None = None) -> _Message:
@@ -112,14 +121,19 @@ async def test_writes_overlap_but_acks_follow_arrival_order() -> None:
         bridge._inbox.put_nowait(message(7, b"not line protocol"))  # malformed, behind a write in flight
         await settle()
         assert client.acked == [1, 2, 3, 4]
+        assert [topic for topic, _ in client.published] == ["edge/_deadletter/s/a/l/m/telemetry"]
         writer.release(2)
         bridge._inbox.put_nowait(message(8))
         bridge._inbox.put_nowait(message(9))
         await settle()
         writer.release(3)
         await settle()
+        assert client.acked == [1, 2, 3, 4, 5, 6]  # 7 waits for the broker to acknowledge its dead letter
+        bridge._dead_letter_acked(1001, False, "Success")
+        await settle()
         assert client.acked == [1, 2, 3, 4, 5, 6, 7, 8, 9]
         assert bridge.stats.malformed == 1
+        assert bridge.stats.dead_lettered == 1
         assert bridge.stats.written_points == 8
         assert writer.most_active == 2
         assert bridge._unacked_in_flight == 0
