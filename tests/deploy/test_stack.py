@@ -44,20 +44,42 @@ def compose() -> dict[str, Any]:
     return data
 
 
-@pytest.fixture(scope="module")
-def point() -> dict[str, set[str]]:
-    """Measurement, tags and fields from the table "The InfluxDB point" of docs/payloads.md."""
-    text = (REPO / "docs" / "payloads.md").read_text()
-    table = text.split("## The InfluxDB point", 1)[1].split("\n\n", 2)[1]
+def point_table(text: str, heading: str) -> dict[str, set[str]]:
+    """Measurement, tags and fields from the first table after ``heading`` in docs/payloads.md."""
+    table = text.split(heading, 1)[1].split("\n\n", 2)[1]
+    if not table.startswith("|"):  # a sentence between the heading and the table
+        table = text.split(heading, 1)[1].split("\n\n", 3)[2]
     parts: dict[str, set[str]] = {"measurement": set(), "tag": set(), "field": set()}
     for row in table.splitlines():
         cells = [c.strip() for c in row.strip("|").split("|")]
         if len(cells) >= 2 and cells[0] in parts:
             parts[cells[0]].update(re.findall(r"`([^`]+)`", cells[1]))
-    assert parts["measurement"] == {"telemetry"}
-    assert {"machine", "tag"} <= parts["tag"]
-    assert {"value", "quality"} <= parts["field"]
     return parts
+
+
+@pytest.fixture(scope="module")
+def points() -> dict[str, dict[str, set[str]]]:
+    """Per measurement, its tags and fields, from the point tables of docs/payloads.md."""
+    text = (REPO / "docs" / "payloads.md").read_text()
+    found = {}
+    for heading in ("## The InfluxDB point", "### The `alerts` point", "### The `anomaly_score` point"):
+        parts = point_table(text, heading)
+        (measurement,) = parts["measurement"]
+        found[measurement] = parts
+    assert set(found) == {"telemetry", "alerts", "anomaly_score"}
+    assert {"machine", "tag"} <= found["telemetry"]["tag"]
+    assert {"value", "quality"} <= found["telemetry"]["field"]
+    assert {"machine", "event", "severity"} <= found["alerts"]["tag"]
+    assert {"summary", "alert_id", "active"} <= found["alerts"]["field"]
+    assert {"machine", "detector"} <= found["anomaly_score"]["tag"]
+    assert {"score", "threshold", "level"} <= found["anomaly_score"]["field"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def point(points: dict[str, dict[str, set[str]]]) -> dict[str, set[str]]:
+    """The telemetry point (what the Telegraf alternative writes)."""
+    return points["telemetry"]
 
 
 def agent_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -234,6 +256,7 @@ def dashboard() -> dict[str, Any]:
 def queries(dashboard: dict[str, Any]) -> list[str]:
     found = [t["query"] for p in dashboard["panels"] for t in p["targets"]]
     found += [v["query"] for v in dashboard["templating"]["list"]]
+    found += [a["target"]["query"] for a in dashboard["annotations"]["list"] if "target" in a]
     return found
 
 
@@ -246,25 +269,43 @@ def test_dashboard_panels(dashboard: dict[str, Any]) -> None:
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == uid
         assert all(t["datasource"]["uid"] == uid for t in panel["targets"])
-    # Alert events and anomaly scores do not reach InfluxDB (see deploy/README.md).
-    assert not any("alert" in q or "score" in q for q in queries(dashboard))
-    assert all(a.get("builtIn") == 1 for a in dashboard["annotations"]["list"])
+    # Alert events are annotations (the summary is their text); anomaly levels are a panel.
+    (alerts,) = [a for a in dashboard["annotations"]["list"] if not a.get("builtIn")]
+    assert alerts["datasource"]["uid"] == alerts["target"]["datasource"]["uid"] == uid
+    assert '_measurement == "alerts"' in alerts["target"]["query"]
+    assert '_field == "summary"' in alerts["target"]["query"]
+    assert alerts["mappings"]["text"]["value"] in made_by_map(alerts["target"]["query"])
+    scores = [p for p in dashboard["panels"] if '"anomaly_score"' in p["targets"][0]["query"]]
+    assert len(scores) == 1
+    assert '_field == "level"' in scores[0]["targets"][0]["query"]
+    assert scores[0]["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == 1
 
 
-def test_dashboard_queries_ask_for_what_exists(dashboard: dict[str, Any], point: dict[str, set[str]]) -> None:
-    tags, fields = point["tag"], point["field"]
-    names = tags | fields
+def made_by_map(query: str) -> set[str]:
+    """Columns a ``map(fn: (r) => ({...}))`` in the query creates."""
+    bodies = re.findall(r"map\(fn: \(r\) => \(\{(.*?)\}\)\)", query, re.DOTALL)
+    return {key for body in bodies for key in re.findall(r"(\w+):", body)}
+
+
+def test_dashboard_queries_ask_for_what_exists(
+    dashboard: dict[str, Any], points: dict[str, dict[str, set[str]]]
+) -> None:
     for query in queries(dashboard):
         assert "v.defaultBucket" in query
-        for measurement in re.findall(r'_measurement == "([^"]*)"', query):
-            assert measurement in point["measurement"]
+        measurements = set(re.findall(r'_measurement == "([^"]*)"', query))
+        measurements |= set(re.findall(r'measurement: "([^"]*)"', query))
+        assert measurements, query
+        assert measurements <= set(points), measurements
+        tags = set().union(*(points[m]["tag"] for m in measurements))
+        fields = set().union(*(points[m]["field"] for m in measurements))
+        names = tags | fields
         for field in re.findall(r'_field == "([^"]*)"', query):
             assert field in fields, field
         for name in re.findall(r"\br\.(\w+)", query):
             assert name.startswith("_") or name in names, name
         for column_list in re.findall(r"columns: \[([^\]]*)\]", query):
             for column in re.findall(r'"(\w+)"', column_list):
-                assert column.startswith("_") or column in names, column
+                assert column.startswith("_") or column in names | made_by_map(query), column
         for tag in re.findall(r'\btag: "([^"]*)"', query):
             assert tag in tags
     signals = next(p for p in dashboard["panels"] if p["title"] == "Signals")

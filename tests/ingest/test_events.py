@@ -134,6 +134,11 @@ async def test_alert_events_and_scores_arrive_as_points(
         }
         for s in scores
     ]
+    # The query docs/payloads.md shows for the anomaly level of a line.
+    levels = await query(
+        influxdb1, database, "SELECT max(\"level\") FROM anomaly_score WHERE line = 'line-2' GROUP BY machine"
+    )
+    assert [r["max"] for r in levels] == [max(s["level"] for s in scores)]
 
 
 async def test_bad_events_are_dead_lettered_and_a_cleared_retained_alert_is_ignored(
