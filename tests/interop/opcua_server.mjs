@@ -23,6 +23,7 @@ import { standardUnits } from "node-opcua-data-access";
 import { nodesets } from "node-opcua-nodesets";
 import { MessageSecurityMode, SecurityPolicy } from "node-opcua-secure-channel";
 import { OPCUAServer } from "node-opcua-server";
+import { UserTokenType } from "node-opcua-service-endpoints";
 import { StatusCodes } from "node-opcua-status-code";
 import { DataType, Variant, VariantArrayType } from "node-opcua-variant";
 
@@ -74,16 +75,6 @@ server.on("request", (request) => {
 });
 
 await server.initialize();
-
-// Anonymous only where there is no security: node-opcua offers it on every endpoint of a port, and
-// ActivateSession accepts only token policies its endpoint lists, so drop it from the secure one.
-for (const endpoint of server.endpoints) {
-  for (const description of endpoint.endpointDescriptions()) {
-    if (description.securityMode !== MessageSecurityMode.None) {
-      description.userIdentityTokens = description.userIdentityTokens.filter((t) => t.policyId !== "anonymous");
-    }
-  }
-}
 
 const addressSpace = server.engine.addressSpace;
 const decoy = addressSpace.registerNamespace(DECOY_NAMESPACE);
@@ -145,6 +136,18 @@ tick();
 const ticker = setInterval(tick, CLOCK_PERIOD_MS);
 
 await server.start();
+
+// Anonymous only where there is no security: node-opcua offers it on every endpoint of a port, and
+// ActivateSession accepts only token policies its endpoint lists, so drop it from the secure ones.
+for (const endpoint of server.endpoints) {
+  for (const description of endpoint.endpointDescriptions()) {
+    if (description.securityMode !== MessageSecurityMode.None) {
+      description.userIdentityTokens = description.userIdentityTokens.filter(
+        (token) => token.tokenType !== UserTokenType.Anonymous,
+      );
+    }
+  }
+}
 const port = server.endpoints[0].port;
 emit(JSON.stringify({ endpoint: `opc.tcp://127.0.0.1:${port}`, port, namespace: NAMESPACE }));
 
