@@ -2,7 +2,7 @@
 
     edge-sim run [--opcua-port 4840] [--modbus-port 5020] [--control-port 5021] [--host 127.0.0.1]
                  [--seed N] [--machines pump-1 press-1] [--scenario S] [--time-scale X] [--interval 0.1]
-                 [--extra-tags N] [--opcua-extra-namespaces N]
+                 [--extra-tags N] [--opcua-extra-namespaces N] [--modbus-serial /dev/ttyUSB1]
     edge-sim inject MACHINE FAULT [--severity 1] [--progression sudden] [--signal SIG] [--control HOST:PORT]
     edge-sim inject MACHINE --clear [FAULT]
     edge-sim inject MACHINE KIND --protocol modbus|opcua [--code C] [--latency 500ms] [--offset -1h]
@@ -85,13 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME:PASSWORD",
         help="admit only these OPC UA users (repeatable; visible in the process list: test setups only)",
     )
-    run.add_argument("--modbus-framing", choices=FRAMINGS, default="tcp", help="tcp, or RTU frames over TCP")
-    run.add_argument(
-        "--modbus-byte-order",
-        choices=BYTE_ORDERS,
-        default="ABCD",
-        help="byte order of the float32 input registers (ABCD big-endian; CDAB swaps the words)",
-    )
+    _add_modbus_options(run)
     run.add_argument("--opcua-cert-out", default=None, help="write the server certificate (DER) here for clients")
     run.add_argument(
         "--opcua-extra-namespaces",
@@ -156,6 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="check scenario files without running them")
     check.add_argument("scenarios", nargs="+", help="scenario YAML files")
     return parser
+
+
+def _add_modbus_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--modbus-framing", choices=FRAMINGS, default="tcp", help="tcp, or RTU frames over TCP")
+    run.add_argument(
+        "--modbus-serial",
+        default=None,
+        metavar="DEVICE",
+        help="serve Modbus RTU on this serial device (19200 8N1) instead of Modbus TCP",
+    )
+    run.add_argument(
+        "--modbus-byte-order",
+        choices=BYTE_ORDERS,
+        default="ABCD",
+        help="byte order of the float32 input registers (ABCD big-endian; CDAB swaps the words)",
+    )
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -251,6 +261,7 @@ async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
         modbus_byte_order=args.modbus_byte_order,
         extra_tags=args.extra_tags,
         opcua_extra_namespaces=args.opcua_extra_namespaces,
+        modbus_serial=args.modbus_serial,
     ) as sim:
         if args.opcua_cert_out is not None and args.opcua_port is not None and sim.opcua.certificate is not None:
             await asyncio.to_thread(Path(args.opcua_cert_out).write_bytes, sim.opcua.certificate)
@@ -266,7 +277,10 @@ async def _serve(args: argparse.Namespace, truth: list[Fault]) -> None:
         if control is not None:
             await control.start()
             print(f"Control {CONTROL_HOST}:{control.port}  (edge-sim inject MACHINE FAULT; loopback only)", flush=True)
-        if args.modbus_port is not None:
+        if args.modbus_serial is not None:
+            units = ", ".join(f"{m}={sim.modbus.unit_id(m)}" for m in sim.machine_ids)
+            print(f"Modbus  RTU on {args.modbus_serial} (19200 8N1)  unit ids: {units}", flush=True)
+        elif args.modbus_port is not None:
             units = ", ".join(f"{m}={sim.modbus.unit_id(m)}" for m in sim.machine_ids)
             framing = "" if sim.modbus.framing == "tcp" else f"  framing {sim.modbus.framing}"
             print(f"Modbus  {args.host}:{sim.modbus.port}  unit ids: {units}{framing}", flush=True)
@@ -397,7 +411,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(args, truth))
     except OSError as exc:
-        print(f"edge-sim: cannot listen: {exc}. Fix: choose another port or stop what uses it", file=sys.stderr)
+        print(
+            f"edge-sim: cannot listen: {exc}. Fix: choose another port (or device), or stop what uses it",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:  # where signal handlers are not available (Windows)
         print("edge-sim stopped", flush=True)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -126,10 +127,10 @@ class ModbusSimServer:
     async def start(self) -> None:
         """Build the unit datastores and listen."""
         devices = [self._device(unit, count) for unit, count in self._signal_counts.items()]
+        devices.append(self._device(0, max(self._signal_counts.values())))  # every other unit id
         if self.serial is not None:
             await self._start_serial(devices)
             return
-        devices.append(self._device(0, max(self._signal_counts.values())))
         port = self._port if self._port is not None else self._requested_port  # a restart keeps its port
         server = ModbusTcpServer(
             devices,
@@ -228,6 +229,8 @@ class ModbusSimServer:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         if unit == 0:
+            if self.serial is not None:
+                raise NoSuchIdException  # no device answers on the bus: the client times out
             return ExcCodes.GATEWAY_NO_RESPONSE
         faults = self.faults[unit]
         hit = faults.probability >= 1.0 or self._rng.random() < faults.probability

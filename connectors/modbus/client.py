@@ -1,4 +1,4 @@
-"""The Modbus TCP connector: runs the request plan each poll and turns the answers into a ``Batch``.
+"""The Modbus connector (TCP, RTU over TCP, RTU on a serial line): runs the request plan each poll.
 
 Only function codes 1 (read coils), 2 (read discrete inputs), 3 (read holding registers) and 4
 (read input registers) are ever sent.
@@ -13,6 +13,10 @@ Failures: a Modbus exception marks exactly that request's tags bad (exception 2 
 read splits it into one read per tag from then on); a lost connection raises ``ConnectError``; a poll
 in which no request was answered raises ``ReadTimeout``. Device quirks (pauses, closing after each
 poll, one request per tag, smaller requests) come from the machine config.
+
+Serial lines: the port is opened with pymodbus's serial client (pyserial below it); a port that
+does not open is diagnosed (missing, no permission, busy) in a worker thread, and before every
+request the line stays silent for the inter-frame delay, because pymodbus keeps no RTU timing.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pymodbus import FramerType
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from connectors.base import POLL_BUDGET, ConnectionState
@@ -31,6 +35,7 @@ from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.modbus.config import ModbusMachine
 from connectors.modbus.decode import DecodeError, decode_value, exception_reason
 from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests, split_request
+from connectors.modbus.serial_port import SETTING_ERRORS, diagnose_open_failure, settings_refused
 from edge_agent.errors import ConnectError, ReadTimeout
 from edge_agent.samples import Batch, Sample, Value, now_ns
 
@@ -39,18 +44,22 @@ _log = logging.getLogger(__name__)
 SPLIT_ON = frozenset({2, 3})
 """Exceptions to a joined read that mean "ask for less": illegal data address, illegal data value."""
 
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
 
 class ModbusConnector:
-    """Reads one Modbus TCP machine; see ``connectors/modbus/README.md``."""
+    """Reads one Modbus machine (TCP or serial); see ``connectors/modbus/README.md``."""
 
     def __init__(self, config: ModbusMachine) -> None:
         self._config = config
         self._options = PlanOptions.of(config)
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: Client | None = None
         self._state = ConnectionState.CLOSED
         self._opened = False  # connect() succeeded and close() was not called since
         self._reopen = False  # the link must be reopened before the next request (after a timeout)
         self._plan: list[ReadRequest] = plan_requests(config.tags, self._options)
+        self._frame_gap = config.serial.frame_gap if config.serial is not None else 0.0
+        self._quiet_since = 0.0  # loop time the line last fell silent (serial: the inter-frame delay counts from it)
 
     @property
     def machine_id(self) -> str:
@@ -82,7 +91,7 @@ class ModbusConnector:
             raise
 
     async def _connect(self) -> None:
-        """Open the TCP connection. Raises ``ConnectError`` when the device cannot be reached."""
+        """Open the connection or serial port. Raises ``ConnectError`` when the device cannot be reached."""
         self._opened = False
         await self._drop_client()
         self._state = ConnectionState.CONNECTING
@@ -97,10 +106,24 @@ class ModbusConnector:
         if self._config.close_after_cycle:
             await self._drop_client()
 
-    async def _open(self) -> AsyncModbusTcpClient:
+    def _new_client(self) -> Client:
         config = self._config
-        client = AsyncModbusTcpClient(
-            config.host,
+        if config.serial is not None:
+            line = config.serial
+            return AsyncModbusSerialClient(
+                line.device,
+                framer=FramerType.RTU,
+                baudrate=line.baudrate,
+                bytesize=line.bytesize,
+                parity=line.parity,
+                stopbits=line.stopbits,
+                timeout=config.effective_timeout,
+                retries=0,
+                reconnect_delay=0,
+                name=f"modbus-{config.id}",
+            )
+        return AsyncModbusTcpClient(
+            config.host or "",
             port=config.port,
             framer=FramerType.RTU if config.framing == "rtu_over_tcp" else FramerType.SOCKET,
             timeout=config.effective_timeout,
@@ -108,27 +131,43 @@ class ModbusConnector:
             reconnect_delay=0,  # the runtime reconnects with backoff; no hidden retries below it
             name=f"modbus-{config.id}",
         )
+
+    async def _not_connected(self) -> str:
+        """Why ``connect()`` came back without a connection (pymodbus only logs the cause)."""
+        config = self._config
+        if config.serial is not None:
+            return await asyncio.to_thread(diagnose_open_failure, config.serial)
+        return (
+            f"cannot connect to {config.endpoint} within {config.effective_timeout:g} s "
+            "(refused or no route). Check host, port and that the device accepts Modbus TCP"
+        )
+
+    async def _open(self) -> Client:
+        config = self._config
+        client = self._new_client()
         try:
             connected = await client.connect()
         except (OSError, ModbusException) as exc:
             client.close()
-            raise ConnectError(config.id, f"cannot connect to {config.host}:{config.port}: {exc}") from exc
+            raise ConnectError(config.id, f"cannot connect to {config.endpoint}: {exc}") from exc
+        except SETTING_ERRORS as exc:  # a serial port that opened but refused its settings
+            client.close()
+            if config.serial is None:
+                raise
+            raise ConnectError(config.id, settings_refused(config.serial, exc)) from exc
         except BaseException:
             client.close()
             raise
         if not connected:
             client.close()
-            raise ConnectError(
-                config.id,
-                f"cannot connect to {config.host}:{config.port} within {config.effective_timeout:g} s "
-                "(refused or no route). Check host, port and that the device accepts Modbus TCP",
-            )
+            raise ConnectError(config.id, await self._not_connected())
         self._client = client
+        self._quiet_since = asyncio.get_running_loop().time()
         if config.pause_after_connect > 0:
             await asyncio.sleep(config.pause_after_connect)
         return client
 
-    async def _link(self, deadline: float) -> AsyncModbusTcpClient:
+    async def _link(self, deadline: float) -> Client:
         """The open client; reopens it after a timeout or when the device wants a connection per poll."""
         client = self._client
         if client is not None and client.connected and not self._reopen:
@@ -261,6 +300,10 @@ class ModbusConnector:
             "input": client.read_input_registers,
         }
         loop = asyncio.get_running_loop()
+        if self._frame_gap > 0:
+            silence = self._quiet_since + self._frame_gap - loop.time()
+            if silence > 0:
+                await asyncio.sleep(silence)
         limit = self._config.request_timeout
         until = deadline if limit is None else min(deadline, loop.time() + limit)
         try:
@@ -278,6 +321,8 @@ class ModbusConnector:
             raise ConnectError(self.machine_id, f"connection lost while reading: {exc}") from exc
         except ModbusException as exc:
             return _Failed(f"request failed: {exc}")
+        finally:
+            self._quiet_since = loop.time()
         if response.isError():
             code: int = response.exception_code
             return code
