@@ -7,6 +7,7 @@ leak), in a worker thread because RSA key generation takes a noticeable fraction
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import socket
@@ -22,6 +23,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 SecurityMode = Literal["None", "Basic256Sha256"]
 SECURITY_MODES: tuple[SecurityMode, ...] = ("None", "Basic256Sha256")
+
+CERTIFICATE_USER = "x509:"
+"""A user whose "password" is ``x509:<SHA-256 of a DER certificate>`` logs in with that X.509
+user certificate instead of a password (``opcua_users={"robot": "x509:3f9a…"}``)."""
 
 
 def make_certificate(app_uri: str, host: str = "127.0.0.1", *, server: bool = True) -> tuple[bytes, bytes]:
@@ -46,10 +51,21 @@ def make_certificate(app_uri: str, host: str = "127.0.0.1", *, server: bool = Tr
     return certificate.public_bytes(Encoding.DER), key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
 
 
+def identity_tokens(users: Mapping[str, str]) -> list[type]:
+    """The login kinds a server with these users offers: user name, plus X.509 if a user has a certificate."""
+    from asyncua import ua
+
+    tokens: list[type] = [ua.UserNameIdentityToken]
+    if any(secret.startswith(CERTIFICATE_USER) for secret in users.values()):
+        tokens.append(ua.X509IdentityToken)
+    return tokens
+
+
 class PasswordUsers(UserManager):
     """asyncua user manager: only the configured user names with their passwords get in.
 
-    Anonymous sessions are refused as well (the server offers user-name tokens only).
+    Users configured as ``x509:<fingerprint>`` get in with that user certificate instead.
+    Anonymous sessions are refused as well (the server offers no anonymous token).
     """
 
     def __init__(self, users: Mapping[str, str]) -> None:
@@ -58,10 +74,17 @@ class PasswordUsers(UserManager):
     def get_user(
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> User | None:
-        """The user if the password matches (constant-time compare), else None (access denied)."""
-        del iserver, certificate
+        """The user if the password (constant-time compare) or the certificate matches, else None."""
+        del iserver
+        if certificate is not None:
+            der = certificate if isinstance(certificate, bytes) else certificate.public_bytes(Encoding.DER)
+            wanted = CERTIFICATE_USER + hashlib.sha256(der).hexdigest()
+            for name, secret in self._users.items():
+                if hmac.compare_digest(secret.encode("utf-8"), wanted.encode("utf-8")):
+                    return User(role=UserRole.User, name=name)
+            return None
         expected = self._users.get(username or "")
-        if expected is None or password is None:
+        if expected is None or password is None or expected.startswith(CERTIFICATE_USER):
             return None
         if not hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8")):
             return None

@@ -38,7 +38,13 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
-from simulators.opcua_security import SECURITY_MODES, PasswordUsers, SecurityMode, make_certificate
+from simulators.opcua_security import (
+    SECURITY_MODES,
+    PasswordUsers,
+    SecurityMode,
+    identity_tokens,
+    make_certificate,
+)
 from simulators.physics import MachineState
 from simulators.plant import Reading
 from simulators.register_map import ENDPOINT_PATH, NAMESPACE_URI
@@ -250,7 +256,7 @@ class OpcUaSimServer:
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         if self._users:
-            server.set_identity_tokens([ua.UserNameIdentityToken])
+            server.set_identity_tokens(identity_tokens(self._users))
 
     async def stop(self) -> None:
         """Close client connections and stop listening. Idempotent; ``start`` again reuses the port."""
