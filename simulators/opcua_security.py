@@ -76,7 +76,9 @@ class PasswordUsers(UserManager):
     ) -> User | None:
         """The user if the password (constant-time compare) or the certificate matches, else None."""
         del iserver
-        if certificate is not None:
+        # asyncua passes the client's application certificate along with a user name token too:
+        # only a call without a user name is an X.509 user login.
+        if username is None and certificate is not None:
             der = certificate if isinstance(certificate, bytes) else certificate.public_bytes(Encoding.DER)
             wanted = CERTIFICATE_USER + hashlib.sha256(der).hexdigest()
             for name, secret in self._users.items():
