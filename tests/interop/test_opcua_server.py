@@ -42,6 +42,7 @@ def machine(server: NodeOpcUaServer, tags: list[dict[str, Any]], **keys: Any) ->
             "id": "node-opcua",
             "endpoint": server.endpoint,
             "interval": "3s",
+            "connect_timeout": "20s",  # a loaded box; the default is the poll's timeout
             "tags": tags,
             "security": NO_SECURITY,
             **keys,
@@ -123,7 +124,10 @@ async def test_subscription_delivers_every_clock_change(server: NodeOpcUaServer)
         {"name": "temperature", "node": SERVED["temperature"][0]},
         {"name": "label", "node": SERVED["label"][0]},
     ]
-    connector = OpcUaConnector(machine(server, tags, mode="subscribe", interval="200ms", sampling_interval="100ms"))
+    # Publishing every 2 s (so the per-request timeout, 80 % of that, holds on a loaded box); the
+    # server samples Clock every 100 ms and queues the changes in between.
+    config = machine(server, tags, mode="subscribe", interval="2s", sampling_interval="100ms", queue_size=100)
+    connector = OpcUaConnector(config)
     received: list[Sample] = []
 
     async def five_clock_changes() -> bool | None:
