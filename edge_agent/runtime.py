@@ -59,7 +59,7 @@ class Agent:
         self.alerts: AlertSink | None = None
         self._alert_sends: set[asyncio.Task[None]] = set()
         if config.alerts is not None and config.alerts.enabled:
-            self.alerts = AlertSink(config.alerts, on_alert=self._on_alert)
+            self.alerts = AlertSink(config.alerts, on_alert=self._on_alert, on_score=self._on_score)
             self.alert_board.engine_acknowledge = self.alerts.acknowledge
             self.sinks.append(self.alerts)
         self.pollers = [
@@ -102,6 +102,14 @@ class Agent:
             task = asyncio.create_task(
                 self.publisher.submit_message(origin, "alerts", payload, retain=True), name="alert:send"
             )
+            self._alert_sends.add(task)
+            task.add_done_callback(self._alert_sends.discard)
+
+    def _on_score(self, origin: Origin, score: dict[str, Any]) -> None:
+        """A window was scored: send the score (for plotting; QoS 1, not retained) through the outbox."""
+        if self.publisher is not None:
+            payload = json.dumps(score, allow_nan=False).encode()
+            task = asyncio.create_task(self.publisher.submit_message(origin, "scores", payload), name="score:send")
             self._alert_sends.add(task)
             task.add_done_callback(self._alert_sends.discard)
 

@@ -21,12 +21,14 @@ import contextlib
 import fnmatch
 import json
 import logging
+import math
 import os
 import re
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,11 @@ from models.operating_state import RUNNING, StateRule
 log = logging.getLogger(__name__)
 
 EVENT_SCHEMA = 1
+SCORE_SCHEMA = 1
+MAX_LEVEL = 1e9  # a level beyond this (a threshold equal to the typical score) is clamped: JSON has no inf
 AlertCallback = Callable[[Origin, dict[str, Any]], None]
+ScoreCallback = Callable[[Origin, dict[str, Any]], None]
+Output = tuple[str, dict[str, Any]]  # ("alerts", event) or ("scores", score): what a worker step produced
 _GAP = None  # a queue entry meaning "the connection dropped": the partial window is discarded
 
 
@@ -102,9 +108,10 @@ class AlertSink:
 
     name = "alerts"
 
-    def __init__(self, config: AlertsConfig, on_alert: AlertCallback) -> None:
+    def __init__(self, config: AlertsConfig, on_alert: AlertCallback, on_score: ScoreCallback | None = None) -> None:
         self.config = config
         self.on_alert = on_alert
+        self.on_score = on_score
         self.policy = AlertPolicy(
             k=config.k,
             n=config.n,
@@ -192,7 +199,7 @@ class AlertSink:
         event, _ = await asyncio.to_thread(self._acknowledge, m, by, None)
         if event is None:
             return False
-        self._emit(m, [event])
+        self._emit(m, [("alerts", event)])
         return True
 
     async def acknowledge_alert(self, machine: str, alert_id: str, by: str) -> str | None:
@@ -208,7 +215,7 @@ class AlertSink:
             return f"machine {machine!r} has no alert engine ({known})"
         event, problem = await asyncio.to_thread(self._acknowledge, m, by, alert_id)
         if event is not None:
-            self._emit(m, [event])
+            self._emit(m, [("alerts", event)])
         return problem
 
     def _acknowledge(self, m: _Machine, by: str, alert_id: str | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -262,6 +269,7 @@ class AlertSink:
             while m.rows:
                 rows.append(m.rows.popleft())
             if rows:
+                events: list[Output]
                 try:
                     events = await asyncio.to_thread(self._process, m, rows)
                 except ModelError as exc:
@@ -278,23 +286,26 @@ class AlertSink:
             if self._closed and not m.rows:
                 return
 
-    def _emit(self, m: _Machine, events: list[dict[str, Any]]) -> None:
-        for event in events:
+    def _emit(self, m: _Machine, outputs: list[Output]) -> None:
+        for kind, body in outputs:
+            callback = self.on_alert if kind == "alerts" else self.on_score
+            if callback is None:
+                continue
             try:
-                self.on_alert(m.origin, event)
+                callback(m.origin, body)
             except Exception:
-                log.exception("alerts: on_alert callback failed for machine %r", m.origin.machine)
+                log.exception("alerts: the %s callback failed for machine %r", kind, m.origin.machine)
 
     # -- worker thread: everything below runs off the event loop -------------------------------
 
-    def _process(self, m: _Machine, rows: list[Row]) -> list[dict[str, Any]]:
+    def _process(self, m: _Machine, rows: list[Row]) -> list[Output]:
         with m.lock:
             return self._process_locked(m, rows)
 
-    def _process_locked(self, m: _Machine, rows: list[Row]) -> list[dict[str, Any]]:
+    def _process_locked(self, m: _Machine, rows: list[Row]) -> list[Output]:
         if not m.loaded:
             self._load(m)
-        events: list[dict[str, Any]] = []
+        events: list[Output] = []
         for row in rows:
             if row is None:
                 if m.windower is not None:
@@ -321,7 +332,7 @@ class AlertSink:
         excluded = self.config.exclude_signals
         return sorted(t for t in values if not any(fnmatch.fnmatch(t, p) for p in excluded))
 
-    def _window(self, m: _Machine, window: Window) -> list[dict[str, Any]]:
+    def _window(self, m: _Machine, window: Window) -> list[Output]:
         if m.model is None:
             if window.state not in self.config.learn_states:
                 m.stats.not_scored += 1
@@ -340,10 +351,12 @@ class AlertSink:
         if m.alert is None:
             m.alert = AlertState(m.origin.machine, self.policy)
         transitions = m.alert.observe(assessment.start_s, assessment.end_s, assessment.level)
-        events = [self._event(m, t, assessment) for t in transitions]
+        outputs: list[Output] = [("alerts", self._event(m, t, assessment)) for t in transitions]
         if transitions:
             self._save_state(m)
-        return events
+        if self.on_score is not None:
+            outputs.insert(0, ("scores", self._score(m, assessment)))
+        return outputs
 
     def _learn(self, m: _Machine) -> None:
         assert m.signals is not None
@@ -412,6 +425,26 @@ class AlertSink:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(m.alert.to_dict(), sort_keys=True))
         os.replace(tmp, path)
+
+    def _score(self, m: _Machine, a: Assessment) -> dict[str, Any]:
+        """One scored window for ``.../{machine}/scores`` (schema 1; docs/models.md)."""
+        o = m.origin
+        assert m.model is not None
+        level = a.level if math.isfinite(a.level) else MAX_LEVEL
+        return {
+            "schema": SCORE_SCHEMA,
+            "site": o.site,
+            "area": o.area,
+            "line": o.line,
+            "machine": o.machine,
+            "at": datetime.fromtimestamp(a.end_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "score": round(float(a.score), 6),
+            "threshold": round(float(a.threshold), 6),
+            "level": round(float(max(-MAX_LEVEL, min(level, MAX_LEVEL))), 4),
+            "operating_state": a.state,
+            "detector": m.model.detector,
+            "model_version": m.model.version,
+        }
 
     def _event(self, m: _Machine, t: Transition, assessment: Assessment | None) -> dict[str, Any]:
         """One alert event (schema 1; documented in docs/models.md)."""

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.alerts.commands import AckRequest, CommandError, parse_ack
 from edge_agent.config import AgentConfig
-from edge_agent.demo import DEMO_ALERTS, demo_config
+from edge_agent.demo import DEMO_ALERTS
 from edge_agent.payloads import Origin
 from edge_agent.runtime import Agent
 from simulators import Simulation
@@ -28,6 +28,8 @@ from tests.servers import Mosquitto, unique_name
 from tests.waiting import eventually
 
 ORIGIN = Origin("s", "a", "l", "pump-1")
+SCORE_KEYS = ("schema", "site", "area", "line", "machine", "at", "score", "threshold", "level", "operating_state",
+              "detector", "model_version")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -103,12 +105,29 @@ def agent_config(sim: Simulation, broker: Mosquitto, prefix: str, tmp_path: Path
         "clear_after": 3,
         "data_dir": str(tmp_path / "models"),
     }
-    base = demo_config(sim, use_opcua=False, alerts=alerts).model_dump(mode="json", exclude_unset=True)
-    for machine in base["machines"]:
-        machine["interval"] = "100ms"
-    base["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": prefix}
-    base["outbox"] = {"path": str(tmp_path / "outbox.sqlite")}
-    return AgentConfig.model_validate(base)
+    tags = [
+        {"name": name, "table": "input", "address": 2 * i, "type": "float32", "unit": unit}
+        for i, (name, unit) in enumerate(sim.signals("pump-1"))
+    ]
+    tags.append({"name": "state_code", "table": "holding", "address": 102, "type": "uint16"})
+    machine = {
+        "type": "modbus",
+        "id": "pump-1",
+        "host": "127.0.0.1",
+        "port": sim.modbus.port,
+        "unit_id": sim.modbus.unit_id("pump-1"),
+        "interval": "100ms",
+        "tags": tags,
+    }
+    return AgentConfig.model_validate(
+        {
+            "site": {"name": "s"},
+            "machines": [machine],
+            "alerts": alerts,
+            "mqtt": {"host": "127.0.0.1", "port": broker.port, "topic_prefix": prefix},
+            "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+        }
+    )
 
 
 async def test_acknowledge_over_mqtt_and_the_retained_state(
@@ -181,6 +200,21 @@ async def test_acknowledge_over_mqtt_and_the_retained_state(
         assert late is not None
         assert (late["event"], late["active"], late["alert_id"]) == ("cleared", False, raised["alert_id"])
         assert agent.ack_commands == 5
+
+        # One score per scored window, the documented shape, never retained.
+        await eventually(lambda: len(listener.scores) == engine.stats("pump-1").scored, 15, "every score sent",
+                         detail=lambda: (len(listener.scores), engine.stats("pump-1")))  # fmt: skip
+        assert {tuple(sorted(s)) for s in listener.scores} == {tuple(sorted(SCORE_KEYS))}
+        first = listener.scores[0]
+        assert (first["schema"], first["machine"], first["detector"]) == (1, "pump-1", raised["detector"])
+        assert first["model_version"] == raised["model_version"]
+        assert first["operating_state"] == "running"
+        assert first["at"].endswith("Z")
+        assert all(isinstance(s[k], float) for s in listener.scores for k in ("score", "threshold", "level"))
+        assert all((s["score"] >= s["threshold"]) == (s["level"] >= 1) for s in listener.scores)
+        assert max(s["level"] for s in listener.scores) >= 1, "the fault shows in the scores"
+        assert len({s["at"] for s in listener.scores}) == len(listener.scores), "each window its own time"
+        assert await asyncio.to_thread(retained, mosquitto, alerts_topic.replace("/alerts", "/scores")) is None
         assert not task.done(), "the agent survived every bad command"
     finally:
         stop.set()
