@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.interop.node_opcua import NodeOpcUaServer
 
 HERE = Path(__file__).resolve().parent
 NPM_TIMEOUT_S = 300.0
@@ -95,3 +98,12 @@ def node_opcua_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Pa
     node = node_and_modules()
     # node-opcua makes a client certificate even for security None: once per session, not in ~/.config.
     return node, HERE / "browse_read.mjs", tmp_path_factory.mktemp("node-opcua-pki")
+
+
+@pytest.fixture(scope="session")
+def node_opcua_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeOpcUaServer]:
+    """node-opcua's server, shared by the session: start-up loads the standard nodeset and makes an RSA
+    key (seconds), and the tests only read from it. The agent must not have sent a Write or Call."""
+    with NodeOpcUaServer(node_and_modules(), tmp_path_factory.mktemp("node-opcua-server")) as running:
+        yield running
+    assert running.write_requests == 0, "the agent sent a Write or Call request to the node-opcua server"

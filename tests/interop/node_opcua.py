@@ -65,6 +65,15 @@ class NodeOpcUaServer(AnnouncedServer):
         return final
 
     @property
+    def certificate_der(self) -> bytes:
+        """The server's application certificate (node-opcua makes it in its PKI folder on first start)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        pem = (self.pki / "server" / "own" / "certs" / "certificate.pem").read_bytes()
+        return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+
+    @property
     def write_requests(self) -> int:
         """Write/Call/node-management requests received; known after ``stop``."""
         if self.final is None:

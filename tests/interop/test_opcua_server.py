@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,19 +20,15 @@ import pytest
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
 from edge_agent.samples import Batch, Quality, Sample
-from tests.interop.conftest import node_and_modules
 from tests.interop.node_opcua import CLOCK_NODE, INDEXES, NAMESPACE, SERVED, UNITS, NodeOpcUaServer
 
 NO_SECURITY = {"policy": "None", "mode": "None"}
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeOpcUaServer]:
-    """One node-opcua server for the module (start-up loads the standard nodeset: seconds)."""
-    with NodeOpcUaServer(node_and_modules(), tmp_path_factory.mktemp("node-opcua-server")) as running:
-        yield running
-    assert running.write_requests == 0, "the agent sent a Write or Call request to the node-opcua server"
+@pytest.fixture
+def server(node_opcua_server: NodeOpcUaServer) -> NodeOpcUaServer:
+    return node_opcua_server
 
 
 def machine(server: NodeOpcUaServer, tags: list[dict[str, Any]], **keys: Any) -> OpcUaMachine:
