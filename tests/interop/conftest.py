@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.interop.libmodbus import build
 from tests.interop.node_opcua import NodeOpcUaServer
 
 HERE = Path(__file__).resolve().parent
@@ -107,3 +108,12 @@ def node_opcua_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node
     with NodeOpcUaServer(node_and_modules(), tmp_path_factory.mktemp("node-opcua-server")) as running:
         yield running
     assert running.write_requests == 0, "the agent sent a Write or Call request to the node-opcua server"
+
+
+@pytest.fixture(scope="session")
+def libmodbus_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The libmodbus server, compiled once per session (gcc, libmodbus-dev, pkg-config)."""
+    try:
+        return build(tmp_path_factory.mktemp("libmodbus-build"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))

@@ -22,17 +22,9 @@ import pytest
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
 from edge_agent.samples import Batch, Quality
-from tests.interop.libmodbus import EVERY_TYPE, HOLE, LibmodbusServer, build
+from tests.interop.libmodbus import EVERY_TYPE, HOLE, LibmodbusServer
 
 ILLEGAL_ADDRESS = "Modbus exception 2: illegal data address"
-
-
-@pytest.fixture(scope="session")
-def libmodbus_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        return build(tmp_path_factory.mktemp("libmodbus-build"))
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
