@@ -2,7 +2,8 @@
 
 ``build(folder)`` compiles the server once per source version (gcc, Debian's libmodbus-dev,
 pkg-config); ``LibmodbusServer(binary, folder)`` runs it on an ephemeral loopback port as a
-context manager. ``stats()`` asks the running server for its counters (SIGUSR1), so a test or a
+context manager (or, with ``serial=``, as a Modbus RTU unit on a serial port, e.g. one end of a
+``SerialPair``). ``stats()`` asks the running server for its counters (SIGUSR1), so a test or a
 benchmark can count the requests one poll sent and check that none was a write.
 
 ``HOLDING``, ``INPUT``, ``COILS`` and ``DISCRETE_INPUTS`` are what the server holds, as tag
@@ -17,6 +18,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Self
 
@@ -25,6 +27,7 @@ from tests.interop.announced import AnnouncedServer
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "libmodbus_server.c"
 BUILD_TIMEOUT_S = 120.0
+SOCAT_TIMEOUT_S = 10.0
 
 ORDER_BASES = {"ABCD": 0, "DCBA": 30, "BADC": 55, "CDAB": 85}
 STRING_ORDERS = ("ABCD", "BADC")
@@ -116,8 +119,12 @@ def build(folder: Path) -> Path:
 class LibmodbusServer(AnnouncedServer):
     """``with LibmodbusServer(build(tmp), tmp) as server:`` ... ``server.port`` ... ``server.stats()``."""
 
-    def __init__(self, binary: Path, folder: Path, *, registers: int = 1000) -> None:
-        super().__init__([str(binary), str(registers)], folder / f"libmodbus-server-{id(self):x}.log")
+    def __init__(
+        self, binary: Path, folder: Path, *, registers: int = 1000, serial: str | None = None, unit: int = 1
+    ) -> None:
+        """Modbus TCP on an ephemeral port; with ``serial``, Modbus RTU as ``unit`` on that serial port."""
+        rtu = ["rtu", serial, str(unit)] if serial is not None else []
+        super().__init__([str(binary), str(registers), *rtu], folder / f"libmodbus-server-{id(self):x}.log")
         self.final: dict[str, Any] | None = None
 
     @property
@@ -135,3 +142,39 @@ class LibmodbusServer(AnnouncedServer):
 
     def __enter__(self) -> Self:
         return self.start()
+
+
+class SerialPair:
+    """Two linked pseudo-terminals made by socat, like a null-modem cable: ``server_end``, ``agent_end``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.server_end = str(folder / "server-tty")
+        self.agent_end = str(folder / "agent-tty")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        socat = shutil.which("socat")
+        if socat is None:
+            raise RuntimeError("socat is not installed. Fix: apt-get install -y socat (scripts/test installs it)")
+        ends = [f"pty,raw,echo=0,link={end}" for end in (self.server_end, self.agent_end)]
+        self._process = subprocess.Popen([socat, *ends], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + SOCAT_TIMEOUT_S
+        while not (Path(self.server_end).exists() and Path(self.agent_end).exists()):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"socat did not make the serial pair within {SOCAT_TIMEOUT_S:g} s")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()

@@ -1,10 +1,13 @@
 /*
  * A Modbus TCP server we did not write the protocol of (libmodbus), for tests/interop.
  *
- *   libmodbus_server [REGISTERS]
+ *   libmodbus_server [REGISTERS [rtu DEVICE [UNIT]]]
  *
- * Listens on 127.0.0.1 on a port the OS picks and prints {"port": N} on stdout when it accepts
- * connections. Serves any number of clients at once (one select loop). On SIGUSR1 it prints its
+ * Modbus TCP: listens on 127.0.0.1 on a port the OS picks and prints {"port": N, ...} on stdout
+ * when it accepts connections. Serves any number of clients at once (one select loop).
+ * Modbus RTU (rtu DEVICE): answers as unit UNIT (default 1) on the serial port DEVICE at 19200 8N1
+ * and prints {"device": ..., "unit": N, ...} when listening; requests for other units get no
+ * answer, as on a real bus. On SIGUSR1 it prints its
  * counters as one JSON line; on SIGTERM or SIGINT it prints them once more and exits 0:
  *   {"requests": N, "writes": W, "exceptions": E, "connections": C, "by_function": {"1": .., ...}}
  * "writes" counts every request with a write function code (5, 6, 15, 16, 22, 23); they are
@@ -152,16 +155,22 @@ static int is_write(int function) {
     return function == 5 || function == 6 || function == 15 || function == 16 || function == 22 || function == 23;
 }
 
-/* Answer one request from the client on `fd`; -1 when the client is gone. */
-static int serve(modbus_t *ctx, int fd, modbus_mapping_t *map) {
-    uint8_t query[MODBUS_TCP_MAX_ADU_LENGTH];
-    modbus_set_socket(ctx, fd);
+/* Answer one request from `fd` (TCP: set as the context's socket; RTU: the line, already set).
+ * -1 when a TCP client is gone; on a serial line a bad frame is skipped. */
+static int serve(modbus_t *ctx, int fd, int tcp, modbus_mapping_t *map) {
+    uint8_t query[MODBUS_MAX_ADU_LENGTH];
+    if (tcp) {
+        modbus_set_socket(ctx, fd);
+    }
     int length = modbus_receive(ctx, query);
     if (length == 0) {
-        return 0; /* not for this server (e.g. another unit id on a serial line): no answer */
+        return 0; /* for another unit id on the serial line: a real device stays silent */
     }
     if (length < 0) {
-        return -1;
+        if (!tcp) {
+            modbus_flush(ctx);
+        }
+        return tcp ? -1 : 0;
     }
     int offset = modbus_get_header_length(ctx);
     int function = query[offset];
@@ -169,21 +178,22 @@ static int serve(modbus_t *ctx, int fd, modbus_mapping_t *map) {
     int count = query[offset + 3] << 8 | query[offset + 4];
     requests++;
     by_function[function & 0x7f]++;
+    int answered;
     if (is_write(function)) {
         writes++;
         exceptions++;
-        return modbus_reply_exception(ctx, query, MODBUS_EXCEPTION_ILLEGAL_FUNCTION) < 0 ? -1 : 0;
-    }
-    if (function == 3 && address <= HOLE_LAST && address + count - 1 >= HOLE_FIRST) {
+        answered = modbus_reply_exception(ctx, query, MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
+    } else if (function == 3 && address <= HOLE_LAST && address + count - 1 >= HOLE_FIRST) {
         exceptions++;
-        return modbus_reply_exception(ctx, query, MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS) < 0 ? -1 : 0;
+        answered = modbus_reply_exception(ctx, query, MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS);
+    } else {
+        answered = modbus_reply(ctx, query, length, map);
+        /* An exception response is the header, function and exception code (and CRC on RTU). */
+        if (answered == offset + 2 + (tcp ? 0 : 2)) {
+            exceptions++;
+        }
     }
-    int answered = modbus_reply(ctx, query, length, map);
-    /* An exception response is the header, the function code and the exception code: nothing else. */
-    if (answered == offset + 2) {
-        exceptions++;
-    }
-    return answered < 0 ? -1 : 0;
+    return answered < 0 && tcp ? -1 : 0;
 }
 
 static int listen_on_free_port(int *port) {
@@ -207,28 +217,115 @@ static int listen_on_free_port(int *port) {
     return s;
 }
 
+/* Wait for input on the descriptors in `watched`; signals are delivered only inside pselect, so
+ * none is lost between checking a flag and waiting. -1 when the loop should end. */
+static int wait_for_input(int highest, fd_set *watched, fd_set *readable, const sigset_t *during_wait) {
+    *readable = *watched;
+    int ready = pselect(highest + 1, readable, NULL, NULL, NULL, during_wait);
+    if (want_stats) {
+        want_stats = 0;
+        print_stats();
+    }
+    if (ready < 0) {
+        if (errno == EINTR) {
+            FD_ZERO(readable);
+            return 0;
+        }
+        perror("select");
+        return -1;
+    }
+    return ready;
+}
+
+static int run_tcp(modbus_mapping_t *map, int registers, const sigset_t *during_wait) {
+    modbus_t *ctx = modbus_new_tcp("127.0.0.1", 0); /* only framing: the sockets are ours */
+    int port = 0;
+    int server = ctx == NULL ? -1 : listen_on_free_port(&port);
+    if (server < 0) {
+        return 1;
+    }
+    /* A client that sends half a frame must not stall the others for long. */
+    modbus_set_indication_timeout(ctx, 2, 0);
+    printf("{\"port\": %d, \"registers\": %d}\n", port, registers);
+    fflush(stdout);
+
+    fd_set watched, readable;
+    FD_ZERO(&watched);
+    FD_SET(server, &watched);
+    int highest = server;
+    while (!want_stop && wait_for_input(highest, &watched, &readable, during_wait) >= 0) {
+        for (int fd = 0; fd <= highest; fd++) {
+            if (!FD_ISSET(fd, &readable)) {
+                continue;
+            }
+            if (fd == server) {
+                int client = accept(server, NULL, NULL);
+                if (client < 0 || client >= FD_SETSIZE) {
+                    if (client >= 0) {
+                        close(client);
+                    }
+                    continue;
+                }
+                int yes = 1;
+                setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+                FD_SET(client, &watched);
+                highest = client > highest ? client : highest;
+                connections++;
+            } else if (serve(ctx, fd, 1, map) < 0) {
+                close(fd);
+                FD_CLR(fd, &watched);
+            }
+        }
+    }
+    close(server);
+    modbus_free(ctx);
+    return 0;
+}
+
+static int run_rtu(modbus_mapping_t *map, int registers, const char *device, int unit, const sigset_t *during_wait) {
+    modbus_t *ctx = modbus_new_rtu(device, 19200, 'N', 8, 1);
+    if (ctx == NULL || modbus_set_slave(ctx, unit) < 0 || modbus_connect(ctx) < 0) {
+        fprintf(stderr, "libmodbus RTU on %s: %s\n", device, modbus_strerror(errno));
+        return 1;
+    }
+    int fd = modbus_get_socket(ctx);
+    connections = 1;
+    printf("{\"device\": \"%s\", \"unit\": %d, \"registers\": %d}\n", device, unit, registers);
+    fflush(stdout);
+    fd_set watched, readable;
+    FD_ZERO(&watched);
+    FD_SET(fd, &watched);
+    while (!want_stop && wait_for_input(fd, &watched, &readable, during_wait) >= 0) {
+        if (FD_ISSET(fd, &readable)) {
+            serve(ctx, fd, 0, map);
+        }
+    }
+    modbus_close(ctx);
+    modbus_free(ctx);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int registers = argc > 1 ? atoi(argv[1]) : DEFAULT_REGISTERS;
-    if (registers < 120 || registers > 65536) {
-        fprintf(stderr, "usage: %s [REGISTERS (120-65536, default %d)]\n", argv[0], DEFAULT_REGISTERS);
+    int rtu = argc > 2 && strcmp(argv[2], "rtu") == 0 && argc > 3;
+    if (registers < 120 || registers > 65536 || (argc > 2 && !rtu)) {
+        fprintf(stderr, "usage: %s [REGISTERS (120-65536, default %d) [rtu DEVICE [UNIT]]]\n", argv[0],
+                DEFAULT_REGISTERS);
         return 2;
     }
     modbus_mapping_t *map = modbus_mapping_new(BITS, BITS, registers, registers);
-    modbus_t *ctx = modbus_new_tcp("127.0.0.1", 0); /* only framing: the sockets are ours */
-    if (map == NULL || ctx == NULL) {
+    if (map == NULL) {
         fprintf(stderr, "libmodbus: %s\n", modbus_strerror(errno));
         return 1;
     }
     fill_map(map, registers);
-    /* A client that sends half a frame must not stall the others for long. */
-    modbus_set_indication_timeout(ctx, 2, 0);
 
-    sigset_t blocked, during_select;
+    sigset_t blocked, during_wait;
     sigemptyset(&blocked);
     sigaddset(&blocked, SIGUSR1);
     sigaddset(&blocked, SIGTERM);
     sigaddset(&blocked, SIGINT);
-    sigprocmask(SIG_BLOCK, &blocked, &during_select);
+    sigprocmask(SIG_BLOCK, &blocked, &during_wait);
     struct sigaction action = {.sa_handler = on_signal};
     sigemptyset(&action.sa_mask);
     sigaction(SIGUSR1, &action, NULL);
@@ -236,61 +333,9 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &action, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int port = 0;
-    int server = listen_on_free_port(&port);
-    if (server < 0) {
-        return 1;
-    }
-    printf("{\"port\": %d, \"registers\": %d}\n", port, registers);
-    fflush(stdout);
-
-    fd_set clients;
-    FD_ZERO(&clients);
-    FD_SET(server, &clients);
-    int highest = server;
-    while (!want_stop) {
-        fd_set readable = clients;
-        /* Signals are delivered only inside pselect, so none is lost between a check and the wait. */
-        int ready = pselect(highest + 1, &readable, NULL, NULL, NULL, &during_select);
-        if (want_stats) {
-            want_stats = 0;
-            print_stats();
-        }
-        if (ready < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            perror("select");
-            break;
-        }
-        for (int fd = 0; fd <= highest; fd++) {
-            if (!FD_ISSET(fd, &readable)) {
-                continue;
-            }
-            if (fd == server) {
-                int client = accept(server, NULL, NULL);
-                if (client < 0) {
-                    perror("accept");
-                    continue;
-                }
-                if (client >= FD_SETSIZE) {
-                    close(client);
-                    continue;
-                }
-                int yes = 1;
-                setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
-                FD_SET(client, &clients);
-                highest = client > highest ? client : highest;
-                connections++;
-            } else if (serve(ctx, fd, map) < 0) {
-                close(fd);
-                FD_CLR(fd, &clients);
-            }
-        }
-    }
+    int status = rtu ? run_rtu(map, registers, argv[3], argc > 4 ? atoi(argv[4]) : 1, &during_wait)
+                     : run_tcp(map, registers, &during_wait);
     print_stats();
-    close(server);
-    modbus_free(ctx);
     modbus_mapping_free(map);
-    return 0;
+    return status;
 }
