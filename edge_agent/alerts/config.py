@@ -14,6 +14,9 @@ Example (every key optional; the defaults are shown)::
       clear_level: 0.7
       cooldown: 30m              # no new alert on the machine this long after a clear
       data_dir: data/alerts      # models and alert state, one folder per machine
+      retrain_every: null        # e.g. 7d: relearn from recent normal windows (off by default)
+      retrain_on: null           # how much recent data a retrain uses (default: learn_after)
+      keep_models: 3             # model versions kept per machine (the current one included)
       state:                     # default operating-state signal for every machine
         signal: state_code
         codes: {"0": "off", "1": "idle", "2": "running", "3": "setup"}
@@ -64,6 +67,12 @@ class MachineAlertsConfig(_Strict):
     state: StateSignalConfig | None = None
     signals: list[str] | None = Field(default=None, description="tags to model (default: every numeric tag)")
     detector: str | None = None
+    model_version: str | None = Field(
+        default=None,
+        description="pin (roll back to) this model version of the machine; it is then never retrained",
+        min_length=4,
+        pattern=r"^[0-9a-f]+$",
+    )
 
     @field_validator("detector")
     @classmethod
@@ -103,6 +112,15 @@ class AlertsConfig(_Strict):
     state: StateSignalConfig | None = None
     machines: dict[str, MachineAlertsConfig] = Field(default_factory=dict)
     queue_rows: int = Field(default=10000, ge=10, description="rows buffered per machine before the oldest drop")
+    retrain_every: Duration | None = Field(
+        default=None,
+        gt=0,
+        description="relearn each machine this often (sample time) from its recent normal windows; off when unset",
+    )
+    retrain_on: Duration | None = Field(
+        default=None, gt=0, description="recent data a retrain learns from (default: learn_after)"
+    )
+    keep_models: int = Field(default=3, ge=1, description="model versions kept per machine, the current one included")
 
     @field_validator("detector")
     @classmethod
@@ -115,6 +133,8 @@ class AlertsConfig(_Strict):
             raise ValueError(f"k ({self.k}) must not exceed n ({self.n})")
         if self.hop > self.window:
             raise ValueError(f"hop ({self.hop:g} s) is longer than window ({self.window:g} s): data would be skipped")
+        if self.retrain_on is not None and self.retrain_on < 30 * self.hop:
+            raise ValueError(f"retrain_on ({self.retrain_on:g} s) gives fewer than 30 windows; make it longer")
         if self.learn_after < 30 * self.hop:
             raise ValueError(
                 f"learn_after ({self.learn_after:g} s) gives fewer than 30 windows at hop {self.hop:g} s; "
@@ -130,4 +150,5 @@ class AlertsConfig(_Strict):
             state=own.state or self.state,
             signals=own.signals,
             detector=own.detector or self.detector,
+            model_version=own.model_version,
         )

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.alerts import versions
 from edge_agent.alerts.config import AlertsConfig, MachineAlertsConfig
 from edge_agent.errors import ModelError
 from edge_agent.payloads import Origin
@@ -68,6 +69,8 @@ class MachineStats:
     training_windows: int = 0
     learned: bool = False
     model_version: str = ""
+    retrains: int = 0
+    pinned: bool = False  # the model version is pinned in the config: never retrained
     error: str | None = None
 
 
@@ -93,6 +96,9 @@ class _Machine:
     last: dict[str, Any] | None = None  # the explanation of the latest scored window over threshold
     last_assessment: Assessment | None = None
     loaded: bool = False
+    recent: deque[Window] | None = None  # normal windows a scheduled retrain learns from (when enabled)
+    last_train_s: float | None = None  # sample time of the last (re)training
+    retrain_waiting_logged: bool = False
     task: asyncio.Task[None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)  # worker thread vs. acknowledge
     busy: bool = False  # rows taken off the queue and not yet fully processed
@@ -340,7 +346,8 @@ class AlertSink:
                 m.training.append(window)
                 m.stats.training_windows = len(m.training)
                 if len(m.training) * self.spec.hop_s >= self.config.learn_after:
-                    self._learn(m)
+                    training, m.training = m.training, []
+                    self._learn(m, training)
             return []
         assessment = m.model.assess(window)
         if assessment is None:
@@ -356,11 +363,63 @@ class AlertSink:
             self._save_state(m)
         if self.on_score is not None:
             outputs.insert(0, ("scores", self._score(m, assessment)))
+        if m.recent is not None:
+            self._remember(m, window, assessment, transitions)
+            self._maybe_retrain(m, window.end_s)
         return outputs
 
-    def _learn(self, m: _Machine) -> None:
+    # -- scheduled retraining (worker thread) ---------------------------------------------------
+
+    def _remember(self, m: _Machine, window: Window, a: Assessment, transitions: list[Transition]) -> None:
+        """Keep the window for the next retrain if it was normal: below the threshold, no alert open.
+
+        The windows that led up to a raise (the other n - 1 of the k-of-n rule) go too: a model
+        must not learn the start of a fault as normal.
+        """
+        assert m.recent is not None
+        assert m.alert is not None
+        if any(t.kind == "raised" for t in transitions):
+            for _ in range(min(self.policy.n - 1, len(m.recent))):
+                m.recent.pop()
+        elif not m.alert.active and a.level < 1.0:
+            m.recent.append(window)
+
+    def _maybe_retrain(self, m: _Machine, now_s: float) -> None:
+        every = self.config.retrain_every
+        assert every is not None
+        assert m.recent is not None
+        assert m.alert is not None
+        if m.last_train_s is None or m.last_train_s > now_s:  # a model trained at another (wall) time
+            m.last_train_s = now_s
+        if now_s - m.last_train_s < every or m.alert.active:
+            return
+        need = min(self.config.retrain_on or self.config.learn_after, self.config.learn_after) / self.spec.hop_s
+        if len(m.recent) < need:
+            if not m.retrain_waiting_logged:
+                m.retrain_waiting_logged = True
+                log.info(
+                    "alerts: machine %r: retrain due, waiting for %d normal windows (has %d)",
+                    m.origin.machine,
+                    int(need),
+                    len(m.recent),
+                )
+            return
+        old = m.model.version if m.model is not None else ""
+        try:
+            self._learn(m, list(m.recent))
+        except ModelError as exc:
+            log.warning("alerts: machine %r: retraining failed (%s); keeping model %s", m.origin.machine, exc, old)
+            m.last_train_s = now_s
+            return
+        m.stats.retrains += 1
+        m.retrain_waiting_logged = False
+        log.info(
+            "alerts: machine %r: model %s replaces %s (scheduled retrain)", m.origin.machine, m.stats.model_version, old
+        )
+
+    def _learn(self, m: _Machine, windows: list[Window]) -> None:
+        """Train on ``windows``, keep the previous model as a version, install and save the new one."""
         assert m.signals is not None
-        windows = m.training
         ws = WindowSet(
             np.vstack([w.features for w in windows]),
             np.array([w.start_s for w in windows]),
@@ -369,7 +428,6 @@ class AlertSink:
             m.stats.skipped_windows,
         )
         detector = m.config.detector or self.config.detector
-        m.training = []
         model = MachineModel.train(
             ws,
             m.signals,
@@ -379,10 +437,10 @@ class AlertSink:
             learn_states=tuple(self.config.learn_states),
         )
         m.folder.mkdir(parents=True, exist_ok=True)
-        model.save(m.folder / "model.npz")
-        m.model = model
-        m.stats.learned = True
-        m.stats.model_version = model.version
+        versions.archive_current(m.folder, self.config.keep_models)
+        model.save(m.folder / versions.MODEL_FILE)
+        self._use(m, model)
+        m.last_train_s = windows[-1].end_s
         log.info(
             "alerts: machine %r: learned %s model %s from %d windows (states %s)",
             m.origin.machine,
@@ -392,9 +450,45 @@ class AlertSink:
             sorted(model.states),
         )
 
+    def _use(self, m: _Machine, model: MachineModel) -> None:
+        m.model = model
+        m.signals = model.signals
+        if m.windower is None:
+            m.windower = Windower(self.spec, len(model.signals))
+        m.stats.learned = True
+        m.stats.model_version = model.version
+        if self.config.retrain_every is not None and not m.stats.pinned and m.recent is None:
+            m.recent = deque(maxlen=int((self.config.retrain_on or self.config.learn_after) / self.spec.hop_s))
+
     def _load(self, m: _Machine) -> None:
         m.loaded = True
-        path = m.folder / "model.npz"
+        self._load_model(m)
+        state_path = m.folder / "alerts.json"
+        if state_path.exists():
+            try:
+                m.alert = AlertState.from_dict(json.loads(state_path.read_text()), self.policy)
+            except (ModelError, ValueError, OSError) as exc:
+                log.warning("alerts: %s: %s; starting with no open alert", state_path, exc)
+
+    def _load_model(self, m: _Machine) -> None:
+        pin = m.config.model_version
+        if pin is not None:
+            try:
+                model = versions.find_version(m.folder, pin)
+            except ModelError as exc:
+                log.error("alerts: machine %r: pinned %s; using the newest model instead", m.origin.machine, exc)  # noqa: TRY400
+            else:
+                if model.spec == self.spec:
+                    m.stats.pinned = True
+                    self._use(m, model)
+                    log.info(
+                        "alerts: machine %r: using pinned model %s (never retrained)", m.origin.machine, model.version
+                    )
+                    return
+                log.error(
+                    "alerts: machine %r: pinned model %s has other window settings; not used", m.origin.machine, pin
+                )
+        path = m.folder / versions.MODEL_FILE
         if path.exists():
             try:
                 model = MachineModel.load(path)
@@ -405,17 +499,8 @@ class AlertSink:
                 if model.spec != self.spec:
                     log.warning("alerts: %s was learned with other window settings; learning afresh", path)
                 else:
-                    m.model = model
-                    m.signals = model.signals
-                    m.windower = Windower(self.spec, len(model.signals))
-                    m.stats.learned = True
-                    m.stats.model_version = model.version
-        state_path = m.folder / "alerts.json"
-        if state_path.exists():
-            try:
-                m.alert = AlertState.from_dict(json.loads(state_path.read_text()), self.policy)
-            except (ModelError, ValueError, OSError) as exc:
-                log.warning("alerts: %s: %s; starting with no open alert", state_path, exc)
+                    self._use(m, model)
+                    m.last_train_s = versions.trained_at_s(model)
 
     def _save_state(self, m: _Machine) -> None:
         if m.alert is None:

@@ -1,0 +1,130 @@
+"""Scheduled retraining, kept model versions, the newest loaded at start, a pinned version.
+
+Simulated time: a healthy simulated pump (1 s rows, sample timestamps from 2026-01-01) goes
+through AlertSink as fast as it can take it, so hours of "operation" take seconds and the
+schedule follows the samples' own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.alerts import AlertsConfig, AlertSink
+from edge_agent.alerts.versions import MODEL_FILE, VERSIONS_DIR, stored_models
+from edge_agent.payloads import Origin
+from simulators.dataset import Dataset
+from tests.waiting import eventually
+
+from .test_sink import batch
+
+ORIGIN = Origin("site", "hall", "line-1", "pump-1")
+HOUR = 3600
+
+
+def config(tmp_path: Path, **extra: Any) -> AlertsConfig:
+    return AlertsConfig.model_validate(
+        {
+            "learn_after": "1h",
+            "retrain_every": "1h",
+            "keep_models": 2,
+            "data_dir": str(tmp_path),
+            "state": {"signal": "state_code", "codes": {"0": "off", "1": "idle", "2": "running", "3": "setup"}},
+            **extra,
+        }
+    )
+
+
+async def feed(sink: AlertSink, d: Dataset, start: int, stop: int) -> None:
+    for i in range(start, stop):
+        await sink.submit(batch(d, i), ORIGIN)
+        if i % 2000 == 1999:
+            await eventually(lambda: sink.idle("pump-1"), 30, "the sink to process its queue")
+    await eventually(lambda: sink.idle("pump-1"), 30, "the sink to process its queue")
+
+
+class Scores:
+    """The model version on every score the sink sends, in order."""
+
+    def __init__(self) -> None:
+        self.versions: list[str] = []
+
+    def __call__(self, origin: Origin, score: dict[str, Any]) -> None:
+        self.versions.append(score["model_version"])
+
+    def distinct(self) -> list[str]:
+        return [v for i, v in enumerate(self.versions) if i == 0 or v != self.versions[i - 1]]
+
+
+async def test_retrains_on_schedule_keeps_versions_and_loads_the_newest(tmp_path: Path, healthy_pump: Dataset) -> None:
+    folder = tmp_path / "pump-1"
+    scores = Scores()
+    sink = AlertSink(config(tmp_path), lambda o, e: None, on_score=scores)
+    await sink.start()
+    await feed(sink, healthy_pump, 0, int(4.5 * HOUR))
+    stats = sink.stats("pump-1")
+    await sink.close()
+    assert stats.learned
+    assert stats.retrains >= 2, stats
+    seen = scores.distinct()
+    assert len(seen) == stats.retrains + 1, "every retrain puts a new version on the scores"
+    assert seen[-1] == stats.model_version
+    kept = stored_models(folder)
+    assert [s.version for s in kept] == [seen[-1], seen[-2]], "keep_models 2: the current one and the one before"
+    assert kept[0].path == folder / MODEL_FILE
+    assert kept[1].path.parent == folder / VERSIONS_DIR
+    assert len(list((folder / VERSIONS_DIR).iterdir())) == 1
+
+    again = Scores()
+    restarted = AlertSink(config(tmp_path), lambda o, e: None, on_score=again)
+    await restarted.start()
+    await feed(restarted, healthy_pump, int(4.5 * HOUR), int(4.5 * HOUR) + 600)
+    assert restarted.stats("pump-1").model_version == seen[-1], "the newest model is loaded at start"
+    assert restarted.stats("pump-1").training_windows == 0
+    await restarted.close()
+    assert set(again.versions) == {seen[-1]}
+
+
+async def test_a_pinned_version_is_used_and_never_retrained(
+    tmp_path: Path, healthy_pump: Dataset, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = AlertSink(config(tmp_path), lambda o, e: None)
+    await sink.start()
+    await feed(sink, healthy_pump, 0, int(2.5 * HOUR))
+    await sink.close()
+    kept = stored_models(tmp_path / "pump-1")
+    assert len(kept) == 2
+    older = kept[1].version
+
+    scores = Scores()
+    pinned = AlertSink(config(tmp_path, machines={"pump-1": {"model_version": older[:6]}}), lambda o, e: None, scores)
+    await pinned.start()
+    await feed(pinned, healthy_pump, int(2.5 * HOUR), int(4.5 * HOUR))
+    stats = pinned.stats("pump-1")
+    await pinned.close()
+    assert (stats.model_version, stats.pinned, stats.retrains) == (older, True, 0)
+    assert set(scores.versions) == {older}
+    assert [s.version for s in stored_models(tmp_path / "pump-1")] == [k.version for k in kept], "files untouched"
+
+    caplog.set_level(logging.ERROR, logger="edge_agent.alerts.sink")
+    unknown = AlertSink(config(tmp_path, machines={"pump-1": {"model_version": "deadbeef"}}), lambda o, e: None)
+    await unknown.start()
+    await feed(unknown, healthy_pump, int(4.5 * HOUR), int(4.5 * HOUR) + 300)
+    assert unknown.stats("pump-1").model_version == kept[0].version, "an unknown pin falls back to the newest"
+    await unknown.close()
+    assert "no model version 'deadbeef'" in caplog.text
+    assert kept[1].version in caplog.text, "the error lists the versions there are"
+
+
+async def test_retraining_is_off_by_default(tmp_path: Path, healthy_pump: Dataset) -> None:
+    sink = AlertSink(config(tmp_path, retrain_every=None), lambda o, e: None)
+    await sink.start()
+    await feed(sink, healthy_pump, 0, int(2.5 * HOUR))
+    stats = sink.stats("pump-1")
+    await sink.close()
+    assert stats.learned
+    assert stats.retrains == 0
+    assert not (tmp_path / "pump-1" / VERSIONS_DIR).exists()
