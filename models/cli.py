@@ -39,8 +39,20 @@ def register(subparsers: Any) -> None:
     model = subparsers.add_parser("model", help="train and evaluate anomaly models offline from CSV files")
     sub = model.add_subparsers(dest="model_command", required=True)
 
-    train = sub.add_parser("train", help="learn a model from a CSV of normal operation")
-    train.add_argument("--csv", required=True, help="training data (rows labelled 1 are left out)")
+    train = sub.add_parser("train", help="learn a model from a CSV or InfluxDB history of normal operation")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", help="training data (rows labelled 1 are left out)")
+    source.add_argument(
+        "--influx", metavar="URL", help="read history from InfluxDB (1.x /query), e.g. http://host:8086"
+    )
+    history = train.add_argument_group(
+        "InfluxDB history (with --influx; credentials from INFLUX_USERNAME/INFLUX_PASSWORD or INFLUX_TOKEN)"
+    )
+    history.add_argument("--database", help="InfluxDB database (2.x: the database mapped to the bucket)")
+    history.add_argument("--machine", help="machine id as in the agent config (the 'machine' tag)")
+    history.add_argument("--since", default="24h", help="how far back to read (default 24h)")
+    history.add_argument("--site", default=None, help="only this site (the 'site' tag), if several share the database")
+    history.add_argument("--state-signal", default="state_code", help="tag with the operating state code, if stored")
     _data_options(train, time_required=False)
     train.add_argument("--label-column", default=None, help="0/1 column; rows with 1 are not learned")
     train.add_argument("--out", required=True, help="model file to write (.npz)")
@@ -119,20 +131,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train on one CSV and write the model file (atomically, only when everything worked)."""
     began = time.perf_counter()
     try:
-        table = read_table(
-            args.csv,
-            time_column=args.time_column,
-            sep=args.sep,
-            signals=args.signals,
-            label_column=args.label_column,
-            state_column=args.state_column,
-        )
+        if args.influx:
+            table = _read_influx(args)
+        else:
+            table = read_table(
+                args.csv,
+                time_column=args.time_column,
+                sep=args.sep,
+                signals=args.signals,
+                label_column=args.label_column,
+                state_column=args.state_column,
+            )
         model = _train(table, args)
         version = model.save(args.out)
     except ModelError as exc:
         return _fail(str(exc))
     print(f"wrote {args.out} (version {version}) in {time.perf_counter() - began:.1f} s: {_describe(model)}")
     return 0
+
+
+def _read_influx(args: argparse.Namespace) -> Table:
+    from edge_agent.alerts import influx_history  # only this command needs it
+
+    if not args.database or not args.machine:
+        raise ModelError("--influx needs --database and --machine. Fix: add them (the machine id from the config)")
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        raise ModelError(f"--since: {exc}") from None
+    table = influx_history.read_table(
+        args.influx,
+        args.database,
+        args.machine,
+        since,
+        signals=args.signals,
+        state_signal=args.state_signal or None,
+        site=args.site,
+    )
+    print(f"read {len(table.time_s)} rows of {len(table.signals)} signals from {table.path}")
+    return table
 
 
 def _test_files(patterns: list[str]) -> list[str]:

@@ -1,0 +1,185 @@
+"""Training data from InfluxDB history: a machine's good ``telemetry`` points as a table of rows.
+
+``edge-agent model train --influx URL --database DB --machine M --since 24h`` uses it, so a model
+can be learned from what the agent already stored instead of a CSV export. It speaks the
+InfluxDB 1.x query API (``GET /query``, InfluxQL), which InfluxDB 2.x also serves for a bucket
+mapped to a database (DBRP) with a token, so one reader covers both.
+
+What is read: measurement ``telemetry`` (docs/payloads.md), tag ``machine``, field ``value``
+(numeric readings), only points whose ``quality`` field is ``good`` (an uncertain reading is not
+normal data), one series per ``tag``. The response is chunked (``chunked=true``) and parsed a
+chunk at a time, so a day of 1 Hz data never sits in memory twice as JSON.
+
+Tags are polled together but an OPC UA source timestamp differs per tag by a few milliseconds:
+samples closer than half the poll interval are one row, so the features see the same rows as
+live scoring does. A tag missing from a row is NaN there (no good reading), as live.
+
+Credentials come from the environment (never the command line, which other users can see in
+``ps``): ``INFLUX_USERNAME`` + ``INFLUX_PASSWORD`` (1.x) or ``INFLUX_TOKEN`` (2.x compat).
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from edge_agent.errors import ModelError
+from models.csvdata import Table
+from models.operating_state import RUNNING, SIMULATOR_CODES
+
+CHUNK_ROWS = 10000
+EXCLUDE = ("*count*", "*counter*")
+"""Tags never modelled by default (counters only ever grow), as the agent's ``exclude_signals``."""
+
+
+def _quote(text: str) -> str:
+    """An InfluxQL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def build_query(machine: str, since_s: float, tags: list[str] | None, site: str | None) -> str:
+    """The InfluxQL that selects a machine's good numeric readings of the last ``since_s`` seconds."""
+    where = [f'"machine" = {_quote(machine)}', "\"quality\" = 'good'", f"time > now() - {int(since_s)}s"]
+    if site is not None:
+        where.append(f'"site" = {_quote(site)}')
+    if tags:
+        where.append("(" + " OR ".join(f'"tag" = {_quote(t)}' for t in tags) + ")")
+    clause = " AND ".join(where)  # every value in it went through _quote or is a number
+    return f'SELECT "value" FROM "telemetry" WHERE {clause} GROUP BY "tag"'  # noqa: S608
+
+
+def _headers() -> dict[str, str]:
+    token = os.environ.get("INFLUX_TOKEN")
+    if token:
+        return {"Authorization": f"Token {token}"}
+    user = os.environ.get("INFLUX_USERNAME")
+    if user:
+        secret = f"{user}:{os.environ.get('INFLUX_PASSWORD', '')}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(secret).decode()}
+    return {}
+
+
+def _chunks(url: str, database: str, query: str, timeout: float) -> Iterator[dict[str, Any]]:
+    params = urllib.parse.urlencode(
+        {"db": database, "q": query, "epoch": "ms", "chunked": "true", "chunk_size": str(CHUNK_ROWS)}
+    )
+    where = f"InfluxDB {url} database {database!r}"
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ModelError(f"--influx {url!r}: not an http(s) URL. Fix: write it like http://host:8086")
+    request = urllib.request.Request(f"{url.rstrip('/')}/query?{params}", headers=_headers())  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+            for line in response:
+                if line.strip():
+                    yield json.loads(line)
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")[:300]
+        if exc.code in (401, 403):
+            raise ModelError(
+                f"{where}: not authorised (HTTP {exc.code}). Fix: set INFLUX_USERNAME and INFLUX_PASSWORD "
+                "(InfluxDB 1.x) or INFLUX_TOKEN (2.x) in the environment"
+            ) from None
+        raise ModelError(f"{where}: the query failed with HTTP {exc.code}: {body}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ModelError(f"{where}: cannot reach it ({reason}). Fix: check --influx (http://host:8086)") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{where}: the answer is not InfluxDB JSON ({exc}). Fix: check --influx") from None
+
+
+def read_series(
+    url: str,
+    database: str,
+    query: str,
+    *,
+    timeout: float = 60.0,
+    on_rows: Callable[[int], None] | None = None,
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Run ``query`` and collect per tag ``(times in s, values)``; ``on_rows(n)`` after each chunk."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    where = f"InfluxDB {url} database {database!r}"
+    for chunk in _chunks(url, database, query, timeout):
+        if "error" in chunk:
+            raise ModelError(f"{where}: {chunk['error']}. Fix: check --database and the query")
+        for result in chunk.get("results", []):
+            if "error" in result:
+                raise ModelError(f"{where}: {result['error']}. Fix: check --database (and that it holds telemetry)")
+            for s in result.get("series", []):
+                tag = str(s.get("tags", {}).get("tag", ""))
+                times, values = series.setdefault(tag, ([], []))
+                rows = s.get("values", [])
+                for t, v in rows:
+                    if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
+                        times.append(t / 1000.0)
+                        values.append(float(v))
+                if on_rows is not None:
+                    on_rows(len(rows))
+    return series
+
+
+def rows_from_series(series: dict[str, tuple[list[float], list[float]]], tags: list[str]) -> tuple[Any, Any]:
+    """Align tags into rows: samples within half the typical interval of each other share a row.
+
+    Returns ``(time_s, values)`` with ``values[i, j]`` = tag j in row i, NaN when it has none.
+    """
+    all_t = np.unique(np.concatenate([np.asarray(series[t][0]) for t in tags]))
+    intervals = [float(np.median(np.diff(np.unique(series[t][0])))) for t in tags if len(series[t][0]) > 1]
+    tolerance = 0.5 * min(intervals) if intervals else 0.0
+    new_row = np.concatenate([[True], np.diff(all_t) > tolerance])
+    row_of_time = np.cumsum(new_row) - 1
+    time_s = all_t[new_row]
+    values = np.full((len(time_s), len(tags)), np.nan)
+    for j, tag in enumerate(tags):
+        t, v = np.asarray(series[tag][0]), np.asarray(series[tag][1])
+        rows = row_of_time[np.searchsorted(all_t, t)]
+        values[rows, j] = v  # a tag twice in one row: the later sample wins
+    return time_s, values
+
+
+def read_table(
+    url: str,
+    database: str,
+    machine: str,
+    since_s: float,
+    *,
+    signals: list[str] | None = None,
+    state_signal: str | None = "state_code",
+    site: str | None = None,
+    timeout: float = 60.0,
+    on_rows: Callable[[int], None] | None = None,
+) -> Table:
+    """A machine's good history as a ``Table`` (the CSV reader's type), checked like a CSV."""
+    where = f"InfluxDB {url} database {database!r} machine {machine!r}"
+    wanted = None if signals is None else [*signals, *([state_signal] if state_signal else [])]
+    series = read_series(url, database, build_query(machine, since_s, wanted, site), timeout=timeout, on_rows=on_rows)
+    if not series:
+        raise ModelError(
+            f"{where}: no good numeric telemetry in the last {since_s:g} s. "
+            "Fix: check --machine (the machine id in the agent config), --since and --database"
+        )
+    if signals is None:
+        signals = sorted(t for t in series if t != state_signal and not any(fnmatch.fnmatch(t, p) for p in EXCLUDE))
+    missing = [s for s in signals if s not in series]
+    if missing:
+        raise ModelError(f"{where}: no good readings of {missing}. Fix: use tags from {sorted(series)}")
+    if not signals:
+        raise ModelError(f"{where}: only {sorted(series)} found, nothing to model. Fix: name tags with --signals")
+    use_state = state_signal is not None and state_signal in series
+    tags = [*signals, *([state_signal] if use_state and state_signal else [])]
+    time_s, values = rows_from_series(series, tags)
+    if use_state:
+        codes = values[:, -1]
+        values = values[:, :-1]
+        states = [SIMULATOR_CODES.get(str(int(c)), str(int(c))) if np.isfinite(c) else "unknown" for c in codes]
+    else:
+        states = [RUNNING] * len(time_s)
+    return Table(where, time_s, values, list(signals), states, None)
