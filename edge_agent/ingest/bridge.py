@@ -64,10 +64,11 @@ from edge_agent.errors import ConfigError, PayloadError
 from edge_agent.event_lines import alert_payload_to_lines, score_payload_to_lines
 from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_topic
 from edge_agent.ingest.deadletter import dead_letter_prefix as _dead_letter_prefix
+from edge_agent.ingest.fastjson import telemetry_lines
 from edge_agent.ingest.lineproto import check_line_protocol
 from edge_agent.ingest.problems import ProblemLog, problem_kind
 from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
-from edge_agent.payloads import MAX_PAYLOAD_BYTES, json_to_line_protocol
+from edge_agent.payloads import MAX_PAYLOAD_BYTES
 
 __all__ = [
     "TOPIC_KINDS",
@@ -150,8 +151,8 @@ def parse_payload(payload: bytes) -> list[str]:
 
     Raises ``PayloadError`` saying what is wrong.
     """
-    if payload.lstrip()[:1] == b"{":
-        return json_to_line_protocol(payload)
+    if payload[:1] == b"{" or payload.lstrip()[:1] == b"{":
+        return telemetry_lines(payload)
     return check_line_protocol(payload)
 
 
@@ -231,6 +232,10 @@ class IngestBridge:
         self._dead_letters: dict[int, asyncio.Future[bool]] = {}  # our publish mid -> its PUBACK
         self._dead_letter_refusal_logged = False
         self._inbox: asyncio.Queue[_Message | None] = asyncio.Queue()
+        # Hand-off from paho's thread: messages are appended here and the event loop is woken once per
+        # burst, not once per message (each wake-up is a write to the loop's self-pipe).
+        self._arrivals: deque[_Message] = deque()
+        self._wake_pending = False
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
@@ -459,8 +464,19 @@ class IngestBridge:
         self._call_in_loop(self._ready.set)
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        item = _Message(message.mid, message.qos, message.topic, bytes(message.payload), self._generation)
-        self._call_in_loop(self._inbox.put_nowait, item)
+        self._arrivals.append(
+            _Message(message.mid, message.qos, message.topic, bytes(message.payload), self._generation)
+        )
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._call_in_loop(self._take_arrivals)
+
+    def _take_arrivals(self) -> None:
+        """In the event loop: move what paho's thread received into the inbox, in arrival order."""
+        self._wake_pending = False  # first: a message appended from now on schedules a new call
+        arrivals, put = self._arrivals, self._inbox.put_nowait
+        while arrivals:
+            put(arrivals.popleft())
 
     def _on_publish(
         self,
@@ -504,8 +520,11 @@ class IngestBridge:
                     now = time.monotonic()
                     timeout = max(0.0, min(first_at + self.ingest.flush_interval, last_at + self.linger) - now)
                 try:
-                    async with asyncio.timeout(timeout):
-                        item = await self._inbox.get()
+                    if self._inbox.empty():
+                        async with asyncio.timeout(timeout):
+                            item = await self._inbox.get()
+                    else:
+                        item = self._inbox.get_nowait()
                 except TimeoutError:
                     await self._start_flush(flushes, batch)
                     batch, points = [], 0

@@ -1,8 +1,9 @@
 """The bridge's fast paths give exactly what the careful paths give.
 
-- ``json_to_line_protocol`` (the bridge's JSON hot path) returns the same lines as
-  ``to_line_protocol(decode_json(...))`` and raises the same ``PayloadError`` for every payload,
-  checked on a seeded stream of mostly-broken messages;
+- ``json_to_line_protocol`` and the bridge's JSON hot path ``telemetry_lines`` (orjson) return the
+  same lines as ``to_line_protocol(decode_json(...))`` and raise the same ``PayloadError`` for every
+  payload, checked on a seeded stream of mostly-broken messages; ``format_floats`` is ``repr`` on
+  a million seeded doubles of every magnitude;
 - the one-regex line-protocol check accepts only lines the character-by-character check accepts
   (anything else goes through the latter, which has the last word), checked on seeded mutations
   of valid lines.
@@ -11,11 +12,15 @@
 from __future__ import annotations
 
 import json
+import math
 import random
+import struct
+from collections.abc import Callable
 
 import pytest
 
 from edge_agent.errors import PayloadError
+from edge_agent.ingest.fastjson import format_floats, telemetry_lines
 from edge_agent.ingest.lineproto import _SIMPLE_LINE, MIN_TIMESTAMP_NS, _check_line, check_line_protocol
 from edge_agent.payloads import (
     Origin,
@@ -80,6 +85,7 @@ def test_json_fast_path_matches_the_careful_path_on_random_messages() -> None:
         payload = json.dumps(random_message(rnd)).encode()
         expected = outcome(careful, payload)
         assert outcome(json_to_line_protocol, payload) == expected, payload
+        assert outcome(telemetry_lines, payload) == expected, payload
         converted += expected[0] == "lines"
     assert converted > 500  # the stream exercised the success path too, not only errors
 
@@ -104,10 +110,45 @@ def test_json_fast_path_matches_on_encoded_batches_and_broken_json() -> None:
     assert (
         json_to_line_protocol(payload) == careful(payload) == encode_line_protocol(batch, origin).decode().split("\n")
     )
+    assert telemetry_lines(payload) == careful(payload)
     huge = payload.replace(b'"polled_at":', b'"polled_at":' + b"1" * 5000 + b',"x":')  # over the int digit limit
     for broken in (huge, b'{"schema": 1,', b"{\xff}", b'{"schema": 1, "v": NaN}', b"[1]", b" " * (5 * 1024 * 1024)):
         assert outcome(json_to_line_protocol, broken) == outcome(careful, broken)
+        assert outcome(telemetry_lines, broken) == outcome(careful, broken)
         assert outcome(json_to_line_protocol, broken)[0] == "error"
+
+
+def test_json_hot_path_matches_where_orjson_and_json_differ() -> None:
+    """Inputs orjson refuses or reads differently from ``json``: the outcome is still the careful path's."""
+    origin = Origin("s", "a", "l", "m")
+    good = encode_json(Batch("m", (Sample("x", 1.5, T), Sample("y", 3, T))), origin)
+    variants = [
+        good.replace(b"1.5", b"1" + b"0" * 30),  # an integer beyond 64 bits: orjson refuses, json reads it
+        good.replace(b"1.5", b"1e999"),  # overflows to infinity
+        good.replace(b"1.5", b"-0.0"),
+        good.replace(b"1.5", b"0.000015"),  # written with an exponent by repr, in decimals by orjson
+        good.replace(b"1.5", b"1e16"),
+        good.replace(b'"x"', b'"\\ud800"'),  # an escaped lone surrogate: json accepts it, orjson does not
+        good.replace(b'"x"', b'"\\u00e9t\\u00e9"'),
+        b" " + good,  # leading whitespace
+        good.replace(b'"schema":1', b'"schema":1,"schema":1'),  # a repeated key
+        b'{"schema": 1, "site": "s", "area": "a", "line": "l", "machine": "m", "polled_at": 1, "samples": []}',
+    ]
+    for payload in variants:
+        assert outcome(telemetry_lines, payload) == outcome(careful, payload), payload
+
+
+def test_format_floats_is_repr() -> None:
+    rnd = random.Random(20261122)
+    makers: list[Callable[[], float]] = [
+        lambda: float(struct.unpack("d", struct.pack("Q", rnd.getrandbits(64)))[0]),  # any bit pattern
+        lambda: rnd.uniform(-1, 1) * 10.0 ** rnd.randint(-30, 30),
+        lambda: round(rnd.uniform(-1000, 1000), rnd.randint(0, 8)),
+        lambda: float(rnd.randint(-(10**17), 10**17)),
+    ]
+    numbers = [x for make in makers for x in (make() for _ in range(250_000)) if math.isfinite(x)]
+    numbers += [0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e-5, 1e16, 9999999999999998.0, 5e-324, 1.7976931348623157e308]
+    assert format_floats(numbers) == [repr(x) for x in numbers]
 
 
 LINE_ALPHABET = ["m", " ", ",", "=", '"', "\\", "1", "i", "u", ".", "e", "-", "t", "\t", "x", str(T)]
