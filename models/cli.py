@@ -24,13 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent import progress as progress_bars
 from edge_agent.durations import parse_duration
 from edge_agent.errors import ModelError
+from edge_agent.progress import progress, track
 from models.alerts import AlertPolicy
 from models.csvdata import Table, check_trainable, read_table
 from models.detectors import DETECTORS
 from models.evaluate import Counts, replay
-from models.features import WindowSpec, windows_from_arrays
+from models.features import FEATURES, Window, Windower, WindowSet, WindowSpec
 from models.model import MIN_WINDOWS, MachineModel
 
 
@@ -83,6 +85,7 @@ def _data_options(parser: argparse.ArgumentParser, *, time_required: bool) -> No
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (they only show on a terminal)")
     parser.add_argument("--detector", default="pca", choices=sorted(DETECTORS))
     parser.add_argument("--window", default="60s", help="window length (default 60s)")
     parser.add_argument("--hop", default="30s", help="window hop (default 30s)")
@@ -109,7 +112,7 @@ def _train(table: Table, args: argparse.Namespace) -> MachineModel:
     states = list(table.states)
     if table.labels is not None:
         states = ["fault" if bad else s for s, bad in zip(states, table.labels, strict=True)]
-    windows = windows_from_arrays(table.time_s, table.values, spec, states)
+    windows = featurise(table.time_s, table.values, spec, states)
     return MachineModel.train(
         windows,
         table.signals,
@@ -117,6 +120,26 @@ def _train(table: Table, args: argparse.Namespace) -> MachineModel:
         detector=args.detector,
         false_alarms_per_day=args.false_alarms_per_day,
         seed=args.seed,
+    )
+
+
+def featurise(time_s: Any, values: Any, spec: WindowSpec, states: list[str]) -> WindowSet:
+    """``models.features.windows_from_arrays`` with a progress bar over the rows (same windows; tested)."""
+    windower = Windower(spec, values.shape[1])
+    out: list[Window] = []
+    with progress(total=len(time_s), desc="windows", unit="row") as bar:
+        for i in range(len(time_s)):
+            out.extend(windower.push(float(time_s[i]), values[i], states[i]))
+            if i % 4096 == 4095:
+                bar.update(4096)
+        bar.update(len(time_s) % 4096)
+    width = values.shape[1] * len(FEATURES)
+    return WindowSet(
+        np.vstack([w.features for w in out]) if out else np.empty((0, width)),
+        np.array([w.start_s for w in out]),
+        np.array([w.end_s for w in out]),
+        [w.state for w in out],
+        windower.skipped,
     )
 
 
@@ -129,6 +152,8 @@ def _describe(model: MachineModel) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on one CSV and write the model file (atomically, only when everything worked)."""
+    if args.no_progress:
+        progress_bars.disable()
     began = time.perf_counter()
     try:
         if args.influx:
@@ -159,15 +184,17 @@ def _read_influx(args: argparse.Namespace) -> Table:
         since = parse_duration(args.since)
     except ValueError as exc:
         raise ModelError(f"--since: {exc}") from None
-    table = influx_history.read_table(
-        args.influx,
-        args.database,
-        args.machine,
-        since,
-        signals=args.signals,
-        state_signal=args.state_signal or None,
-        site=args.site,
-    )
+    with progress(desc="rows read", unit="point") as bar:
+        table = influx_history.read_table(
+            args.influx,
+            args.database,
+            args.machine,
+            since,
+            signals=args.signals,
+            state_signal=args.state_signal or None,
+            site=args.site,
+            on_rows=bar.update,
+        )
     print(f"read {len(table.time_s)} rows of {len(table.signals)} signals from {table.path}")
     return table
 
@@ -184,6 +211,8 @@ def _test_files(patterns: list[str]) -> list[str]:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Train or load, check every test file, then replay them and report (micro-averaged)."""
+    if args.no_progress:
+        progress_bars.disable()
     try:
         if args.model:
             model = MachineModel.load(args.model)
@@ -199,6 +228,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
             model = _train(table, args)
         policy = AlertPolicy(k=args.k, n=args.n)
+        files = _test_files(args.test)
         tests = [
             read_table(
                 path,
@@ -208,14 +238,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 label_column=args.label_column,
                 state_column=args.state_column,
             )
-            for path in _test_files(args.test)
+            for path in track(files, desc="reading test files", unit="file")
         ]
     except ModelError as exc:
         return _fail(str(exc))
     counts = Counts()
     per_file: dict[str, Any] = {}
     runs = []
-    for t in tests:
+    for t in track(tests, desc="replaying test files", unit="file"):
         assert t.labels is not None
         run = replay(model, t.time_s, t.values, t.states, policy)
         counts.add(t.time_s, t.labels, run)

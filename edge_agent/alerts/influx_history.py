@@ -102,7 +102,7 @@ def read_series(
     query: str,
     *,
     timeout: float = 60.0,
-    on_rows: Callable[[int], None] | None = None,
+    on_rows: Callable[[int], object] | None = None,
 ) -> dict[str, tuple[list[float], list[float]]]:
     """Run ``query`` and collect per tag ``(times in s, values)``; ``on_rows(n)`` after each chunk."""
     series: dict[str, tuple[list[float], list[float]]] = {}
@@ -155,7 +155,7 @@ def read_table(
     state_signal: str | None = "state_code",
     site: str | None = None,
     timeout: float = 60.0,
-    on_rows: Callable[[int], None] | None = None,
+    on_rows: Callable[[int], object] | None = None,
 ) -> Table:
     """A machine's good history as a ``Table`` (the CSV reader's type), checked like a CSV."""
     where = f"InfluxDB {url} database {database!r} machine {machine!r}"
