@@ -23,9 +23,12 @@ import contextlib
 import logging
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
+from edge_agent import event_lines
 from edge_agent.backoff import Backoff
 from edge_agent.config import InfluxConfig, OutboxConfig
+from edge_agent.errors import PayloadError
 from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
 from edge_agent.outbox import Entry, Outbox, default_outbox_path
 from edge_agent.payloads import Origin, encode_line_protocol
@@ -106,6 +109,32 @@ class InfluxSink:
             seq = await self.outbox.append(origin.machine, encode_line_protocol(batch, origin), len(batch.samples))
         except RuntimeError as exc:  # outbox closed: shutting down
             log.debug("InfluxDB sink: batch of %s not stored: %s", origin.machine, exc)
+            seq = None
+        if seq is None:
+            self.stats.dropped += 1
+        self._wake.set()
+
+    async def submit_event(self, origin: Origin, kind: str, event: dict[str, Any]) -> None:
+        """Store an alert event (``kind="alerts"``) or an anomaly score (``"scores"``) as its InfluxDB point.
+
+        The same points the ingest bridge writes from ``.../alerts`` and ``.../scores``
+        (``edge_agent.event_lines``: measurements ``alerts`` and ``anomaly_score``), through the
+        same outbox as the telemetry, so they survive an InfluxDB outage too. An event the
+        conversion refuses is a bug of the agent: logged, counted in ``rejected``, not stored.
+        """
+        convert = event_lines.alert_event_to_line if kind == "alerts" else event_lines.score_to_line
+        try:
+            line = convert(event)
+        except PayloadError as exc:
+            self.stats.rejected += 1
+            log.error(  # noqa: TRY400 - the message says it all; no traceback for a refused event
+                "InfluxDB sink: %s of %s cannot be written as a point (%s); not stored", kind, origin.machine, exc
+            )
+            return
+        try:
+            seq = await self.outbox.append(origin.machine, line.encode(), 0)
+        except RuntimeError as exc:  # outbox closed: shutting down
+            log.debug("InfluxDB sink: %s of %s not stored: %s", kind, origin.machine, exc)
             seq = None
         if seq is None:
             self.stats.dropped += 1

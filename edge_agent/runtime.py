@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from connectors import MachineConfig
@@ -93,25 +93,32 @@ class Agent:
             await self._shutdown(list(tasks))
 
     def _on_alert(self, origin: Origin, event: dict[str, Any]) -> None:
-        """An alert was raised, escalated, acknowledged or cleared: show it and send it (durably)."""
+        """An alert was raised, escalated, acknowledged or cleared: show it and send it (durably).
+
+        With MQTT: retained on ``.../alerts``. With the direct InfluxDB sink: a point in ``alerts``.
+        """
         self.alert_board.record(event)
         level = logging.WARNING if event.get("event") in ("raised", "escalated") else logging.INFO
         log.log(level, "alert %s on %s: %s", event.get("event"), origin.machine, event.get("summary"))
         if self.publisher is not None:
             payload = json.dumps(event, allow_nan=False).encode()
-            task = asyncio.create_task(
-                self.publisher.submit_message(origin, "alerts", payload, retain=True), name="alert:send"
-            )
-            self._alert_sends.add(task)
-            task.add_done_callback(self._alert_sends.discard)
+            self._send(self.publisher.submit_message(origin, "alerts", payload, retain=True), "alert:send")
+        elif self.influx_sink is not None:
+            self._send(self.influx_sink.submit_event(origin, "alerts", event), "alert:send")
 
     def _on_score(self, origin: Origin, score: dict[str, Any]) -> None:
-        """A window was scored: send the score (for plotting; QoS 1, not retained) through the outbox."""
+        """A window was scored: send the score (for plotting; MQTT QoS 1, not retained, or InfluxDB) durably."""
         if self.publisher is not None:
             payload = json.dumps(score, allow_nan=False).encode()
-            task = asyncio.create_task(self.publisher.submit_message(origin, "scores", payload), name="score:send")
-            self._alert_sends.add(task)
-            task.add_done_callback(self._alert_sends.discard)
+            self._send(self.publisher.submit_message(origin, "scores", payload), "score:send")
+        elif self.influx_sink is not None:
+            self._send(self.influx_sink.submit_event(origin, "scores", score), "score:send")
+
+    def _send(self, sending: Coroutine[Any, Any, None], name: str) -> None:
+        """Run one durable append as a task (kept referenced until done; appends keep their order)."""
+        task = asyncio.create_task(sending, name=name)
+        self._alert_sends.add(task)
+        task.add_done_callback(self._alert_sends.discard)
 
     def _listen_for_acks(self, publisher: MqttPublisher, origin: Origin) -> None:
         """Acknowledge commands for one machine: ``.../{machine}/alerts/ack`` (see edge_agent.alerts.commands)."""
