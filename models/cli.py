@@ -61,6 +61,11 @@ def register(subparsers: Any) -> None:
     _model_options(train)
     train.set_defaults(func=cmd_train)
 
+    versions = sub.add_parser("versions", help="list the model versions the agent keeps for a machine")
+    versions.add_argument("--data-dir", default="data/alerts", help="the alerts.data_dir of the agent config")
+    versions.add_argument("--machine", required=True, help="machine id")
+    versions.set_defaults(func=cmd_versions)
+
     ev = sub.add_parser("evaluate", help="score labelled CSVs causally and report detection quality")
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a model file from 'model train'")
@@ -197,6 +202,21 @@ def _read_influx(args: argparse.Namespace) -> Table:
         )
     print(f"read {len(table.time_s)} rows of {len(table.signals)} signals from {table.path}")
     return table
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    """List a machine's model files, newest first; say how to pin one."""
+    from edge_agent.alerts.versions import machine_folder, stored_models  # only this command needs it
+
+    folder = machine_folder(Path(args.data_dir), args.machine)
+    stored = stored_models(folder)
+    if not stored:
+        return _fail(f"{folder}: no model files. Fix: check --data-dir (alerts.data_dir) and --machine")
+    for s in stored:
+        mark = "current" if s.current else "kept"
+        print(f"{s.version}  {s.trained_at}  {s.detector:<8} {mark:<8} {s.path}")
+    print(f"pin one with alerts.machines.{args.machine}.model_version: <version> (then restart the agent)")
+    return 0
 
 
 def _test_files(patterns: list[str]) -> list[str]:

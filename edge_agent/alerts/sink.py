@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -102,11 +101,6 @@ class _Machine:
     task: asyncio.Task[None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)  # worker thread vs. acknowledge
     busy: bool = False  # rows taken off the queue and not yet fully processed
-
-
-def _safe_name(machine: str) -> str:
-    """A folder name for a machine id that cannot climb out of data_dir."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", machine).lstrip(".") or "_"
 
 
 class AlertSink:
@@ -251,7 +245,7 @@ class AlertSink:
         if not own.enabled:
             return None
         rows: deque[Row] = deque(maxlen=self.config.queue_rows)
-        m = _Machine(origin, own, self.config.data_dir / _safe_name(origin.machine), rows)
+        m = _Machine(origin, own, versions.machine_folder(self.config.data_dir, origin.machine), rows)
         if own.state is not None:
             codes = own.state.codes or {}
             m.rule = StateRule(own.state.signal, codes, own.state.off_below, own.state.running_above)

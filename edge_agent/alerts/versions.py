@@ -41,6 +41,11 @@ class StoredModel:
     current: bool
 
 
+def machine_folder(data_dir: Path, machine: str) -> Path:
+    """``<data_dir>/<machine>``, with a folder name for the machine id that cannot climb out of data_dir."""
+    return data_dir / (re.sub(r"[^A-Za-z0-9._-]", "_", machine).lstrip(".") or "_")
+
+
 def stamp(trained_at: str) -> str:
     """``2026-11-22T10:06:01+00:00`` -> ``20261122T100601Z`` (sorts by time; safe in a file name)."""
     try:

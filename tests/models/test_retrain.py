@@ -7,6 +7,7 @@ schedule follows the samples' own clock.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from edge_agent.alerts import AlertsConfig, AlertSink
 from edge_agent.alerts.versions import MODEL_FILE, VERSIONS_DIR, stored_models
 from edge_agent.payloads import Origin
+from models.cli import register
 from simulators.dataset import Dataset
 from tests.waiting import eventually
 
@@ -23,6 +25,14 @@ from .test_sink import batch
 
 ORIGIN = Origin("site", "hall", "line-1", "pump-1")
 HOUR = 3600
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    code: int = args.func(args)
+    return code
 
 
 def config(tmp_path: Path, **extra: Any) -> AlertsConfig:
@@ -59,7 +69,9 @@ class Scores:
         return [v for i, v in enumerate(self.versions) if i == 0 or v != self.versions[i - 1]]
 
 
-async def test_retrains_on_schedule_keeps_versions_and_loads_the_newest(tmp_path: Path, healthy_pump: Dataset) -> None:
+async def test_retrains_on_schedule_keeps_versions_and_loads_the_newest(
+    tmp_path: Path, healthy_pump: Dataset, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "pump-1"
     scores = Scores()
     sink = AlertSink(config(tmp_path), lambda o, e: None, on_score=scores)
@@ -86,6 +98,13 @@ async def test_retrains_on_schedule_keeps_versions_and_loads_the_newest(tmp_path
     assert restarted.stats("pump-1").training_windows == 0
     await restarted.close()
     assert set(again.versions) == {seen[-1]}
+
+    assert run("model", "versions", "--data-dir", str(tmp_path), "--machine", "pump-1") == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed[:2]] == [seen[-1], seen[-2]]
+    assert "current" in listed[0]
+    assert "model_version" in listed[-1], "it says how to pin one"
+    assert run("model", "versions", "--data-dir", str(tmp_path), "--machine", "press-9") == 2
 
 
 async def test_a_pinned_version_is_used_and_never_retrained(
