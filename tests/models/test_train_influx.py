@@ -136,3 +136,23 @@ def test_an_unreachable_influxdb_is_named(tmp_path: Path, capsys: pytest.Capture
     assert code == 2
     assert "cannot reach it" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_credentials_come_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("INFLUX_TOKEN", "INFLUX_USERNAME", "INFLUX_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    with InfluxDB1(tmp_path / "influx", admin=("admin", "s3cret-pw")) as server:
+        server.create_database("edge")
+        argv = ("model", "train", "--influx", server.url, "--database", "edge", "--machine", "pump-1")
+        assert run(*argv, "--out", str(tmp_path / "m.npz")) == 2
+        refused = capsys.readouterr().err
+        assert "not authorised" in refused
+        assert "INFLUX_USERNAME" in refused, "the message says where credentials go"
+        monkeypatch.setenv("INFLUX_USERNAME", "admin")
+        monkeypatch.setenv("INFLUX_PASSWORD", "s3cret-pw")
+        assert run(*argv, "--out", str(tmp_path / "m.npz")) == 2
+        err = capsys.readouterr().err
+        assert "no good numeric telemetry" in err, "logged in: the empty database is the problem now"
+        assert "s3cret-pw" not in refused + err
