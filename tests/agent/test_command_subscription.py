@@ -31,7 +31,7 @@ async def test_commands_arrive_after_the_broker_forgot_the_session(fresh_mosquit
     topic = ORIGIN.topic(prefix, "alerts/ack")
     pub.subscribe(topic, lambda _t, payload: got.append(payload))
     sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_name("sender"))
-    sender.reconnect_delay_set(0.1, 0.5)
+    sender.reconnect_delay_set(1, 2)
     sender.connect(fresh_mosquitto.host, fresh_mosquitto.port, keepalive=5)
     sender.loop_start()
     await pub.start()
