@@ -10,9 +10,10 @@ sorted by address, greedy joining gives the fewest requests.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
+from connectors.modbus.block import BlockDecoder, Outcome
 from connectors.modbus.config import (
     BIT_TABLES,
     MAX_BITS_PER_REQUEST,
@@ -41,6 +42,21 @@ class ReadRequest:
     tags: tuple[ModbusTag, ...]
     unit_id: int = 1
     address_base: int = 0
+    _decoder: BlockDecoder = field(init=False, repr=False, compare=False)
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """Each tag's name, in the order of ``tags``."""
+    units: tuple[str | None, ...] = field(init=False, repr=False, compare=False)
+    """Each tag's unit, in the order of ``tags``."""
+
+    def __post_init__(self) -> None:  # frozen: the derived fields are set once, here
+        decoder = BlockDecoder(self.tags, self.start + self.address_base, self.count, bits=self.table in BIT_TABLES)
+        object.__setattr__(self, "_decoder", decoder)
+        object.__setattr__(self, "names", tuple(tag.name for tag in self.tags))
+        object.__setattr__(self, "units", tuple(tag.unit for tag in self.tags))
+
+    def decode(self, data: Sequence[int] | Sequence[bool]) -> tuple[Sequence[Outcome], bool]:
+        """One value (or ``DecodeError``) per tag of ``tags``, from this read's answer; True if all are values."""
+        return self._decoder.decode(data)
 
     @property
     def function_code(self) -> int:
