@@ -77,6 +77,9 @@ class Agent:
         """Poll until ``stop`` is set, then shut down within a few seconds."""
         for sink in self.sinks:
             await sink.start()
+        if self.alerts is not None:
+            for poller in self.pollers:
+                self.alerts.add_machine(poller.origin)
         tasks = {self._spawn(poller): poller for poller in self.pollers}
         log.info("agent: polling %d machine(s)", len(tasks))
         stop_waiter = asyncio.create_task(_wait_for(stop), name="agent:stop")

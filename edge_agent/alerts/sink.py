@@ -220,6 +220,8 @@ class AlertSink:
 
     def _acknowledge(self, m: _Machine, by: str, alert_id: str | None) -> tuple[dict[str, Any] | None, str | None]:
         with m.lock:
+            if not m.loaded:  # right after a restart, before the first batch: the open alert is on disk
+                self._load(m)
             alert = m.alert
             if alert is None or not alert.active:
                 return None, f"machine {m.origin.machine!r} has no open alert"
@@ -234,6 +236,15 @@ class AlertSink:
                 return None, f"alert {alert.alert_id!r} is already acknowledged by {alert.acknowledged_by!r}"
             self._save_state(m)
             return self._event(m, transition, None), None
+
+    def add_machine(self, origin: Origin) -> None:
+        """Know a machine before its first batch (the runtime calls it at start for every machine).
+
+        So an acknowledge that arrives right after a restart, before the machine was polled,
+        finds the alert that is open on disk instead of "no data yet".
+        """
+        if not self._closed and self.config.enabled:
+            self._machine(origin)
 
     # -- per machine ---------------------------------------------------------------------------
 

@@ -17,11 +17,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent.alerts import AlertsConfig, AlertSink
 from edge_agent.alerts.commands import AckRequest, CommandError, parse_ack
 from edge_agent.config import AgentConfig
 from edge_agent.demo import DEMO_ALERTS
 from edge_agent.payloads import Origin
 from edge_agent.runtime import Agent
+from models.alerts import AlertState
 from simulators import Simulation
 from tests.agent.test_alert_retained import retained
 from tests.servers import Mosquitto, unique_name
@@ -221,3 +223,31 @@ async def test_acknowledge_over_mqtt_and_the_retained_state(
         await asyncio.wait_for(task, 10)
         listener.close()
     assert sim.write_count == 0
+
+
+async def test_an_alert_open_before_a_restart_can_be_acknowledged_before_the_first_poll(tmp_path: Path) -> None:
+    config = AlertsConfig.model_validate({"data_dir": str(tmp_path), "learn_after": "1h"})
+    sink = AlertSink(config, lambda o, e: None)
+    state = AlertState("pump-1", sink.policy)
+    for i in range(config.k):  # k windows far over the threshold: raised
+        state.observe(1000.0 + 30 * i, 1060.0 + 30 * i, 3.0)
+    assert state.active
+    (tmp_path / "pump-1").mkdir()
+    (tmp_path / "pump-1" / "alerts.json").write_text(json.dumps(state.to_dict()))
+
+    events: list[dict[str, Any]] = []
+    restarted = AlertSink(config, lambda o, e: events.append(e))
+    await restarted.start()
+    restarted.add_machine(ORIGIN)
+    try:
+        assert await restarted.acknowledge_alert("pump-1", "pump-1-9-9", "ana") == (
+            f"alert 'pump-1-9-9' is not open on 'pump-1' (the open one is {state.alert_id!r})"
+        )
+        assert await restarted.acknowledge_alert("pump-1", str(state.alert_id), "ana") is None
+    finally:
+        await restarted.close()
+    assert [(e["event"], e["alert_id"], e["acknowledged_by"]) for e in events] == [
+        ("acknowledged", state.alert_id, "ana")
+    ]
+    saved = json.loads((tmp_path / "pump-1" / "alerts.json").read_text())
+    assert saved["acknowledged_by"] == "ana", "the acknowledgement survives the next restart"
