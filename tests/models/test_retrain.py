@@ -21,6 +21,7 @@ from models.cli import register
 from simulators.dataset import Dataset
 from tests.waiting import eventually
 
+from .conftest import record
 from .test_sink import batch
 
 ORIGIN = Origin("site", "hall", "line-1", "pump-1")
@@ -147,3 +148,20 @@ async def test_retraining_is_off_by_default(tmp_path: Path, healthy_pump: Datase
     assert stats.learned
     assert stats.retrains == 0
     assert not (tmp_path / "pump-1" / VERSIONS_DIR).exists()
+
+
+async def test_a_developing_fault_is_not_learned_as_normal(tmp_path: Path) -> None:
+    """Bearing wear from 4 h: hourly retrains before it, none while its alert is open, which stays open."""
+    wearing = record("pump", 31, "6h", [{"fault": "bearing_wear", "at": "4h", "duration": "2h", "severity": 0.9}])
+    events: list[tuple[str, int]] = []
+    sink = AlertSink(config(tmp_path), lambda o, e: events.append((e["event"], sink.stats("pump-1").retrains)))
+    await sink.start()
+    await feed(sink, wearing, 0, len(wearing.time_s))
+    stats = sink.stats("pump-1")
+    await sink.close()
+    kinds = [kind for kind, _ in events]
+    assert "raised" in kinds, events
+    assert "cleared" not in kinds, "the wear was not learned away while it went on"
+    retrains_at_raise = next(count for kind, count in events if kind == "raised")
+    assert retrains_at_raise >= 2, "hourly retrains on the healthy hours before the fault"
+    assert stats.retrains == retrains_at_raise, "no retrain while the alert is open"
