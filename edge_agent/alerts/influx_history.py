@@ -27,6 +27,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from array import array
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -103,9 +104,13 @@ def read_series(
     *,
     timeout: float = 60.0,
     on_rows: Callable[[int], object] | None = None,
-) -> dict[str, tuple[list[float], list[float]]]:
-    """Run ``query`` and collect per tag ``(times in s, values)``; ``on_rows(n)`` after each chunk."""
-    series: dict[str, tuple[list[float], list[float]]] = {}
+) -> dict[str, tuple[array[float], array[float]]]:
+    """Run ``query`` and collect per tag ``(times in s, values)``; ``on_rows(n)`` after each chunk.
+
+    Packed arrays of doubles (8 bytes a number, not a Python float object each): a day of ten
+    signals at 1 Hz is 14 MB here.
+    """
+    series: dict[str, tuple[array[float], array[float]]] = {}
     where = f"InfluxDB {url} database {database!r}"
     for chunk in _chunks(url, database, query, timeout):
         if "error" in chunk:
@@ -115,7 +120,7 @@ def read_series(
                 raise ModelError(f"{where}: {result['error']}. Fix: check --database (and that it holds telemetry)")
             for s in result.get("series", []):
                 tag = str(s.get("tags", {}).get("tag", ""))
-                times, values = series.setdefault(tag, ([], []))
+                times, values = series.setdefault(tag, (array("d"), array("d")))
                 rows = s.get("values", [])
                 for t, v in rows:
                     if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
@@ -126,7 +131,7 @@ def read_series(
     return series
 
 
-def rows_from_series(series: dict[str, tuple[list[float], list[float]]], tags: list[str]) -> tuple[Any, Any]:
+def rows_from_series(series: dict[str, tuple[array[float], array[float]]], tags: list[str]) -> tuple[Any, Any]:
     """Align tags into rows: samples within half the typical interval of each other share a row.
 
     Returns ``(time_s, values)`` with ``values[i, j]`` = tag j in row i, NaN when it has none.
