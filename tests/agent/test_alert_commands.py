@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,8 @@ SCORE_KEYS = ("schema", "site", "area", "line", "machine", "at", "score", "thres
     ],
 )
 def test_a_bad_command_is_refused_with_what_to_send(payload: bytes, says: str) -> None:
-    with pytest.raises(CommandError, match=None) as caught:
+    with pytest.raises(CommandError, match=re.escape(says)):
         parse_ack(payload, ORIGIN)
-    assert says in str(caught.value)
 
 
 def test_a_good_command_is_read() -> None:

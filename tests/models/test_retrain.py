@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from edge_agent.alerts import AlertsConfig, AlertSink
 from edge_agent.alerts.versions import MODEL_FILE, VERSIONS_DIR, stored_models
@@ -165,3 +167,17 @@ async def test_a_developing_fault_is_not_learned_as_normal(tmp_path: Path) -> No
     retrains_at_raise = next(count for kind, count in events if kind == "raised")
     assert retrains_at_raise >= 2, "hourly retrains on the healthy hours before the fault"
     assert stats.retrains == retrains_at_raise, "no retrain while the alert is open"
+
+
+@pytest.mark.parametrize(
+    ("section", "says"),
+    [
+        ({"retrain_on": "5m"}, "retrain_on (300 s) gives fewer than 30 windows"),
+        ({"retrain_every": "0s"}, "retrain_every"),
+        ({"keep_models": 0}, "keep_models"),
+        ({"machines": {"pump-1": {"model_version": "v1.2"}}}, "model_version"),
+    ],
+)
+def test_bad_retrain_settings_are_refused_with_the_key(section: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        AlertsConfig.model_validate(section)
