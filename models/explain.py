@@ -2,7 +2,9 @@
 
 For every signal: its share of the score in percent (ranked), how far it is from normal in
 robust sigmas, and the pattern (``up``, ``down``, ``noisy``, ``frozen``, ``drifting`` or
-``normal``) read off its feature z-scores. Then the first rule of ``RULES`` whose pattern
+``normal``) read off its feature z-scores, including ``level`` and ``trend``: a temperature
+above (or climbing faster than) what the load explains is ``up`` (``drifting``) even while its
+value is inside its everyday range. Then the first rule of ``RULES`` whose pattern
 matches gives a likely cause and a first action. Rules are rules of thumb that link signal
 patterns to common causes on rotating and hydraulic machines; every hint says how sure it is
 and that it is to be confirmed on the machine.
@@ -30,9 +32,12 @@ def pattern(z: dict[str, float]) -> str:
         return "frozen"
     if abs(z["mean"]) >= t or abs(z["rms"]) >= t:
         return "up" if z["mean"] > 0 else "down"
+    level, trend = z.get("level", 0.0), z.get("trend", 0.0)
+    if abs(level) >= t:
+        return "up" if level > 0 else "down"
     if z["std"] >= t or z["p2p"] >= t or z["kurtosis"] >= t or z["crest"] >= t:
         return "noisy"
-    if abs(z["slope"]) >= t:
+    if abs(z["slope"]) >= t or abs(trend) >= t:
         return "drifting"
     return "normal"
 
@@ -60,6 +65,13 @@ RULES: tuple[Rule, ...] = (
          "check the sensor, its cable and the transmitter; compare with a hand-held reading", "high", only=True),
     Rule("noisy-sensor", ((r".", ("noisy",)),), "a noisy sensor: loose connector, damaged cable or interference",
          "check connector and shielding of this sensor", "medium", only=True),
+    # A temperature above what the load explains, alone: a failing cooler looks exactly like a sensor
+    # creeping up (nothing else moves), but it is the costlier cause, so it comes first. Falling
+    # alone is no cooling fault: that one is left to the sensor rule below.
+    Rule("temperature", ((TEMP, ("up", "drifting")),), "hotter than the load explains: a cooling problem (fan, "
+         "coolant flow, blocked vents) or lack of lubrication; if both are fine, a drifting sensor",
+         "check cooling fan, coolant level, vents and lubrication; then compare the reading with a hand-held "
+         "thermometer", "low", only=True),
     # Vibration rising alone is the classic signature of imbalance, not of a drifting sensor.
     Rule("drifting-sensor", ((r"^(?!.*vibration)", ("drifting", "up", "down")),),
          "sensor drift: one reading moves while physically linked signals stay normal",

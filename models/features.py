@@ -2,8 +2,13 @@
 
 A detector never sees raw samples: it sees one feature vector per window, so a model is the
 same whether the machine is polled every 100 ms or every 5 s, and one odd sample cannot raise
-an alert on its own. Each window gives, per signal, the features in ``FEATURES`` (mean, std,
-RMS, peak-to-peak, kurtosis, crest factor, slope per second).
+an alert on its own. Each window gives, per signal, the statistics in ``STATS`` (mean, std,
+RMS, peak-to-peak, kurtosis, crest factor, slope per second) and two pieces of context
+(``CONTEXT``): the signal's exponentially weighted means over the last ``CONTEXT_TAUS`` (10 and
+30 min) of samples, in every state. Temperatures follow load through thermal lags of that order,
+so with the recent mean current a model can tell "hot because it worked hard" from "hot because
+cooling failed" (``models.levels`` turns the context into that residual; detectors never see the
+slow means themselves, which would keep an alert open long after a fault).
 
 Gaps are explicit: a window with too few samples (the connection dropped, a tag went bad) is
 skipped and counted in ``Windower.skipped``, never filled in. "Too few" is less than
@@ -23,8 +28,14 @@ from edge_agent.errors import ModelError
 
 FloatArray = npt.NDArray[np.float64]
 
-FEATURES: tuple[str, ...] = ("mean", "std", "rms", "p2p", "kurtosis", "crest", "slope")
-"""Per-signal features, in column order within each signal's block."""
+STATS: tuple[str, ...] = ("mean", "std", "rms", "p2p", "kurtosis", "crest", "slope")
+"""Per-signal statistics of the window's own samples."""
+CONTEXT_TAUS: tuple[float, ...] = (600.0, 1800.0)
+"""Time constants (s) of the slow means carried as context."""
+CONTEXT: tuple[str, ...] = ("ewm10m", "ewm30m")
+"""Names of the slow means, one per ``CONTEXT_TAUS``."""
+FEATURES: tuple[str, ...] = STATS + CONTEXT
+"""Per-signal window features, in column order within each signal's block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +79,18 @@ def signal_features(t_s: FloatArray, x: FloatArray) -> FloatArray:
     return np.array([mean, std, rms, p2p, kurt, crest, slope])
 
 
-def window_features(t_s: FloatArray, values: FloatArray) -> FloatArray:
-    """Features of one window: ``values[i, j]`` is signal j at ``t_s[i]``; NaN = no good reading."""
-    out = np.empty(values.shape[1] * len(FEATURES))
+def window_features(t_s: FloatArray, values: FloatArray, context: FloatArray) -> FloatArray:
+    """Features of one window: ``values[i, j]`` is signal j at ``t_s[i]``; NaN = no good reading.
+
+    ``context[k, j]`` is signal j's slow mean at time constant ``CONTEXT_TAUS[k]``.
+    """
+    width, n_stats = len(FEATURES), len(STATS)
+    out = np.empty(values.shape[1] * width)
     for j in range(values.shape[1]):
         col = values[:, j]
         ok = np.isfinite(col)
-        out[j * len(FEATURES) : (j + 1) * len(FEATURES)] = signal_features(t_s[ok], col[ok])
+        out[j * width : j * width + n_stats] = signal_features(t_s[ok], col[ok])
+        out[j * width + n_stats : (j + 1) * width] = context[:, j]
     return out
 
 
@@ -110,6 +126,9 @@ class Windower:
     _rows: deque[tuple[float, FloatArray, str]] = field(default_factory=deque)
     _next_end: float | None = None
     _last_t: float | None = None
+    _ewm: FloatArray | None = None
+    _ewm_t: float | None = None
+    _taus: FloatArray = field(default_factory=lambda: np.array(CONTEXT_TAUS)[:, None])
 
     def push(self, t_s: float, row: FloatArray, state: str) -> list[Window]:
         """Add one row (NaN for a signal without a good reading); return windows that closed."""
@@ -124,7 +143,25 @@ class Windower:
             done.extend(self._close(self._next_end))
             self._next_end += self.spec.hop_s
         self._rows.append((t_s, row, state))
+        self._update_context(t_s, row)
         return done
+
+    def _update_context(self, t_s: float, row: FloatArray) -> None:
+        """Advance the slow means by the time since the last row; a missing reading keeps its mean.
+
+        They survive ``reset``: after a long gap the decay is near 1, so they restart from the
+        new readings by themselves.
+        """
+        if self._ewm is None or self._ewm_t is None:
+            self._ewm = np.tile(row, (len(CONTEXT_TAUS), 1)).astype(np.float64)
+        else:
+            alpha = 1.0 - np.exp((self._ewm_t - t_s) / self._taus)
+            ok = np.isfinite(row)
+            ewm = self._ewm
+            fresh = ok & ~np.isfinite(ewm[0])
+            ewm[:, fresh] = row[fresh]
+            ewm[:, ok] += alpha * (row[ok] - ewm[:, ok])
+        self._ewm_t = t_s
 
     def reset(self) -> None:
         """Forget the partial window (the machine went away): the next row starts a new one."""
@@ -137,7 +174,8 @@ class Windower:
         while self._rows and self._rows[0][0] < start:
             self._rows.popleft()
         rows = [r for r in self._rows if r[0] < end]
-        window = make_window(rows, start, end, self.spec)
+        context = self._ewm if self._ewm is not None else np.full((len(CONTEXT_TAUS), self.n_signals), np.nan)
+        window = make_window(rows, start, end, self.spec, context)
         if window is None:
             self.skipped += 1
             return []
@@ -145,17 +183,19 @@ class Windower:
         return [window]
 
 
-def make_window(rows: list[tuple[float, FloatArray, str]], start: float, end: float, spec: WindowSpec) -> Window | None:
-    """A window from its rows, or None when it has too few samples to mean anything."""
+def make_window(
+    rows: list[tuple[float, FloatArray, str]], start: float, end: float, spec: WindowSpec, context: FloatArray
+) -> Window | None:
+    """A window from its rows, or None when it has too few samples (or a signal no slow mean yet)."""
     if len(rows) < spec.min_samples:
         return None
     t = np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
     values = np.vstack([r[1] for r in rows])
-    if not enough(t, values, spec):
+    if not enough(t, values, spec) or not np.all(np.isfinite(context)):
         return None
     states = {r[2] for r in rows}
     state = states.pop() if len(states) == 1 else "mixed"
-    return Window(start, end, window_features(t, values), len(rows), state)
+    return Window(start, end, window_features(t, values, context), len(rows), state)
 
 
 def enough(t: FloatArray, values: FloatArray, spec: WindowSpec) -> bool:

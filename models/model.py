@@ -23,6 +23,7 @@ from edge_agent.errors import ModelError
 from models import store
 from models.detectors import DETECTORS, Detector, RobustScaler
 from models.features import FEATURES, FloatArray, Window, WindowSet, WindowSpec
+from models.levels import MODEL_FEATURES, LevelModel
 from models.thresholds import Threshold, calibrate
 
 MIN_WINDOWS = 30
@@ -51,12 +52,13 @@ class Assessment:
 
 @dataclass(slots=True)
 class StateModel:
-    """The detector, threshold and robust scaler (for sigmas) of one operating state."""
+    """The level model, detector, threshold and robust scaler (for sigmas) of one operating state."""
 
     detector: Detector
     threshold: Threshold
     scaler: RobustScaler
     n_windows: int
+    levels: LevelModel
 
 
 @dataclass(slots=True)
@@ -102,14 +104,19 @@ class MachineModel:
                 continue
             chunk = np.arange(len(x)) * 9 // len(x)
             held = chunk % 3 == 2
+            in_state = labels == state
+            span = float(windows.end_s[in_state].max() - windows.start_s[in_state].min())
+            levels = LevelModel.fit(x[~held], len(signals), span)
+            xm = levels.transform(x)
             det = DETECTORS[detector](signals, seed=seed)
-            det.fit(x[~held])
-            scores = np.array([det.score(row).value for row in x[held]])
+            det.fit(xm[~held])
+            scores = np.array([det.score(row).value for row in xm[held]])
             states[state] = StateModel(
                 det,
                 calibrate(scores, windows_per_day, false_alarms_per_day, k=debounce[0], n=debounce[1], margin=margin),
-                RobustScaler.fit(x),
+                RobustScaler.fit(xm),
                 len(x),
+                levels,
             )
         if not states:
             counts = {s: int(np.sum(labels == s)) for s in sorted(set(windows.state))}
@@ -139,6 +146,8 @@ class MachineModel:
                 arrays[f"{state}/detector/{k}"] = v
             arrays[f"{state}/scaler/center"] = sm.scaler.center
             arrays[f"{state}/scaler/scale"] = sm.scaler.scale
+            for k, v in sm.levels.to_arrays().items():
+                arrays[f"{state}/levels/{k}"] = v
             t = sm.threshold
             states[state] = {
                 "params": params,
@@ -177,11 +186,16 @@ class MachineModel:
                 det = DETECTORS[detector].from_state(signals, det_arrays, info["params"])
                 value, typical, q, margin, n = info["threshold"]
                 scaler = RobustScaler(arrays[f"{state}/scaler/center"], arrays[f"{state}/scaler/scale"])
+                lv = f"{state}/levels/"
+                levels = LevelModel.from_arrays(
+                    {k[len(lv) :]: v for k, v in arrays.items() if k.startswith(lv)}, len(signals)
+                )
                 states[state] = StateModel(
                     det,
                     Threshold(float(value), float(typical), float(q), float(margin), int(n)),
                     scaler,
                     int(info["n_windows"]),
+                    levels,
                 )
             model = cls(
                 signals, spec, detector, states, str(header["trained_at"]), float(header["false_alarms_per_day"])
@@ -193,13 +207,14 @@ class MachineModel:
 
 
 def assess_features(sm: StateModel, signals: list[str], features: FloatArray, window: Window) -> Assessment:
-    """Score one feature vector with one state's model and work out per-signal sigmas."""
+    """Score one window vector with one state's model and work out per-signal sigmas."""
+    features = sm.levels.transform(features)
     score = sm.detector.score(features)
-    z = sm.scaler.z(features).reshape(len(signals), len(FEATURES))
+    z = sm.scaler.z(features).reshape(len(signals), len(MODEL_FEATURES))
     total = sum(score.contributions.values())
     contributions = {s: (v / total if total > 0 else 0.0) for s, v in score.contributions.items()}
     sigmas = {s: float(np.max(np.abs(z[i]))) for i, s in enumerate(signals)}
-    feature_z = {s: {f: float(z[i, j]) for j, f in enumerate(FEATURES)} for i, s in enumerate(signals)}
+    feature_z = {s: {f: float(z[i, j]) for j, f in enumerate(MODEL_FEATURES)} for i, s in enumerate(signals)}
     return Assessment(
         window.end_s,
         window.start_s,

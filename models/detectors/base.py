@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.errors import ModelError
-from models.features import FEATURES
+from models.levels import MODEL_FEATURES
 
 FloatArray = npt.NDArray[np.float64]
 Arrays = dict[str, npt.NDArray[Any]]
@@ -39,7 +39,7 @@ class Detector(Protocol):
     signals: list[str]
 
     def fit(self, windows: FloatArray) -> None:
-        """Learn normal from ``windows`` (rows = windows, columns = ``feature_names(signals)``)."""
+        """Learn normal from ``windows`` (rows = windows, columns = ``model_feature_names(signals)``)."""
         ...
 
     def score(self, window: FloatArray) -> Score:
@@ -53,7 +53,7 @@ class Detector(Protocol):
 
 def per_signal(values: FloatArray, signals: list[str]) -> dict[str, float]:
     """Sum per-feature amounts into one amount per signal (features are signal-major)."""
-    blocks = values.reshape(len(signals), len(FEATURES))
+    blocks = values.reshape(len(signals), len(MODEL_FEATURES))
     return {s: float(v) for s, v in zip(signals, blocks.sum(axis=1), strict=True)}
 
 
@@ -85,11 +85,11 @@ class RobustScaler:
 
 def check_shape(window: FloatArray, signals: list[str]) -> None:
     """A window from another signal list is a configuration mismatch, not an anomaly."""
-    width = len(signals) * len(FEATURES)
+    width = len(signals) * len(MODEL_FEATURES)
     if window.shape[-1] != width:
         raise ModelError(
             f"window has {window.shape[-1]} features but the model expects {width} "
-            f"({len(signals)} signals x {len(FEATURES)}); retrain after changing signals"
+            f"({len(signals)} signals x {len(MODEL_FEATURES)}); retrain after changing signals"
         )
 
 

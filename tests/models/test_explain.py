@@ -20,13 +20,24 @@ def test_patterns() -> None:
     assert pattern(zero | {"std": -6, "p2p": -6}) == "frozen"
     assert pattern(zero | {"kurtosis": 8}) == "noisy"
     assert pattern(zero | {"slope": 4}) == "drifting"
+    with_levels = zero | {"level": 0.0, "trend": 0.0}
+    assert pattern(with_levels | {"level": 4}) == "up"  # hotter than the load explains, inside its range
+    assert pattern(with_levels | {"level": -4}) == "down"
+    assert pattern(with_levels | {"trend": 5}) == "drifting"
 
 
 def test_rules() -> None:
     assert hint({"vibration_rms": "up", "motor_temperature": "up", "flow": "normal"})["rule"] == "bearing"
     assert hint({"flow": "frozen", "outlet_pressure": "normal"})["rule"] == "frozen-sensor"
     assert hint({"outlet_pressure": "down", "flow": "up"})["rule"] == "leak"
-    assert hint({"oil_temperature": "up", "motor_current": "normal"})["rule"] == "drifting-sensor"
+    # A temperature rising alone: cooling first (a failing cooler and a creeping sensor look alike), sensor second.
+    alone = hint({"oil_temperature": "up", "motor_current": "normal"})
+    assert alone["rule"] == "temperature"
+    assert "cooling" in alone["cause"]
+    assert "sensor" in alone["cause"]
+    assert hint({"oil_temperature": "drifting", "motor_current": "normal"})["rule"] == "temperature"
+    assert hint({"oil_temperature": "down", "motor_current": "normal"})["rule"] == "drifting-sensor"
+    assert hint({"flow": "up", "motor_current": "normal"})["rule"] == "drifting-sensor"
     assert hint({"oil_temperature": "up", "motor_current": "up"})["rule"] == "overheating"
     # Vibration up alone is how imbalance shows (the simulator's imbalance fault too), not sensor drift.
     assert hint({"vibration": "up", "speed": "normal"})["rule"] == "vibration"
