@@ -146,7 +146,14 @@ class Agent:
                 reply_topic, reply(origin, ok=False, error=str(exc), request_id=request_id_of(payload))
             )
             return
-        problem = await self.alerts.acknowledge_alert(origin.machine, request.alert_id, request.by)
+        try:
+            problem = await self.alerts.acknowledge_alert(origin.machine, request.alert_id, request.by)
+        except Exception as exc:  # a bad command must never end anything; say so and answer
+            log.exception("alerts: acknowledge command for %s failed unexpectedly", origin.machine)
+            publisher.send_reply(
+                reply_topic, reply(origin, ok=False, request=request, error=f"internal error: {exc!r}")
+            )
+            return
         if problem is not None:
             log.warning("alerts: acknowledge command from %r for %s refused: %s", request.by, origin.machine, problem)
             publisher.send_reply(reply_topic, reply(origin, ok=False, request=request, error=problem))
