@@ -85,7 +85,7 @@ def _file_problem(path: str) -> str | None:
             f"{path} is not a serial port (not a character device). Fix: point serial.device at the port, "
             "e.g. /dev/ttyUSB0 or a name under /dev/serial/by-id/"
         )
-    if not os.access(path, os.R_OK | os.W_OK):
+    if not os.access(path, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids):
         return f"the agent's user may not read and write the serial port {path}. {_GROUP_FIX}"
     return None
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,9 @@ from edge_agent.loader import parse_config
 from edge_agent.samples import Quality, Sample
 from simulators import Simulation
 from tests.waiting import eventually, eventually_sync
+
+NOBODY = 65534
+"""The unprivileged user's id on Debian."""
 
 
 class SerialPair:
@@ -209,17 +214,61 @@ async def test_a_file_that_is_not_a_serial_port_is_named(tmp_path: Path) -> None
     assert plain.read_text() == "not a tty"  # looked at, not written
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may open any device file; the permission check needs a user")
+@contextmanager
+def without_root() -> Iterator[None]:
+    """Root opens any device file: drop to the unprivileged user ``nobody`` meanwhile (effective uid only)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
 async def test_a_serial_port_the_user_may_not_open_points_at_the_dialout_group(serial_pair: SerialPair) -> None:
-    target = os.path.realpath(serial_pair.agent_end)
-    os.chmod(target, 0)
-    config = serial_machine(serial_pair, [{"name": "a", "address": 0}])
+    device = os.path.realpath(serial_pair.agent_end)  # /dev/pts/N: the link's folder may be private to root
+    os.chmod(device, 0)
+    config = ModbusMachine.model_validate(
+        {"type": "modbus", "id": "m", "serial": {"device": device}, "tags": [{"name": "a", "address": 0}]}
+    )
     connector = ModbusConnector(config)
-    with pytest.raises(ConnectError) as caught:
+    with without_root(), pytest.raises(ConnectError) as caught:
         await connector.connect()
-    assert "may not read and write the serial port" in str(caught.value)
-    assert "dialout" in str(caught.value)
     await connector.close()
+    message = str(caught.value)
+    assert f"the agent's user may not read and write the serial port {device}" in message
+    assert "sudo usermod -aG dialout USER" in message
+
+
+async def test_serial_quirks_reopen_the_port_every_poll_and_pause_between_requests(
+    serial_sim: Simulation, serial_pair: SerialPair
+) -> None:
+    sim = serial_sim
+    machine = sim.machine_ids[0]
+    config = serial_machine(
+        serial_pair,
+        float_tags(sim, machine),
+        unit_id=sim.modbus.unit_id(machine),
+        close_after_cycle=True,
+        pause_between_requests="20ms",
+        one_request_per_tag=True,
+        serial={"inter_frame_delay": "5ms"},
+    )
+    connector = ModbusConnector(config)
+    await connector.connect()
+    try:
+        assert connector.requests_per_cycle == len(sim.signals(machine))  # one read per tag
+        for _ in range(2):
+            started = time.monotonic()
+            batch = await connector.read()
+            took = time.monotonic() - started
+            assert all(s.quality is Quality.GOOD for s in batch.samples), batch
+            assert served_at_once(sim, {s.tag: s for s in batch.samples}, machine)
+            assert took >= 0.020 * (connector.requests_per_cycle - 1)  # the pauses were kept
+    finally:
+        await connector.close()
 
 
 def serial_section(**line: Any) -> str:
