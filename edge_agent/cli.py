@@ -30,6 +30,7 @@ examples:
   edge-agent run config.yaml --once        poll every machine once, print, exit
   edge-agent ingest config.yaml            MQTT -> InfluxDB bridge
   edge-agent doctor config.yaml            check machines, broker and database; print fixes
+  edge-agent certs list                    OPC UA server certificates: trusted, rejected (then certs trust FP)
   edge-agent config schema --out schema.json   JSON Schema for editor completion
 """
 
@@ -264,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     from edge_agent.discover import register as register_discover_commands
 
     register_discover_commands(sub)
+
+    from edge_agent.certs import register as register_certs_commands
+
+    register_certs_commands(sub)
 
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", required=True)

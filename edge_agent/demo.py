@@ -11,8 +11,10 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+from connectors.opcua.pki import TrustStore
 from edge_agent.config import AgentConfig
 from edge_agent.history import HistoryBuffer
 from edge_agent.live_view import LiveView
@@ -45,22 +47,29 @@ def demo_config(
     *,
     use_opcua: bool = True,
     alerts: dict[str, Any] | None = None,
+    pki_dir: str | None = None,
 ) -> AgentConfig:
     """An agent config reading the first machine over OPC UA and the others over Modbus.
 
     Every machine also reports its operating state (``state_code``), so a model never learns or
     alerts on a stopped machine. ``use_opcua=False`` reads every machine over Modbus (for a
     simulation without OPC UA); ``alerts`` adds an ``alerts:`` section.
+
+    OPC UA security follows the simulator: signed and encrypted (the default) when it serves a
+    certificate, with the trust store in ``pki_dir`` (see ``trust_simulator``); else the
+    explicit ``security: none`` a server without security needs.
     """
     machines: list[dict[str, Any]] = []
     for index, machine_id in enumerate(sim.machine_ids):
         signals = sim.signals(machine_id)
         if index == 0 and use_opcua:
+            secure: dict[str, Any] = {"pki_dir": pki_dir} if pki_dir else {}
             machines.append(
                 {
                     "id": machine_id,
                     "type": "opcua",
                     "endpoint": sim.opcua.endpoint,
+                    "security": secure if sim.opcua.certificate is not None else {"policy": "None", "mode": "None"},
                     "interval": DEMO_INTERVAL,
                     "tags": [
                         {"name": name, "node": f"nsu={sim.opcua.namespace_uri};s={machine_id}.{name}", "unit": unit}
@@ -94,6 +103,13 @@ def demo_config(
     return AgentConfig.model_validate(data)
 
 
+def trust_simulator(sim: Simulation, pki_dir: str) -> None:
+    """Put the simulator's certificate in the demo's trust store, as an operator would with
+    ``edge-agent certs trust``: the demo shows security on without a trust step to do first."""
+    if sim.opcua.certificate is not None:
+        TrustStore(pki_dir).save(sim.opcua.certificate, "trusted")
+
+
 def machine_faults(sim: Simulation) -> dict[str, list[str]]:
     """The machine faults (not sensor faults, which need a signal) each simulated machine can have."""
     return {
@@ -116,10 +132,13 @@ async def run_demo(
     picks "(clear faults)" and sees the alert clear.
     """
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as models_dir:
-        async with Simulation(seed=seed, opcua_port=0, modbus_port=0) as sim:
-            config = demo_config(sim, mqtt, alerts={**DEMO_ALERTS, "data_dir": models_dir})
+        async with Simulation(seed=seed, opcua_port=0, modbus_port=0, opcua_security="Basic256Sha256") as sim:
+            pki_dir = str(Path(models_dir) / "pki")
+            await asyncio.to_thread(trust_simulator, sim, pki_dir)
+            config = demo_config(sim, mqtt, alerts={**DEMO_ALERTS, "data_dir": models_dir}, pki_dir=pki_dir)
             print(
-                f"Simulated plant: OPC UA at {sim.opcua.endpoint}, Modbus TCP at 127.0.0.1:{sim.modbus.port}",
+                f"Simulated plant: OPC UA at {sim.opcua.endpoint} (Basic256Sha256, signed and encrypted), "
+                f"Modbus TCP at 127.0.0.1:{sim.modbus.port}",
                 flush=True,
             )
             print(

@@ -39,7 +39,9 @@ from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.opcua.changes import ChangeQueue
 from connectors.opcua.config import OpcUaMachine, OpcUaTag
 from connectors.opcua.convert import apply_max_age, status_name, to_sample
+from connectors.opcua.handshake import CertificateRefused, Login, SessionReport, Target, prepare_own, secure
 from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
+from connectors.opcua.security import mode_name, policy_name
 from edge_agent.errors import ConnectError, DeviceError, ReadTimeout
 from edge_agent.samples import Batch, Sample, now_ns
 
@@ -71,6 +73,23 @@ _LOGIN_CODES = frozenset(
 )
 """Connect failures that mean the login was refused."""
 
+_CERTIFICATE_CODES = frozenset(
+    {
+        StatusCodes.BadSecurityChecksFailed,
+        StatusCodes.BadCertificateUntrusted,
+        StatusCodes.BadCertificateInvalid,
+        StatusCodes.BadCertificateUriInvalid,
+        StatusCodes.BadCertificateTimeInvalid,
+        StatusCodes.BadCertificateUseNotAllowed,
+        StatusCodes.BadCertificateHostNameInvalid,
+        StatusCodes.BadCertificateRevoked,
+        StatusCodes.BadCertificateIssuerRevocationUnknown,
+        StatusCodes.BadCertificateRevocationUnknown,
+        StatusCodes.BadSecurityPolicyRejected,
+    }
+)
+"""Connect failures that mean the server refused the agent's application certificate."""
+
 
 _LINK_ERRORS: tuple[type[BaseException], ...] = (OSError, ConnectionError, EOFError, UaError)
 
@@ -93,8 +112,12 @@ class _Target:
 class OpcUaConnector:
     """Reads one OPC UA server; see ``connectors/opcua/README.md``."""
 
-    def __init__(self, config: OpcUaMachine) -> None:
+    def __init__(self, config: OpcUaMachine, *, probe: bool = False) -> None:
+        """``probe=True`` (``edge-agent doctor``): store nothing but a refused certificate in rejected/."""
         self._config = config
+        self._probe = probe
+        self.report = SessionReport()
+        """What the last connect found: offered policies, the choice, certificate trust, login."""
         self._client: Client | None = None
         self._state = ConnectionState.CLOSED
         self._targets: list[_Target] = []
@@ -124,6 +147,15 @@ class OpcUaConnector:
     def state(self) -> ConnectionState:
         """The link's current state."""
         return self._state
+
+    @property
+    def session_security(self) -> tuple[str, str] | None:
+        """The policy and mode of the open session's secure channel, e.g. (Basic256Sha256, SignAndEncrypt)."""
+        client = self._client
+        if client is None:
+            return None
+        policy = client.security_policy
+        return policy_name(policy.URI), mode_name(policy.Mode)
 
     @property
     def dropped_samples(self) -> int:
@@ -160,7 +192,11 @@ class OpcUaConnector:
         self._state = ConnectionState.CONNECTING
         config = self._config
         client = self._new_client()
-        # One deadline for the whole sequence: session, namespace lookup, units, subscription.
+        self.report = SessionReport()
+        if config.security.enabled:
+            # Made on the first connect (RSA key generation): before the clock of the deadline starts.
+            await prepare_own(self._target(), probe=self._probe)
+        # One deadline for the whole sequence: endpoints, session, namespace lookup, units, subscription.
         deadline = asyncio.get_running_loop().time() + config.effective_connect_timeout
         await self._open_session(client, deadline)
         self._client = client
@@ -195,17 +231,20 @@ class OpcUaConnector:
         # Ask for a session that outlives a few polls but not a vanished agent by much (servers cap
         # it anyway; asyncua's default of an hour only earns a warning at every connect).
         client.session_timeout = int(max(60.0, 3 * config.interval) * 1000)
-        if config.username is not None:
-            client.set_user(config.username)
-        if config.password is not None:
-            client.set_password(config.password.get_secret_value())
         return client
 
-    async def _open_session(self, client: Client, deadline: float) -> None:
-        """Socket, channel and session by ``deadline``; failures become ``ConnectError`` with a fix."""
+    def _target(self) -> Target:
         config = self._config
+        login = Login(config.username, config.password, config.user_certificate, config.user_private_key)
+        return Target(config.id, config.endpoint, config.security, login, config.effective_connect_timeout)
+
+    async def _open_session(self, client: Client, deadline: float) -> None:
+        """Endpoint, trust, socket, channel and session by ``deadline``; failures become ``ConnectError``."""
+        config = self._config
+        target = self._target()
         try:
             async with asyncio.timeout_at(deadline):
+                await secure(client, target, self.report, probe=self._probe)
                 await client.connect()
         except TimeoutError as exc:
             await self._discard(client)
@@ -215,21 +254,66 @@ class OpcUaConnector:
                 f"no answer from {config.endpoint} within {config.effective_connect_timeout:g} s. "
                 "Check the endpoint and that the server is running",
             ) from exc
+        except ConnectError as exc:
+            await self._discard(client)
+            self._state = ConnectionState.DOWN
+            if isinstance(exc, CertificateRefused):
+                # Also when the machine was already down for another reason (the runtime logs
+                # only the transition): the operator needs this fingerprint to act.
+                self._warn_once(exc.detail)
+            raise
         except _LINK_ERRORS as exc:
             await self._discard(client)
             self._state = ConnectionState.DOWN
-            hint = ""
-            if isinstance(exc, UaStatusCodeError) and exc.code in _LOGIN_CODES:
-                hint = (
-                    ". Fix: check username and password"
-                    if config.username is not None
-                    else ". Fix: the server does not allow anonymous sessions; set username and password"
-                )
-            raise ConnectError(config.id, f"cannot connect to {config.endpoint}: {_describe(exc)}{hint}") from exc
+            raise ConnectError(config.id, self._session_failure(exc, target)) from exc
         except asyncio.CancelledError:
             _abort(client)
             self._state = ConnectionState.DOWN
             raise
+
+    def _session_failure(self, exc: BaseException, target: Target) -> str:
+        """What went wrong opening the session, and the fix; never the password."""
+        config = self._config
+        report = self.report
+        code = exc.code if isinstance(exc, UaStatusCodeError) else None
+        if code in _LOGIN_CODES:
+            if config.username is not None:
+                problem = (
+                    f"login as {config.username!r} was refused ({status_name(ua.StatusCode(code))}). "
+                    "Fix: check username and password (the password is never shown)"
+                )
+            elif config.user_certificate is not None:
+                problem = (
+                    f"login {report.login or target.login.describe()} was refused ({status_name(ua.StatusCode(code))})."
+                    " Fix: register that user certificate on the server (its user certificate store), or check "
+                    "user_certificate and user_private_key"
+                )
+            else:
+                problem = (
+                    f"the server refused an anonymous session ({status_name(ua.StatusCode(code))}). "
+                    "Fix: set username and password, or user_certificate and user_private_key"
+                )
+            report.login_problem = problem
+            return f"{config.endpoint}: {problem}"
+        own = report.own
+        if code in _CERTIFICATE_CODES and own is not None:
+            return (
+                f"{config.endpoint}: the server refused the agent's certificate ({status_name(ua.StatusCode(code))}). "
+                f"Fix: trust it on the server: {own.cert_path} (ApplicationUri {own.application_uri}, SHA-256 "
+                f"{own.fingerprint}); most servers keep it in their rejected-certificates folder until it is moved"
+            )
+        if isinstance(exc, UaError) and "certificate mismatch" in str(exc).lower():
+            return (
+                f"{config.endpoint}: the server presented a different certificate when opening the session than "
+                "in its endpoint description, so it was refused. Fix: check the server's certificate configuration"
+            )
+        hint = ""
+        if own is not None and isinstance(exc, (ConnectionError, EOFError)):
+            hint = (
+                f". If this persists, the server may not trust the agent's certificate: trust {own.cert_path} "
+                f"(SHA-256 {own.fingerprint}) on the server"
+            )
+        return f"cannot connect to {config.endpoint}: {_describe(exc)}{hint}"
 
     async def _resolve(self, client: Client) -> None:
         """Read the namespace array and MaxNodesPerRead in one Read, then map every tag to a NodeId."""

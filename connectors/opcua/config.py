@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Self
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, GetJsonSchemaHandler, SecretStr, field_validator, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from connectors.base import TAG_NAME_PATTERN, MachineConfigBase, StrictModel
 from edge_agent.durations import Duration
@@ -60,11 +63,96 @@ class OpcUaTag(StrictModel):
         return node
 
 
-class OpcUaSecurity(StrictModel):
-    """Transport security. Only ``None`` is implemented in this release (see issue tracker)."""
+SecurityPolicyName = Literal["auto", "Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep", "Basic256Sha256", "None"]
+SecurityModeName = Literal["SignAndEncrypt", "Sign", "None"]
 
-    policy: Literal["None"] = "None"
-    mode: Literal["None"] = "None"
+
+class OpcUaSecurity(StrictModel):
+    """Transport security: signed and encrypted by default, ``None`` only when written out.
+
+    ``security: none`` is short for ``{policy: None, mode: None}``: no signing, no encryption,
+    for a server on a trusted network that offers nothing else.
+    """
+
+    policy: SecurityPolicyName = Field(
+        default="auto",
+        description="auto: the strongest the server offers (Aes256_Sha256_RsaPss > Aes128_Sha256_RsaOaep > "
+        "Basic256Sha256). None only together with mode None.",
+    )
+    mode: SecurityModeName = Field(default="SignAndEncrypt", description="SignAndEncrypt, Sign, or None.")
+    trust_on_first_use: bool = Field(
+        default=False,
+        description="Trust the first server certificate seen at this endpoint; refuse any other one later.",
+    )
+    pki_dir: str | None = Field(
+        default=None, description="Trust store folder; default: $STATE_DIRECTORY/pki (see the OPC UA README)."
+    )
+    certificate: str | None = Field(
+        default=None, description="The agent's own application certificate (DER or PEM); default: made in pki_dir."
+    )
+    private_key: str | None = Field(default=None, description="The private key of `certificate` (PEM or DER).")
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """Editors accept the ``security: none`` shorthand as well as the mapping."""
+        schema = handler(core_schema)
+        shorthand = {"type": "string", "enum": ["none", "None"], "description": "No signing, no encryption."}
+        return {"anyOf": [shorthand, schema]}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            if data.strip().lower() == "none":
+                return {"policy": "None", "mode": "None"}
+            raise ValueError(
+                f"security must be 'none' or a mapping such as {{policy: auto, mode: SignAndEncrypt}}, not {data!r}. "
+                "Fix: remove security (signed and encrypted by default), or write security: none"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _policy_and_mode_agree(self) -> Self:
+        if self.policy == "None" and self.mode != "None":
+            raise ValueError(
+                f"security.policy None sends everything unsigned, which contradicts mode {self.mode}. "
+                "Fix: remove policy (the strongest the server offers), or write security: none to turn "
+                "security off (only on a trusted network)"
+            )
+        if self.mode == "None" and self.policy != "None":
+            raise ValueError(
+                f"security.mode None turns security off, which contradicts policy {self.policy}. "
+                "Fix: write mode: SignAndEncrypt (or Sign), or security: none to turn security off "
+                "(only on a trusted network)"
+            )
+        if (self.certificate is None) != (self.private_key is None):
+            given, missing = (
+                ("certificate", "private_key") if self.private_key is None else ("private_key", "certificate")
+            )
+            raise ValueError(
+                f"security.{given} is set but security.{missing} is not. Fix: give both (the agent's certificate "
+                "and its key), or neither and the agent makes its own"
+            )
+        if self.enabled is False:
+            for key in ("trust_on_first_use", "certificate"):
+                if getattr(self, key):
+                    raise ValueError(
+                        f"security.{key} has no effect with security none (no certificates are exchanged). "
+                        f"Fix: remove {key}, or turn security on"
+                    )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the channel is signed (and maybe encrypted), i.e. certificates are used."""
+        return self.policy != "None"
+
+    @property
+    def effective_pki_dir(self) -> Path:
+        """``pki_dir``, else ``<state dir>/pki`` (resolved when asked: the environment may change)."""
+        from connectors.opcua.pki import default_pki_dir
+
+        return Path(self.pki_dir).expanduser() if self.pki_dir else default_pki_dir()
 
 
 class OpcUaMachine(MachineConfigBase):
@@ -72,9 +160,16 @@ class OpcUaMachine(MachineConfigBase):
 
     type: Literal["opcua"]
     endpoint: str = Field(pattern=r"^opc\.tcp://", description="opc.tcp://host:port/path")
-    security: OpcUaSecurity = OpcUaSecurity()
+    security: OpcUaSecurity = Field(
+        default_factory=OpcUaSecurity,
+        description="Signed and encrypted by default; 'none' (or {policy: None, mode: None}) turns it off.",
+    )
     username: str | None = None
     password: SecretStr | None = None
+    user_certificate: str | None = Field(
+        default=None, description="X.509 user login: the user's certificate (DER or PEM); needs user_private_key."
+    )
+    user_private_key: str | None = Field(default=None, description="X.509 user login: the key of user_certificate.")
     units_from_server: bool = Field(
         default=True, description="Tags without a unit take the one in the node's EngineeringUnits property."
     )
@@ -157,6 +252,24 @@ class OpcUaMachine(MachineConfigBase):
                 "and status pages. Fix: remove it from the endpoint and use the username and password keys"
             )
         return endpoint
+
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> Self:
+        if (self.user_certificate is None) != (self.user_private_key is None):
+            given, missing = (
+                ("user_certificate", "user_private_key")
+                if self.user_private_key is None
+                else ("user_private_key", "user_certificate")
+            )
+            raise ValueError(f"{given} is set but {missing} is not. Fix: give both for X.509 user login, or neither")
+        if self.user_certificate is not None and (self.username is not None or self.password is not None):
+            raise ValueError(
+                "user_certificate and username/password are two ways to log in; a session uses one. "
+                "Fix: remove username and password, or user_certificate and user_private_key"
+            )
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set but username is not. Fix: add username, or remove password")
+        return self
 
     @model_validator(mode="after")
     def _tag_names_are_unique(self) -> Self:

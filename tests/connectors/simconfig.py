@@ -23,7 +23,15 @@ def opcua_machine(
     ]
     tags += extra_tags or []
     return OpcUaMachine.model_validate(
-        {"type": "opcua", "id": machine, "endpoint": sim.opcua.endpoint, "interval": "3s", "tags": tags, **keys}
+        {
+            "type": "opcua",
+            "id": machine,
+            "endpoint": sim.opcua.endpoint,
+            "security": {"policy": "None", "mode": "None"},  # the simulator's default server offers only None
+            "interval": "3s",
+            "tags": tags,
+            **keys,
+        }
     )
 
 

@@ -244,9 +244,11 @@ def test_opcua_credentials_in_the_endpoint_are_refused() -> None:
     opcua({"name": "a", "node": "i=2258"}, endpoint="opc.tcp://plc:4840/path@with-at")
 
 
-def test_opcua_security_other_than_none_is_refused() -> None:
+def test_opcua_security_takes_the_policies_the_agent_speaks_and_no_others() -> None:
+    machine = opcua({"name": "a", "node": "i=2258"}, security={"policy": "Basic256Sha256", "mode": "SignAndEncrypt"})
+    assert (machine.security.policy, machine.security.mode) == ("Basic256Sha256", "SignAndEncrypt")
     with pytest.raises(ValidationError) as exc:
-        opcua({"name": "a", "node": "i=2258"}, security={"policy": "Basic256Sha256", "mode": "SignAndEncrypt"})
+        opcua({"name": "a", "node": "i=2258"}, security={"policy": "Basic128Rsa15", "mode": "SignAndEncrypt"})
     assert "security.policy" in error_text(exc)
 
 

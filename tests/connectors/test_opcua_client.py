@@ -114,6 +114,7 @@ async def test_server_down_at_connect_raises_connect_error() -> None:
             "type": "opcua",
             "id": "m-down",
             "endpoint": f"opc.tcp://127.0.0.1:{port}/nothing/",
+            "security": {"policy": "None", "mode": "None"},
             "interval": "1s",
             "tags": [{"name": "a", "node": "i=2259"}],
         }
@@ -138,7 +139,13 @@ async def test_units_come_from_the_servers_engineering_units(opcua_sim: Simulati
     tags[0]["unit"] = "my unit"  # a configured unit wins
     tags.append({"name": "state", "node": f"nsu={namespace};s={machine}.state"})  # no EngineeringUnits
     config = OpcUaMachine.model_validate(
-        {"type": "opcua", "id": machine, "endpoint": opcua_sim.opcua.endpoint, "tags": tags}
+        {
+            "type": "opcua",
+            "id": machine,
+            "endpoint": opcua_sim.opcua.endpoint,
+            "security": {"policy": "None", "mode": "None"},
+            "tags": tags,
+        }
     )
     connector = OpcUaConnector(config)
     await connector.connect()

@@ -39,7 +39,15 @@ def machine(device: OpcUaTestDevice, names: list[str], **keys: Any) -> OpcUaMach
     tags = [{"name": name, "node": device.node(name)} for name in names]
     tags += keys.pop("extra_tags", [])
     return OpcUaMachine.model_validate(
-        {"type": "opcua", "id": "dev", "endpoint": device.endpoint, "interval": "3s", "tags": tags, **keys}
+        {
+            "type": "opcua",
+            "id": "dev",
+            "endpoint": device.endpoint,
+            "security": {"policy": "None", "mode": "None"},  # the test device offers only None
+            "interval": "3s",
+            "tags": tags,
+            **keys,
+        }
     )
 
 
@@ -222,11 +230,14 @@ async def test_user_name_and_password() -> None:
         await right.connect()
         assert (await right.read()).good_count == 1
         await right.close()
-        for keys in ({"username": "operator", "password": "wrong-pw"}, {}):
+        for keys, refusal in (
+            ({"username": "operator", "password": "wrong-pw"}, "login as 'operator' was refused (BadUserAccessDenied)"),
+            ({}, "the server does not allow anonymous sessions"),
+        ):
             connector = OpcUaConnector(machine(device, ["double"], **keys))
             with pytest.raises(ConnectError) as exc:
                 await connector.connect()
-            assert "cannot connect" in str(exc.value)
+            assert refusal in str(exc.value)
             assert "Fix:" in str(exc.value)
             assert "wrong-pw" not in str(exc.value)
             assert "s3cret" not in str(exc.value)
