@@ -27,12 +27,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
 from connectors.modbus.decode import decode_raw, exception_reason
+from connectors.opcua.security import STRENGTH
+
+if TYPE_CHECKING:
+    from connectors.opcua.config import OpcUaSecurity
+    from connectors.opcua.handshake import SessionReport
 
 BYTE_ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 MAX_REGISTERS = 125
@@ -388,11 +393,25 @@ def _filtered(found: Sequence[tuple[Any, list[str]]], namespaces: Sequence[str],
     ]
 
 
-async def browse_opcua(url: str, *, depth: int, glob: str | None, limit: float) -> list[Variable]:
+def security_of(choice: str, pki_dir: str | None) -> OpcUaSecurity:
+    """``--security`` as the machine config's ``security`` (``auto``, ``none`` or a policy name)."""
+    from connectors.opcua.config import OpcUaSecurity
+
+    if choice == "none":
+        return OpcUaSecurity.model_validate("none")
+    return OpcUaSecurity.model_validate({"policy": choice, "pki_dir": pki_dir})
+
+
+async def browse_opcua(
+    url: str, *, depth: int, glob: str | None, limit: float, security: OpcUaSecurity | None = None
+) -> tuple[list[Variable], SessionReport]:
     """Browse from Objects down to ``depth`` levels; the variables whose path or node id match ``glob``.
 
-    ``limit`` bounds every request (and the connect). Raises ``DiscoverError`` (code 1) when the
-    server cannot be reached or stops answering.
+    ``security`` works as for the agent (default: the strongest policy the server offers, and its
+    certificate must be trusted: an unknown one goes to ``rejected/`` and the error says how to
+    trust it). ``limit`` bounds every request (and the connect). Raises ``DiscoverError`` (code 1)
+    when the server cannot be reached, is not trusted, or stops answering. Also returns what the
+    handshake found (the security used).
     """
     from asyncua import ua
     from asyncua.client.client import Client
@@ -405,20 +424,7 @@ async def browse_opcua(url: str, *, depth: int, glob: str | None, limit: float) 
     client = Client(url, timeout=limit)
     client.name = client.description = "edge-agent discover"
     client.session_timeout = 60_000
-    progress.show(f"connecting to {url} ...")
-    try:
-        async with asyncio.timeout(limit):
-            await client.connect()
-    except failures as exc:
-        progress.done()
-        with contextlib.suppress(Exception):
-            client.disconnect_socket()
-        reason = "no answer" if isinstance(exc, TimeoutError) else (str(exc).strip() or type(exc).__name__)
-        raise DiscoverError(
-            f"cannot connect to {url}: {reason}. Fix: check host, port and path (the server's endpoint URL), "
-            "that the server runs and that it offers security None",
-            code=1,
-        ) from None
+    report = await _open_session(client, url, limit, security, progress)
     browser = _Browser(client, limit, progress)
     try:
         answer = await browser.read([ua.NodeId(ua.Int32(ObjectIds.Server_NamespaceArray))], AttributeIds.Value)
@@ -440,11 +446,62 @@ async def browse_opcua(url: str, *, depth: int, glob: str | None, limit: float) 
                 await client.disconnect()
         except Exception:  # noqa: BLE001 - the session dies with the socket anyway
             client.disconnect_socket()
-    return variables
+    return variables, report
 
 
-def machine_section(endpoint: str, machine_id: str, variables: Sequence[Variable]) -> str:
-    """The YAML of one ``type: opcua`` machine for the variables that can be carried."""
+async def _open_session(
+    client: Any, url: str, limit: float, security: OpcUaSecurity | None, progress: _Progress
+) -> SessionReport:
+    """Endpoint, trust, certificates and session, as the agent does; ``DiscoverError`` (code 1) if refused."""
+    from asyncua.ua.uaerrors import UaError
+
+    from connectors.opcua.config import OpcUaSecurity
+    from connectors.opcua.handshake import Login, SessionReport, Target, prepare_own, secure
+    from connectors.opcua.security import EndpointChoiceError
+    from edge_agent.errors import ConnectError
+
+    target = Target("discover", url, security or OpcUaSecurity(), Login(), limit)
+    report = SessionReport()
+    progress.show(f"connecting to {url} ...")
+    try:
+        if target.security.enabled:
+            await prepare_own(target)
+        async with asyncio.timeout(limit * 2):  # GetEndpoints, then the session
+            await secure(client, target, report)
+            await client.connect()
+    except ConnectError as exc:
+        progress.done()
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+        text = str(exc).removeprefix("machine 'discover': ")
+        cause = exc.__cause__
+        if isinstance(cause, EndpointChoiceError):
+            text += ". For discover: --security none" if cause.only_none else ". For discover: --security auto"
+        raise DiscoverError(text, code=1) from None
+    except (TimeoutError, OSError, UaError, EOFError, ConnectionError) as exc:
+        progress.done()
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+        reason = "no answer" if isinstance(exc, TimeoutError) else (str(exc).strip() or type(exc).__name__)
+        if "BadUserAccessDenied" in reason or "BadIdentityToken" in reason:
+            reason += " (the server does not allow anonymous sessions, which discover uses)"
+        raise DiscoverError(
+            f"cannot connect to {url}: {reason}. Fix: check host, port and path (the server's endpoint URL), "
+            "and that the server runs",
+            code=1,
+        ) from None
+    return report
+
+
+def machine_section(
+    endpoint: str, machine_id: str, variables: Sequence[Variable], report: SessionReport | None = None
+) -> str:
+    """The YAML of one ``type: opcua`` machine for the variables that can be carried.
+
+    With ``report`` (what discover's own session used) the section states its security: the
+    agent's default (the strongest policy offered, certificate trusted in the trust store), or
+    ``security: none`` with a warning when discover ran without security.
+    """
     usable = [v for v in variables if v.problem is None]
     names = tag_names([v.path for v in usable])
     tags: list[dict[str, Any]] = []
@@ -459,6 +516,20 @@ def machine_section(endpoint: str, machine_id: str, variables: Sequence[Variable
         "# One entry of the `machines:` list of the agent's config. Rename tags as you like; the node",
         "# ids use the namespace URI (nsu=), so they survive the server renumbering its namespaces.",
     ]
+    chosen = report.chosen if report is not None else None
+    if chosen is not None and chosen.policy == "None":
+        machine["security"] = "none"
+        lines += [
+            "# Security: none (discover ran with --security none): no signing, no encryption. Keep this",
+            "# only on a trusted network; without the security line the agent signs and encrypts.",
+        ]
+    elif chosen is not None and report is not None:
+        where = f" in {report.pki_dir}" if report.pki_dir is not None else ""
+        lines += [
+            f"# Security: {chosen} (the agent's default: the strongest policy the server offers).",
+            f"# The server's certificate is trusted{where}; the agent must use the same trust store",
+            "# (security.pki_dir, default $STATE_DIRECTORY/pki): see 'edge-agent certs --help'.",
+        ]
     body = yaml.safe_dump(machine, sort_keys=False, allow_unicode=True)
     if tags:
         body += yaml.safe_dump({"tags": tags}, sort_keys=False, allow_unicode=True)
@@ -485,7 +556,10 @@ def _discover_opcua(args: argparse.Namespace, parts: SplitResult) -> int:
             f"--id {machine_id!r} is not a valid machine id. Fix: use letters, digits, '_', '.' and '-' only"
         )
     endpoint = args.url.strip()
-    variables = asyncio.run(browse_opcua(endpoint, depth=args.depth or 10, glob=args.filter, limit=args.timeout))
+    security = security_of(args.security or "auto", args.pki_dir)
+    variables, report = asyncio.run(
+        browse_opcua(endpoint, depth=args.depth or 10, glob=args.filter, limit=args.timeout, security=security)
+    )
     rows = [
         [v.node, v.browse_path, v.data_type, v.unit or "", v.value + ("" if v.problem is None else "  (left out)")]
         for v in variables
@@ -495,7 +569,7 @@ def _discover_opcua(args: argparse.Namespace, parts: SplitResult) -> int:
         if rows
         else "no variables found" + (f" matching {args.filter!r}" if args.filter else "")
     )
-    section = machine_section(endpoint, machine_id, variables)
+    section = machine_section(endpoint, machine_id, variables, report)
     summary = f"{len(variables)} variable(s), {sum(v.problem is None for v in variables)} in the machine section"
     if args.out:
         try:
@@ -668,7 +742,7 @@ def _checked(args: argparse.Namespace) -> tuple[str, SplitResult]:
     if not args.timeout > 0:
         raise DiscoverError(f"--timeout {args.timeout:g} is not positive. Fix: use e.g. --timeout 5")
     kind, parts = parse_url(args.url)
-    others = ("range", "unit", "table") if kind == "opcua" else ("depth", "filter", "out", "id")
+    others = ("range", "unit", "table") if kind == "opcua" else ("depth", "filter", "out", "id", "security", "pki_dir")
     wrong = [f"--{k}" for k in others if getattr(args, k) is not None]
     if wrong:
         applies = "modbus://" if kind == "opcua" else "opc.tcp://"
@@ -699,6 +773,7 @@ DISCOVER_EPILOG = """\
 examples:
   edge-agent discover opc.tcp://192.168.0.10:4840 --filter '*Line1*' --out press.yaml
   edge-agent discover opc.tcp://192.168.0.10:4840 > press.yaml      (table on stderr)
+  edge-agent discover opc.tcp://127.0.0.1:4840/edge-sim/ --security none    (a server without security)
   edge-agent discover modbus://192.168.0.20:502 --unit 1 --range 0-199 --table input
 
 Read-only: OPC UA Browse/Read, Modbus function codes 3 and 4. Exit 0 done, 1 unreachable, 2 bad input.
@@ -724,6 +799,16 @@ def register(subparsers: Any) -> None:
     )
     opcua.add_argument("--out", metavar="FILE", help="write the machine section here (default: standard output)")
     opcua.add_argument("--id", help="machine id in the generated section (default: from the host)")
+    opcua.add_argument(
+        "--security",
+        choices=("auto", "none", *STRENGTH),
+        help="auto (default): the strongest policy the server offers, signed and encrypted, with its certificate "
+        "trusted (edge-agent certs trust); none: no security, for a server on a trusted network that offers "
+        "nothing else",
+    )
+    opcua.add_argument(
+        "--pki-dir", metavar="DIR", help="trust store folder (default: $STATE_DIRECTORY/pki, as the agent's)"
+    )
     modbus = parser.add_argument_group("Modbus")
     modbus.add_argument("--unit", type=int, help="unit id (slave id) to read (default 1)")
     modbus.add_argument("--range", metavar="FIRST-LAST", help="register addresses, zero-based (default 0-99)")

@@ -22,6 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from connectors import MachineConfig
+from connectors.base import Connector
+from connectors.opcua.config import OpcUaMachine
 from edge_agent.config import AgentConfig, InfluxConfig, MqttConfig
 from edge_agent.errors import ConnectorError, SinkError
 from edge_agent.poller import connect_limit
@@ -40,36 +42,72 @@ class Check:
     fix: str = ""
 
 
-async def check_machine(machine: MachineConfig) -> Check:
-    """Connect and read every tag once; a machine passes when it answers and every tag is good."""
+async def check_machine(machine: MachineConfig) -> list[Check]:
+    """Connect and read every tag once; a machine passes when it answers and every tag is good.
+
+    An OPC UA machine gets rows for its security too (offered and chosen policy, the server
+    certificate's trust state, the login). The doctor stores nothing in the trust store except
+    an unknown server certificate in rejected/, exactly as the agent would.
+    """
     name = f"machine {machine.id} ({machine.type})"
     if not machine.enabled:
-        return Check(name, True, "disabled in the config; not checked")
-    connector = machine.build_connector()
+        return [Check(name, True, "disabled in the config; not checked")]
+    connector = _connector(machine)
     timeout = max(machine.effective_timeout, 5.0)
     started = time.monotonic()
+    connected = False
     try:
         await asyncio.wait_for(connector.connect(), timeout=connect_limit(machine))
+        connected = True
         batch = await asyncio.wait_for(connector.read(), timeout=timeout)
     except (ConnectorError, TimeoutError) as exc:
         reason = str(exc) or "no answer within the timeout"
-        return Check(name, False, reason, _machine_fix(machine, reason))
+        return [
+            Check(name, False, reason, _machine_fix(machine, reason)),
+            *_extra_rows(machine, connector, connected, reason),
+        ]
     finally:
         await connector.close()
     elapsed_ms = (time.monotonic() - started) * 1000
+    extra = _extra_rows(machine, connector, connected, None)
     bad = [s for s in batch.samples if s.quality is not Quality.GOOD]
     if bad:
         first = bad[0]
-        return Check(
-            name,
-            False,
-            f"{len(bad)} of {len(batch.samples)} tag(s) not good, e.g. {first.tag}: {first.reason or first.quality}",
-            "check those tags' addresses / node ids and types against the device's documentation",
-        )
-    return Check(name, True, f"{len(batch.samples)} tag(s) read, all good, in {elapsed_ms:.0f} ms")
+        return [
+            Check(
+                name,
+                False,
+                f"{len(bad)} of {len(batch.samples)} tag(s) not good, e.g. {first.tag}: "
+                f"{first.reason or first.quality}",
+                "check those tags' addresses / node ids and types against the device's documentation",
+            ),
+            *extra,
+        ]
+    return [Check(name, True, f"{len(batch.samples)} tag(s) read, all good, in {elapsed_ms:.0f} ms"), *extra]
+
+
+def _connector(machine: MachineConfig) -> Connector:
+    """The machine's connector; an OPC UA one in probe mode (never trusts on first use, makes no key)."""
+    if isinstance(machine, OpcUaMachine):
+        from connectors.opcua.client import OpcUaConnector
+
+        return OpcUaConnector(machine, probe=True)
+    return machine.build_connector()
+
+
+def _extra_rows(machine: MachineConfig, connector: Connector, connected: bool, failure: str | None) -> list[Check]:
+    """Protocol-specific rows (OPC UA security) from what the connect attempt saw."""
+    report = getattr(connector, "report", None)
+    if not isinstance(machine, OpcUaMachine) or report is None:
+        return []
+    from connectors.opcua.diagnose import security_rows
+
+    return [Check(r.name, r.ok, r.detail, r.fix) for r in security_rows(machine, report, connected, failure)]
 
 
 def _machine_fix(machine: MachineConfig, reason: str) -> str:
+    if isinstance(machine, OpcUaMachine) and "Fix:" in reason:  # its messages carry their own fix
+        return reason.split("Fix:", 1)[1].strip()
     where = getattr(machine, "endpoint", None) or f"{getattr(machine, 'host', '?')}:{getattr(machine, 'port', '?')}"
     lowered = reason.lower()
     if "refused" in lowered:
@@ -205,7 +243,7 @@ def _influx_fix(message: str, config: InfluxConfig) -> str:
 
 async def run_checks(config: AgentConfig) -> list[Check]:
     """Every check the config implies, machines concurrently."""
-    checks = list(await asyncio.gather(*(check_machine(m) for m in config.machines)))
+    checks = [row for rows in await asyncio.gather(*(check_machine(m) for m in config.machines)) for row in rows]
     if config.mqtt is not None:
         checks.append(await asyncio.to_thread(check_broker, config.mqtt, config.site.name))
     else:

@@ -75,7 +75,15 @@ async def test_opcua_browse_lists_every_signal_and_writes_a_config_that_runs(tmp
             await sim.wait_updates(2)
         section_file = tmp_path / "pump.yaml"
         code, out, err = await discover(
-            sim.opcua.endpoint, "--filter", "*pump-1*", "--id", "pump-1", "--out", str(section_file)
+            sim.opcua.endpoint,
+            "--security",
+            "none",  # the simulator's default server offers only None
+            "--filter",
+            "*pump-1*",
+            "--id",
+            "pump-1",
+            "--out",
+            str(section_file),
         )
         assert code == 0, err
         rows = opcua_rows(out)
@@ -93,6 +101,8 @@ async def test_opcua_browse_lists_every_signal_and_writes_a_config_that_runs(tmp
         section = yaml.safe_load(section_file.read_text())
         assert section["type"] == "opcua"
         assert section["endpoint"] == sim.opcua.endpoint
+        assert section["security"] == "none"
+        assert "# Security: none" in section_file.read_text()
         tags = {tag["name"]: tag for tag in section["tags"]}
         for signal, unit in sim.signals("pump-1"):
             assert tags[signal] == {"name": signal, "node": f"nsu={NAMESPACE};s=pump-1.{signal}", "unit": unit}
@@ -120,14 +130,14 @@ async def test_opcua_browse_lists_every_signal_and_writes_a_config_that_runs(tmp
 
 async def test_opcua_section_goes_to_stdout_and_the_table_to_stderr() -> None:
     async with Simulation(seed=2, opcua_port=0, modbus_port=None) as sim:
-        code, out, err = await discover(sim.opcua.endpoint, "--depth", "3")
+        code, out, err = await discover(sim.opcua.endpoint, "--depth", "3", "--security", "none")
         assert code == 0, err
         config = parse_config(yaml.safe_dump({"machines": [yaml.safe_load(out)]}, allow_unicode=True))
         names = {tag.name for tag in config.machines[0].tags}
         # Both machines have e.g. motor_current: the clash is resolved with the parent's name.
         assert {"pump-1.motor_current", "press-1.motor_current"} <= names
         assert f"nsu={NAMESPACE};s=press-1.hydraulic_pressure" in err
-        shallow = await discover(sim.opcua.endpoint, "--depth", "2")
+        shallow = await discover(sim.opcua.endpoint, "--depth", "2", "--security", "none")
         assert shallow[0] == 0
         assert "no variables found" in shallow[2]
         assert sim.write_count == 0
