@@ -323,3 +323,67 @@ async def test_a_server_with_only_none_is_refused_with_how_to_allow_it(tmp_path:
         finally:
             await connector.close()
         assert plain.write_count == 0
+
+
+async def test_subscriptions_work_over_an_encrypted_session(secure_sim: Simulation, tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    assert secure_sim.opcua.certificate is not None
+    TrustStore(pki).save(secure_sim.opcua.certificate, "trusted")
+    connector = OpcUaConnector(config(secure_sim.opcua.endpoint, pki, mode="subscribe", sampling_interval="100ms"))
+    await connector.connect()
+    try:
+        assert connector.session_security == ("Basic256Sha256", "SignAndEncrypt")
+        samples: list[Any] = []
+
+        async def changes_arrive() -> bool:
+            samples.extend((await connector.read()).samples)
+            return len(samples) >= 3
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while not await changes_arrive():
+            assert asyncio.get_running_loop().time() < deadline, "no changes over the encrypted subscription"
+            await asyncio.sleep(0.2)
+        served = set(secure_sim.served("opcua", MACHINE, "flow"))
+        assert all(s.quality is Quality.GOOD for s in samples)
+        assert all((s.timestamp_ns, s.value) in served for s in samples)
+    finally:
+        await connector.close()
+
+
+async def test_a_server_that_refuses_the_agents_certificate_is_told_which_one_to_trust(tmp_path: Path) -> None:
+    """Most servers refuse an unknown client certificate at CreateSession; the fix names the agent's file."""
+    from asyncua import ua
+    from asyncua.common.utils import ServiceError
+    from asyncua.server.server import Server
+
+    cert, key = await asyncio.to_thread(make_certificate, "urn:edge-agent:test:strict-server")
+    server = Server()
+    await server.init()
+    server.set_endpoint("opc.tcp://127.0.0.1:0/strict/")
+    server.disable_clock(True)
+    await server.load_certificate(cert, format="der")
+    await server.load_private_key(key, format="der")
+    server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+
+    async def refuse(_certificate: x509.Certificate, _app: ua.ApplicationDescription) -> None:
+        raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+    server.set_certificate_validator(refuse)
+    await server.start()
+    try:
+        assert server.bserver is not None
+        endpoint = f"opc.tcp://127.0.0.1:{server.bserver.port}/strict/"
+        pki = tmp_path / "pki"
+        TrustStore(pki).save(cert, "trusted")
+        connector = OpcUaConnector(config(endpoint, pki, username=None, password=None))
+        with pytest.raises(ConnectError) as exc:
+            await connector.connect()
+        await connector.close()
+        own_fp = hashlib.sha256((pki / "own" / "cert.der").read_bytes()).hexdigest()
+        message = str(exc.value)
+        assert "the server refused the agent's certificate (BadCertificateUntrusted)" in message
+        assert f"Fix: trust it on the server: {pki / 'own' / 'cert.der'}" in message
+        assert own_fp in message
+        assert f"ApplicationUri urn:{socket.gethostname()}:edge-agent" in message
+    finally:
+        await server.stop()
