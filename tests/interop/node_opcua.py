@@ -7,6 +7,9 @@ None only. Its PKI (own certificate, accepted client certificates) lives in the 
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -72,6 +75,15 @@ class NodeOpcUaServer(AnnouncedServer):
 
         pem = (self.pki / "server" / "own" / "certs" / "certificate.pem").read_bytes()
         return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+
+    @contextmanager
+    def refusing_unknown_clients(self) -> Iterator[None]:
+        """Within the block the server refuses client certificates it does not trust (SIGUSR2 toggles)."""
+        assert self.signal_for_line(signal.SIGUSR2) == {"acceptUnknownClients": False}
+        try:
+            yield
+        finally:
+            assert self.signal_for_line(signal.SIGUSR2) == {"acceptUnknownClients": True}
 
     @property
     def write_requests(self) -> int:

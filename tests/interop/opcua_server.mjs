@@ -9,8 +9,8 @@
 //
 // Endpoints: None/None and Basic256Sha256/SignAndEncrypt. Anonymous login is offered on the None
 // endpoint only; the secure endpoint wants the user name and password. Any client certificate is
-// accepted (the test is about the agent trusting the server, not the other way round), and the
-// server's own PKI lives in <pki-folder>, never in ~/.config.
+// accepted until SIGUSR2 (see below), and the server's own PKI lives in <pki-folder>, never in
+// ~/.config.
 //
 // The address space: a decoy namespace is registered before ours, so our namespace index is not
 // the usual 2, and the decoy holds a node with the same string id and another value; a client
@@ -51,16 +51,22 @@ if (!pki || !username || !password) {
   process.exit(2);
 }
 
-const certificateManager = (name) =>
-  new OPCUACertificateManager({ rootFolder: join(pki, name), automaticallyAcceptUnknownCertificate: true });
+const serverCertificateManager = new OPCUACertificateManager({
+  rootFolder: join(pki, "server"),
+  automaticallyAcceptUnknownCertificate: true,
+});
+const userCertificateManager = new OPCUACertificateManager({
+  rootFolder: join(pki, "user"),
+  automaticallyAcceptUnknownCertificate: true,
+});
 
 const server = new OPCUAServer({
   host: "127.0.0.1",
   hostname: "127.0.0.1",
   port: 0,
   nodeset_filename: [nodesets.standard],
-  serverCertificateManager: certificateManager("server"),
-  userCertificateManager: certificateManager("user"),
+  serverCertificateManager,
+  userCertificateManager,
   securityPolicies: [SecurityPolicy.None, SecurityPolicy.Basic256Sha256],
   securityModes: [MessageSecurityMode.None, MessageSecurityMode.SignAndEncrypt],
   allowAnonymous: true,
@@ -150,6 +156,15 @@ for (const endpoint of server.endpoints) {
 }
 const port = server.endpoints[0].port;
 emit(JSON.stringify({ endpoint: `opc.tcp://127.0.0.1:${port}`, port, namespace: NAMESPACE }));
+
+// SIGUSR2 toggles whether unknown client certificates are accepted; when not, node-opcua refuses
+// the secure channel and keeps the certificate in <pki-folder>/server/rejected/ until it is moved
+// to trusted/, as most servers do.
+process.on("SIGUSR2", () => {
+  serverCertificateManager.automaticallyAcceptUnknownCertificate =
+    !serverCertificateManager.automaticallyAcceptUnknownCertificate;
+  emit(JSON.stringify({ acceptUnknownClients: serverCertificateManager.automaticallyAcceptUnknownCertificate }));
+});
 
 let stopping = false;
 process.on("SIGTERM", async () => {
