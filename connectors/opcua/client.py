@@ -131,6 +131,8 @@ class OpcUaConnector:
         self._item_problems: dict[str, str] = {}
         self._link_problem: str | None = None
         self._warned: set[str] = set()
+        self._last_failure: str | None = None
+        self._refusals_seen: set[str] = set()
 
     def _warn_once(self, message: str) -> None:
         """Log a configuration problem once per connector, not at every reconnect."""
@@ -182,9 +184,21 @@ class OpcUaConnector:
         try:
             with stray_cancellation_is_a_lost_link(self.machine_id):
                 await self._connect()
-        except ConnectError:
+        except ConnectError as exc:
             self._state = ConnectionState.DOWN
+            self._note_failure(exc)
             raise
+        self._last_failure = None
+
+    def _note_failure(self, exc: ConnectError) -> None:
+        """Log a refused server certificate when the runtime would not: it logs only the first
+        failure of a down period, so a certificate refused after, say, the server was off for a
+        while would otherwise show only in debug logs, and the operator needs its fingerprint."""
+        previous, self._last_failure = self._last_failure, str(exc)
+        if isinstance(exc, CertificateRefused) and exc.fingerprint not in self._refusals_seen:
+            self._refusals_seen.add(exc.fingerprint)
+            if previous is not None:  # the first failure of a down period: the runtime logs that one
+                _log.warning("machine %r: %s", self.machine_id, exc.detail)
 
     async def _connect(self) -> None:
         """Open a session, then resolve every node id against the server's current namespace array."""
@@ -254,13 +268,9 @@ class OpcUaConnector:
                 f"no answer from {config.endpoint} within {config.effective_connect_timeout:g} s. "
                 "Check the endpoint and that the server is running",
             ) from exc
-        except ConnectError as exc:
+        except ConnectError:
             await self._discard(client)
             self._state = ConnectionState.DOWN
-            if isinstance(exc, CertificateRefused):
-                # Also when the machine was already down for another reason (the runtime logs
-                # only the transition): the operator needs this fingerprint to act.
-                self._warn_once(exc.detail)
             raise
         except _LINK_ERRORS as exc:
             await self._discard(client)

@@ -55,9 +55,10 @@ _log = logging.getLogger(__name__)
 class CertificateRefused(ConnectError):
     """The server's certificate is not trusted; ``detail`` is the message with the command that trusts it."""
 
-    def __init__(self, machine: str, detail: str) -> None:
+    def __init__(self, machine: str, detail: str, fingerprint: str) -> None:
         super().__init__(machine, detail)
         self.detail = detail
+        self.fingerprint = fingerprint
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ def _decide(store: TrustStore, der: bytes, info: CertInfo, target: Target, allow
     raise CertificateRefused(
         target.label,
         f"{reason}. Fix: compare the fingerprint with the one the server shows, then run: {fix}",
+        info.fingerprint,
     )
 
 

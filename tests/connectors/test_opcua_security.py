@@ -34,6 +34,7 @@ from edge_agent.poller import MachinePoller
 from edge_agent.samples import Batch, Quality
 from simulators import Simulation
 from simulators.opcua_security import make_certificate
+from tests.servers import free_port
 from tests.waiting import eventually
 
 NAMESPACE = "urn:edge-agent:simulator"
@@ -387,3 +388,27 @@ async def test_a_server_that_refuses_the_agents_certificate_is_told_which_one_to
         assert f"ApplicationUri urn:{socket.gethostname()}:edge-agent" in message
     finally:
         await server.stop()
+
+
+async def test_a_certificate_refused_after_the_server_was_away_is_still_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runtime logs only the start of a down period; the fingerprint must not hide in debug logs."""
+    caplog.set_level(logging.WARNING)
+    port = free_port()
+    machine = config(f"opc.tcp://127.0.0.1:{port}/edge-sim/", tmp_path / "pki", username=None, password=None)
+    connector = OpcUaConnector(machine)
+    with pytest.raises(ConnectError, match="cannot connect"):
+        await connector.connect()
+    assert not [r for r in caplog.records if r.name.startswith("connectors")], "the runtime logs that one"
+    async with Simulation(
+        update_interval=0.1, modbus_port=None, opcua_security="Basic256Sha256", opcua_port=port
+    ) as late:
+        for _ in range(3):
+            with pytest.raises(ConnectError, match="certificate"):
+                await connector.connect()
+        fingerprint = server_fingerprint(late)
+    logged = [r.getMessage() for r in caplog.records if fingerprint in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert f"edge-agent certs trust {fingerprint}" in logged[0]
+    await connector.close()
