@@ -14,6 +14,9 @@ source's header comment; the values are placed there byte by byte, independently
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import select
 import shutil
 import signal
 import struct
@@ -164,6 +167,55 @@ class SerialPair:
                 self.__exit__()
                 raise RuntimeError(f"socat did not make the serial pair within {SOCAT_TIMEOUT_S:g} s")
             time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+class SerialGateway:
+    """A transparent serial-to-Ethernet gateway made by socat: RTU frames from one TCP client go to a
+    pseudo-terminal (``device``, where a Modbus RTU server listens) and back, unchanged.
+
+    Like a serial device server in ``framing: rtu_over_tcp`` set-ups. One TCP connection, then it ends.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.device = str(folder / "gateway-tty")
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        socat = shutil.which("socat")
+        if socat is None:
+            raise RuntimeError("socat is not installed. Fix: apt-get install -y socat (scripts/test installs it)")
+        command = [socat, "-d", "-d", f"PTY,raw,echo=0,link={self.device}", "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr"]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert self._process.stderr is not None
+        fd = self._process.stderr.fileno()
+        deadline = time.monotonic() + SOCAT_TIMEOUT_S
+        seen = b""
+        while (found := re.search(rb"listening on AF=2 127\.0\.0\.1:(\d+)", seen)) is None:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            chunk = os.read(fd, 4096) if ready else b""
+            if not chunk:
+                self.__exit__()
+                raise RuntimeError(
+                    f"socat did not listen within {SOCAT_TIMEOUT_S:g} s: {seen.decode(errors='replace')}"
+                )
+            seen += chunk
+        self.port = int(found.group(1))
         return self
 
     def __exit__(self, *exc: object) -> None:

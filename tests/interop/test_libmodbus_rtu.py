@@ -3,7 +3,8 @@
 A socat pseudo-terminal pair is the cable; libmodbus answers as unit 3 on one end, the agent's
 serial connector reads on the other. RTU frames (address, CRC, lengths) come from libmodbus, so a
 framing mistake shared by pymodbus's client and server cannot pass. Another unit id on the same
-line gets no answer, as on a real RS-485 bus: its tags are bad, the rest good.
+line gets no answer, as on a real RS-485 bus: its tags are bad, the rest good. The same server
+behind a transparent serial-to-TCP gateway (socat) is read with ``framing: rtu_over_tcp``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
 from edge_agent.samples import Quality
-from tests.interop.libmodbus import EVERY_TYPE, HOLE, LibmodbusServer, SerialPair
+from tests.interop.libmodbus import EVERY_TYPE, HOLE, LibmodbusServer, SerialGateway, SerialPair
 
 UNIT = 3
 
@@ -92,3 +93,37 @@ async def test_a_silent_unit_and_a_refused_address_leave_the_rest_good(
     assert samples["in_hole"].reason == "Modbus exception 2: illegal data address"
     assert (samples["other_unit"].quality, samples["other_unit"].reason) == (Quality.BAD, "no answer within 0.5 s")
     assert server.stats()["requests"] - before == 3, "unit 3 saw its three requests, not the one for unit 4"
+
+
+async def test_rtu_over_tcp_through_a_transparent_gateway(libmodbus_binary: Path, tmp_path: Path) -> None:
+    with (
+        SerialGateway(tmp_path) as gateway,
+        LibmodbusServer(libmodbus_binary, tmp_path, serial=gateway.device, unit=UNIT) as server,
+    ):
+        config = ModbusMachine.model_validate(
+            {
+                "type": "modbus",
+                "id": "gateway",
+                "host": "127.0.0.1",
+                "port": gateway.port,
+                "framing": "rtu_over_tcp",
+                "unit_id": UNIT,
+                "interval": "5s",
+                "tags": [tag for tag, _ in EVERY_TYPE],
+            }
+        )
+        connector = ModbusConnector(config)
+        await connector.connect()
+        try:
+            batch = await connector.read()
+        finally:
+            await connector.close()
+        counted = server.stats()
+    samples = {s.tag: s for s in batch.samples}
+    for tag, value in EVERY_TYPE:
+        sample = samples[str(tag["name"])]
+        assert sample.quality is Quality.GOOD, sample
+        assert sample.value == (pytest.approx(value) if tag["name"] == "scaled" else value), sample
+    assert counted["by_function"] == {"1": 1, "2": 1, "3": 1, "4": 1}, counted
+    assert server.final is not None
+    assert server.final["writes"] == 0
