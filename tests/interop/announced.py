@@ -125,9 +125,12 @@ class AnnouncedServer:
 
     def _fail(self, message: str) -> NoReturn:
         process = self._process
-        if process is not None and process.poll() is None:
-            process.kill()
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
             process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
         self._process = None
         raise AnnouncedServerError(f"$ {' '.join(self.command)}\n{message}\nlog {self.log_path}:\n{self.log_tail()}")
 
