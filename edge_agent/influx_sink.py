@@ -13,7 +13,10 @@ the same on both paths:
   block the stream. Re-writing the accepted entries is harmless: same identity, same values.
 
 Entries are written oldest first, many per request (up to ``MAX_POINTS`` points), so a backlog
-drains in large batches while new batches keep being appended behind it.
+drains in large batches while new batches keep being appended behind it. The replay of a backlog
+(after an outage, or left by a previous run) is reported like the MQTT publisher's
+(``edge_agent.replay``): a start line at the first successful write, progress at most every
+10 s, an end line.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from edge_agent.errors import PayloadError
 from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
 from edge_agent.outbox import Entry, Outbox, default_outbox_path
 from edge_agent.payloads import Origin, encode_line_protocol
+from edge_agent.replay import BacklogReplay
 from edge_agent.samples import Batch
 
 __all__ = ["InfluxSink", "InfluxSinkStats"]
@@ -84,6 +88,8 @@ class InfluxSink:
         )
         self.backoff = backoff or Backoff(initial=0.5, cap=30.0)
         self.stats = InfluxSinkStats()
+        self.replay = BacklogReplay(self.outbox, f"InfluxDB {self.writer.target}")
+        self._written_once = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._down = False
@@ -157,6 +163,7 @@ class InfluxSink:
                             await asyncio.sleep(0.05)  # bounded by the timeout; the writer task owns the event
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            self.replay.interrupt("the agent is stopping")
             await self.writer.close()
         finally:
             task.cancel()
@@ -202,6 +209,8 @@ class InfluxSink:
                 await asyncio.sleep(STORAGE_RETRY_S)
                 continue
             self._storage_error_logged = False
+            self.replay.delivered(entry.seq for entry in chunk)
+            self.replay.check()
             return
 
     def _report_storage_error(self, exc: sqlite3.Error) -> None:
@@ -225,6 +234,7 @@ class InfluxSink:
                 raise
             except WriteFailed as exc:
                 self.stats.write_errors += 1
+                self.replay.interrupt(f"InfluxDB stopped accepting writes ({exc})")
                 if not self._down:
                     self._down = True
                     log.warning(
@@ -235,9 +245,13 @@ class InfluxSink:
                 await asyncio.sleep(self.backoff.next_delay())
                 continue
             self.stats.writes += 1
+            first_or_back = self._down or not self._written_once
             if self._down:
                 self._down = False
                 log.info("InfluxDB sink: %s accepts writes again; sending the backlog", self.writer.target)
+            if first_or_back:  # a backlog now waiting is an outage's (or a previous run's): report its replay
+                self._written_once = True
+                self.replay.begin()  # the chunk just written is still in the outbox, so it counts
             self.backoff.reset()
             return
 

@@ -184,6 +184,10 @@ class Outbox:
         self.synchronous = synchronous
         self.stats = OutboxStats()
         self.pinned_upto = 0
+        self.first_seq: int | None = None
+        """``seq`` of the oldest entry waiting, None when empty (a backlog replay ends once it passes its mark)."""
+        self.last_seq = 0
+        """``seq`` of the newest entry appended (0 before the first); marks where a backlog replay ends."""
         self._max_page_count = max_page_count  # tests simulate a full disk with it
         self._clock_ns = clock_ns
         self._executor: ThreadPoolExecutor | None = None
@@ -339,12 +343,13 @@ class Outbox:
         )
 
     def _load_stats(self, db: sqlite3.Connection) -> None:
-        count, size, samples, oldest = db.execute(
+        count, size, samples, oldest, first, last = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0), COALESCE(SUM(samples), 0), "
-            "MIN(created_ns) FROM entries"
+            "MIN(created_ns), MIN(seq), COALESCE(MAX(seq), 0) FROM entries"
         ).fetchone()
         self.stats.entries, self.stats.bytes, self.stats.samples = int(count), int(size), int(samples)
         self.stats.oldest_created_ns = oldest
+        self.first_seq, self.last_seq = first, int(last)
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
         self.stats.dropped_batches = int(counters.get("dropped_batches", 0))
         self.stats.dropped_samples = int(counters.get("dropped_samples", 0))
@@ -403,6 +408,10 @@ class Outbox:
             self.stats.appended_samples += samples
             if self.stats.oldest_created_ns is None:
                 self.stats.oldest_created_ns = now
+            if seq is not None:
+                self.last_seq = int(seq)
+                if self.first_seq is None:
+                    self.first_seq = self.last_seq
             return int(seq) if seq is not None else None
         return None  # pragma: no cover - the loop always returns
 
@@ -530,8 +539,8 @@ class Outbox:
     def _refresh_oldest(self) -> None:
         db = self._require_db()
         # The oldest by sequence (an index lookup): MIN(created_ns) would scan a long backlog at every ack.
-        row = db.execute("SELECT created_ns FROM entries ORDER BY seq LIMIT 1").fetchone()
-        self.stats.oldest_created_ns = row[0] if row else None
+        row = db.execute("SELECT seq, created_ns FROM entries ORDER BY seq LIMIT 1").fetchone()
+        self.first_seq, self.stats.oldest_created_ns = (int(row[0]), row[1]) if row else (None, None)
 
     def _read_sync(self, seq: int, limit: int, pin: bool) -> list[Entry]:
         db = self._require_db()

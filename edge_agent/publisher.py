@@ -13,8 +13,10 @@ The path of one batch (docs/delivery.md has the whole contract):
 
 A backlog left by an outage (or by a previous run of the agent) is simply the front of the outbox:
 it drains in order, a window of messages at a time, while new batches keep being appended behind
-it, so polling never stops and nothing overtakes. While the broker is away paho keeps the in-flight
-window in memory and re-sends it after reconnecting (DUP flag); everything else waits on disk.
+it, so polling never stops and nothing overtakes. Its replay is reported (``edge_agent.replay``:
+a start line, progress at most every 10 s, an end line; the same figures in the status payload).
+While the broker is away paho keeps the in-flight window in memory and re-sends it after
+reconnecting (DUP flag); everything else waits on disk.
 
 The session is persistent (MQTT 3.1.1, clean session off, fixed client id). Reconnects use capped,
 jittered backoff (``edge_agent.backoff``): paho's own delay is replaced before each wait, so a
@@ -29,7 +31,8 @@ Topics (``prefix`` = ``mqtt.topic_prefix``):
   ``{prefix}/{site}/{area}/{line}/{machine}/telemetry``  one message per poll, QoS 1
   ``{prefix}/{site}/{area}/{line}/{machine}/status``     retained: machine up / down
   ``{prefix}/{site}/_agent/{client_id}/status``           retained: agent online / offline (last
-  will), with the backlog (entries, bytes) and the drop counters of the outbox
+  will), with the backlog (entries, bytes), the drop counters of the outbox and the progress of
+  a backlog replay (``replay``: total, done, active)
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from edge_agent.config import MqttConfig, OutboxConfig
 from edge_agent.errors import ConfigError
 from edge_agent.outbox import Outbox, default_outbox_path
 from edge_agent.payloads import Origin, encode_json, encode_line_protocol
+from edge_agent.replay import BacklogReplay
 from edge_agent.samples import Batch
 
 log = logging.getLogger(__name__)
@@ -121,6 +125,7 @@ class MqttPublisher:
             synchronous=outbox_config.synchronous,
         )
         self.backoff = Backoff(initial=1.0, cap=30.0)
+        self.replay = BacklogReplay(self.outbox, f"the broker {config.host}:{config.port}")
         self._connected = threading.Event()
         self._down_logged = False
         self._in_flight: dict[int, int] = {}  # paho mid -> outbox seq
@@ -293,6 +298,7 @@ class MqttPublisher:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._flush_acks()
+            self.replay.interrupt("the agent is stopping")
             if self.connected:
                 info = self._client.publish(self.status_topic, self._status_payload("offline"), qos=1, retain=True)
                 with contextlib.suppress(RuntimeError, ValueError):
@@ -365,6 +371,8 @@ class MqttPublisher:
             await asyncio.sleep(STORAGE_RETRY_S)
             self._wake_acks.set()
             return
+        self.replay.delivered(acked)
+        self.replay.check()
         self._status_dirty.set()
 
     def _report_storage_error(self, exc: sqlite3.Error) -> None:
@@ -423,6 +431,7 @@ class MqttPublisher:
     def _became_connected(self) -> None:
         for topic, payload in self._machine_status.items():
             self._client.publish(topic, payload, qos=1, retain=True)
+        self.replay.begin()
         self._status_dirty.set()
         self._wake_pump.set()
 
@@ -440,6 +449,7 @@ class MqttPublisher:
         if final:  # the last will is set once, before any outbox is read: it carries no counts
             status["backlog"] = {"batches": stats.entries, "bytes": stats.bytes, "samples": stats.samples}
             status["dropped"] = {"batches": stats.dropped_batches, "samples": stats.dropped_samples}
+            status["replay"] = self.replay.state()
         return json.dumps(status).encode()
 
     # ------------------------------------------------------------------ paho callbacks (paho's thread)
@@ -490,6 +500,7 @@ class MqttPublisher:
         if self.config.qos == 0:
             self._call_in_loop(self._forget_unsent_qos0)
         if self._started and not self._closing:
+            self._call_in_loop(self.replay.interrupt, f"the broker connection was lost ({reason})")
             self._log_down(f"disconnected ({reason})")
             self._next_retry()
 
