@@ -70,6 +70,7 @@ class MachineStats:
     model_version: str = ""
     retrains: int = 0
     pinned: bool = False  # the model version is pinned in the config: never retrained
+    trained_at: str | None = None  # when the model in use was trained (ISO 8601 UTC, from its file)
     error: str | None = None
 
 
@@ -462,6 +463,7 @@ class AlertSink:
             m.windower = Windower(self.spec, len(model.signals))
         m.stats.learned = True
         m.stats.model_version = model.version
+        m.stats.trained_at = model.trained_at or None
         if self.config.retrain_every is not None and not m.stats.pinned and m.recent is None:
             m.recent = deque(maxlen=int((self.config.retrain_on or self.config.learn_after) / self.spec.hop_s))
 

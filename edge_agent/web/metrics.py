@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from connectors.base import ConnectionState
-from edge_agent.web.snapshot import delivery_sinks, numeric_fields, outbox_json
+from edge_agent.web.snapshot import delivery_sinks, numeric_fields, outbox_json, replay_json
 
 if TYPE_CHECKING:
     from edge_agent.history import HistoryBuffer
@@ -114,12 +114,30 @@ class AgentCollector(Collector):
                 families[name] = kind(name, doc, labels=label)
             return families[name]
 
+        replaying = GaugeMetricFamily(
+            "edge_agent_backlog_replay_active", "1 while a backlog replay is under way, else 0.", labels=label
+        )
+        replay_total = GaugeMetricFamily(
+            "edge_agent_backlog_replay_total_entries",
+            "Entries that waited when the current (or last) backlog replay began.",
+            labels=label,
+        )
+        replay_done = GaugeMetricFamily(
+            "edge_agent_backlog_replay_done_entries",
+            "Entries of the current (or last) backlog replay delivered so far (progress = done / total).",
+            labels=label,
+        )
         now_ns = time.time_ns()
         for sink in delivery_sinks(self.agent):
             name = [sink.name]
             link = getattr(sink, "connected", None)
             if isinstance(link, bool):
                 connected.add_metric(name, 1.0 if link else 0.0)
+            replay = replay_json(sink)
+            if getattr(sink, "replay", None) is not None:
+                replaying.add_metric(name, 1.0 if replay is not None and replay["active"] else 0.0)
+                replay_total.add_metric(name, replay["total"] if replay is not None else 0.0)
+                replay_done.add_metric(name, replay["done"] if replay is not None else 0.0)
             for field, value in numeric_fields(getattr(sink, "stats", None)).items():
                 doc = f"Delivery counter {field!r} of the sink (see its module)."
                 family(f"edge_agent_delivery_{field}", doc, CounterMetricFamily).add_metric(name, value)
@@ -141,6 +159,7 @@ class AgentCollector(Collector):
                 )
                 age.add_metric(name, outbox["oldest_age_s"])
         yield connected
+        yield from (replaying, replay_total, replay_done)
         yield from families.values()
 
 

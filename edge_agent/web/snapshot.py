@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ from edge_agent import __version__
 from edge_agent.samples import Quality, Sample
 
 if TYPE_CHECKING:
+    from edge_agent.alerts import AlertSink
     from edge_agent.history import HistoryBuffer
     from edge_agent.poller import MachinePoller
     from edge_agent.runtime import Agent
@@ -115,6 +116,19 @@ def outbox_json(sink: object, now_ns: int) -> dict[str, Any] | None:
     }
 
 
+def replay_json(sink: object) -> dict[str, Any] | None:
+    """The sink's current (or last) backlog replay (``edge_agent.replay``): total, done, active, rate.
+
+    None before the first replay, and for a sink that does not replay.
+    """
+    replay = getattr(sink, "replay", None)
+    state = getattr(replay, "state", None)
+    if not callable(state):
+        return None
+    value = state()
+    return value if isinstance(value, dict) else None
+
+
 def delivery_json(agent: Agent, now_ns: int) -> list[dict[str, Any]]:
     """Broker / database / outbox state for the page: name, target, link, counters; never credentials."""
     result = []
@@ -127,6 +141,7 @@ def delivery_json(agent: Agent, now_ns: int) -> list[dict[str, Any]]:
                 "connected": connected if isinstance(connected, bool) else None,
                 "stats": numeric_fields(getattr(sink, "stats", None)),
                 "outbox": outbox_json(sink, now_ns),
+                "replay": replay_json(sink),
             }
         )
     return result
@@ -154,7 +169,50 @@ def configured_tags(poller: MachinePoller) -> list[tuple[str, str | None]]:
     return [(str(tag.name), getattr(tag, "unit", None)) for tag in tags]
 
 
-def machine_json(poller: MachinePoller, history: HistoryBuffer, requests: int | None) -> dict[str, Any]:
+def model_json(engine: AlertSink | None, machine: str) -> dict[str, Any] | None:
+    """The machine's model for its card: learning (windows learned / needed) or ready (version, trained).
+
+    ``state``: ``learning``, ``ready``, ``off`` (alerts disabled for the machine) or ``error`` (the
+    worker failed; ``error`` says why). None when the agent runs no alert engine.
+    """
+    if engine is None:
+        return None
+    config = engine.config
+    stats = engine.stats(machine)
+    needed = math.ceil(config.learn_after / engine.spec.hop_s)
+    if not config.enabled or not config.for_machine(machine).enabled:
+        state = "off"
+    elif stats.error is not None:
+        state = "error"
+    else:
+        state = "ready" if stats.learned else "learning"
+    return {
+        "state": state,
+        "windows": min(stats.training_windows, needed),
+        "needed": needed,
+        "version": stats.model_version or None,
+        "trained": _iso_to_ms(stats.trained_at),
+        "retrains": stats.retrains,
+        "pinned": stats.pinned,
+        "error": stats.error,
+    }
+
+
+def _iso_to_ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:  # model headers are UTC
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def machine_json(
+    poller: MachinePoller, history: HistoryBuffer, requests: int | None, engine: AlertSink | None = None
+) -> dict[str, Any]:
     """A machine card: link state with reason and since-when, poll figures, newest values."""
     stats = poller.stats
     machine = poller.machine
@@ -188,6 +246,7 @@ def machine_json(poller: MachinePoller, history: HistoryBuffer, requests: int | 
         "failures": stats.failures,
         "skipped_slots": stats.skipped_slots,
         "requests_per_cycle": requests,
+        "model": model_json(engine, machine.id),
         "tags": tags,
     }
 
@@ -216,7 +275,7 @@ def state_json(
     return {
         "now": ns_to_ms(now_ns),
         "agent": {"version": __version__, "site": site.name, "area": site.area, "line": site.line},
-        "machines": [machine_json(p, history, requests(p.connector)) for p in agent.pollers],
+        "machines": [machine_json(p, history, requests(p.connector), agent.alerts) for p in agent.pollers],
         "delivery": delivery_json(agent, now_ns),
         "alerts": alerts_json(alerts),
         "inject": None if fault_choices is None else {m: list(f) for m, f in fault_choices.items()},

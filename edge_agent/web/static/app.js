@@ -169,12 +169,49 @@ function machineCard(machine) {
   const meta = el("p", "meta");
   const reason = el("p", "reason");
   reason.hidden = true;
+  const model = el("p", "model");
+  model.hidden = true;
   const table = el("table", "tags");
   const body = el("tbody");
   table.append(body);
-  card.append(head, meta, reason, table);
+  card.append(head, meta, model, reason, table);
   if (machine.description) name.title = machine.description;
-  return { card, badge, meta, reason, body, rows: new Map(), series: new Map() };
+  return { card, badge, meta, model, reason, body, rows: new Map(), series: new Map() };
+}
+
+function trainedText(ms, now) {
+  // Today: the time of day; earlier: the date too (a model may be weeks old).
+  if (!ms) return "";
+  const when = new Date(ms);
+  if (new Date(now).toDateString() === when.toDateString()) return clock(ms);
+  return when.toLocaleString([], { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+// One short line per card, so a 1024x600 panel and a phone keep room for the values.
+function modelText(model, now) {
+  if (model.state === "off") return "alerts off for this machine";
+  if (model.state === "error") return `model error: ${model.error}`;
+  if (model.state === "learning") {
+    const share = model.needed ? Math.floor((100 * model.windows) / model.needed) : 0;
+    return `learning ${model.windows}/${model.needed} (${share} %)`;
+  }
+  let text = `ready, model ${model.version}`;
+  if (model.trained) text += `, trained ${trainedText(model.trained, now)}`;
+  if (model.pinned) text += " · pinned";
+  else if (model.retrains) text += ` · retrained ${model.retrains}×`;
+  return text;
+}
+
+function updateModel(entry, model, now) {
+  entry.model.hidden = !model;
+  if (!model) return;
+  entry.model.textContent = modelText(model, now);
+  entry.model.className = `model ${model.state}`;
+  const details = [`windows learned: ${model.windows} of ${model.needed} needed`];
+  if (model.version) details.push(`model version ${model.version}${model.pinned ? " (pinned in the config: never retrained)" : ""}`);
+  if (model.trained) details.push(`trained ${new Date(model.trained).toLocaleString()}`);
+  details.push(`scheduled retrains: ${model.retrains}`);
+  entry.model.title = details.join("\n");
 }
 
 function tagRow(entry, tag) {
@@ -220,6 +257,7 @@ function updateMachine(entry, machine, now) {
   } else {
     entry.reason.hidden = true;
   }
+  updateModel(entry, machine.model, now);
   for (const item of machine.tags) {
     const parts = entry.rows.get(item.tag) || tagRow(entry, item.tag);
     parts.number.textContent = formatValue(item);
@@ -299,7 +337,14 @@ function renderDelivery(delivery) {
       const link = sink.connected === null ? "" : sink.connected ? " connected" : " unreachable";
       let text = `${SINK_NAMES[sink.name] || sink.name}${where}${link}`;
       const waiting = outbox && outbox.stats ? outbox.stats.entries || 0 : 0;
-      if (waiting) text += ` · ${waiting} waiting`;
+      const replay = sink.replay;
+      if (replay && replay.active) {
+        // The backlog of an outage draining: how far, how fast (the log has the same figures).
+        const share = replay.total ? Math.floor((100 * replay.done) / replay.total) : 0;
+        text += ` · replaying backlog ${replay.done.toLocaleString()}/${replay.total.toLocaleString()} (${share} %)`;
+      } else if (waiting) {
+        text += ` · ${waiting} waiting`;
+      }
       const dropped = stats.dropped || (outbox && outbox.stats ? outbox.stats.dropped_batches || 0 : 0);
       if (dropped) {
         text += ` · ${dropped} dropped`;
@@ -313,6 +358,11 @@ function renderDelivery(delivery) {
         details.push(`outbox ${outbox.path || ""}`);
         details.push(...Object.entries(outbox.stats).map(([key, value]) => `  ${key}: ${value}`));
         if (outbox.oldest_age_s !== null) details.push(`  oldest waiting: ${outbox.oldest_age_s} s`);
+      }
+      if (replay) {
+        const rate = replay.rate === null ? "" : ` at ${Math.round(replay.rate)}/s`;
+        const what = replay.active ? "backlog replay under way" : "last backlog replay";
+        details.push(`${what}: ${replay.done} of ${replay.total} entries in ${replay.elapsed_s} s${rate}`);
       }
       pill.title = details.join("\n");
       return pill;
