@@ -62,10 +62,11 @@ async def check_machine(machine: MachineConfig) -> list[Check]:
         batch = await asyncio.wait_for(connector.read(), timeout=timeout)
     except (ConnectorError, TimeoutError) as exc:
         reason = str(exc) or "no answer within the timeout"
-        return [
-            Check(name, False, reason, _machine_fix(machine, reason)),
-            *_extra_rows(machine, connector, connected, reason),
-        ]
+        extra = _extra_rows(machine, connector, connected, reason)
+        if any(not row.ok for row in extra):  # a row below says what failed and how to fix it
+            short = reason.removeprefix(f"machine {machine.id!r}: ").split(". Fix:", 1)[0]
+            return [Check(name, False, f"{_first_sentence(short)} (see below)"), *extra]
+        return [Check(name, False, reason, _machine_fix(machine, reason)), *extra]
     finally:
         await connector.close()
     elapsed_ms = (time.monotonic() - started) * 1000
@@ -103,6 +104,12 @@ def _extra_rows(machine: MachineConfig, connector: Connector, connected: bool, f
     from connectors.opcua.diagnose import security_rows
 
     return [Check(r.name, r.ok, r.detail, r.fix) for r in security_rows(machine, report, connected, failure)]
+
+
+def _first_sentence(text: str, limit: int = 100) -> str:
+    """The start of a long message, for a summary row."""
+    head = text.split(": ", 1)[0] if len(text) > limit else text
+    return head if len(head) <= limit else head[: limit - 1] + "…"
 
 
 def _machine_fix(machine: MachineConfig, reason: str) -> str:
