@@ -16,6 +16,7 @@ import socket
 import stat
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -412,3 +413,59 @@ async def test_a_certificate_refused_after_the_server_was_away_is_still_logged_o
     assert len(logged) == 1, logged
     assert f"edge-agent certs trust {fingerprint}" in logged[0]
     await connector.close()
+
+
+def expired_certificate(uri: str) -> tuple[bytes, bytes]:
+    """A server certificate (DER) and key (DER) that expired yesterday."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired server")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=30))
+        .not_valid_after(now - timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    der_key = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.DER), der_key
+
+
+async def test_an_expired_server_certificate_is_refused_even_when_trusted(tmp_path: Path) -> None:
+    from asyncua import ua
+    from asyncua.server.server import Server
+
+    cert, key = await asyncio.to_thread(expired_certificate, "urn:edge-agent:test:expired")
+    server = Server()
+    await server.init()
+    server.set_endpoint("opc.tcp://127.0.0.1:0/expired/")
+    server.disable_clock(True)
+    await server.load_certificate(cert, format="der")
+    await server.load_private_key(key, format="der")
+    server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+    await server.start()
+    try:
+        assert server.bserver is not None
+        pki = tmp_path / "pki"
+        TrustStore(pki).save(cert, "trusted")
+        endpoint = f"opc.tcp://127.0.0.1:{server.bserver.port}/expired/"
+        connector = OpcUaConnector(config(endpoint, pki, username=None, password=None))
+        with pytest.raises(ConnectError) as exc:
+            await connector.connect()
+        await connector.close()
+        message = str(exc.value)
+        assert "the server's certificate (CN=expired server" in message
+        assert f"expired on {(datetime.now(UTC) - timedelta(days=1)):%Y-%m-%d}" in message
+        assert "Fix: renew the server's application certificate" in message
+    finally:
+        await server.stop()
