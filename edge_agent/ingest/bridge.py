@@ -49,7 +49,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,12 +60,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import AgentConfig, IngestConfig, MqttConfig
-from edge_agent.errors import ConfigError, PayloadError
-from edge_agent.event_lines import alert_payload_to_lines, score_payload_to_lines
+from edge_agent.errors import ConfigError
 from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_topic
 from edge_agent.ingest.deadletter import dead_letter_prefix as _dead_letter_prefix
-from edge_agent.ingest.fastjson import telemetry_lines
-from edge_agent.ingest.lineproto import check_line_protocol
+from edge_agent.ingest.parsing import TOPIC_KINDS, ParsedPayload, parse_many, parse_payload
 from edge_agent.ingest.problems import ProblemLog, problem_kind
 from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
 from edge_agent.payloads import MAX_PAYLOAD_BYTES
@@ -133,27 +131,22 @@ class _Message:
 
 @dataclass(slots=True)
 class _Parsed:
-    """A message and its points; a malformed one has none and waits for its dead letter's PUBACK."""
+    """A message and its points (encoded lines); a malformed one has none and waits for its dead letter's PUBACK."""
 
     message: _Message
-    lines: list[str]
+    body: bytes
+    points: int
     dead_letter: asyncio.Future[bool] | None = None
+
+
+_Chunk = tuple[list[_Message], list[ParsedPayload]]  # messages that arrived together, parsed
+_CHUNK = 128  # messages parsed together at most
 
 
 def _reap(flushes: deque[asyncio.Task[bool]]) -> None:
     """Drop the finished writes at the head of ``flushes``; an exception in one (a bug) is raised."""
     while flushes and flushes[0].done():
         flushes.popleft().result()
-
-
-def parse_payload(payload: bytes) -> list[str]:
-    """The line-protocol points of one MQTT payload: JSON schema 1 if it starts with ``{``, else line protocol.
-
-    Raises ``PayloadError`` saying what is wrong.
-    """
-    if payload[:1] == b"{" or payload.lstrip()[:1] == b"{":
-        return telemetry_lines(payload)
-    return check_line_protocol(payload)
 
 
 def backoff_delay(attempt: int, initial: float, cap: float) -> float:
@@ -168,14 +161,6 @@ def telemetry_subscription(topic_prefix: str, share_group: str | None, kind: str
     """``{prefix}/+/+/+/+/{kind}``, behind ``$share/<group>/`` when bridges share the load."""
     topic = f"{topic_prefix.rstrip('/')}/+/+/+/+/{kind}"
     return f"$share/{share_group}/{topic}" if share_group else topic
-
-
-# The last topic level says how to read a payload. Alert events and scores are JSON only.
-TOPIC_KINDS: dict[str, Callable[[bytes], list[str]]] = {
-    "telemetry": parse_payload,
-    "alerts": alert_payload_to_lines,
-    "scores": score_payload_to_lines,
-}
 
 
 def subscriptions(topic_prefix: str, share_group: str | None) -> list[str]:
@@ -504,10 +489,13 @@ class IngestBridge:
     async def _consume(self) -> None:
         """Collect messages into a batch; write it when full, when the window is full, or when due.
 
-        Writes run as tasks (at most ``writes_in_flight`` at once) so that the next batch is parsed
-        while the current one is on its way to InfluxDB; each write acks its messages only after the
-        write before it has acked, so acks still go out in arrival order.
+        A parse task turns what has arrived into chunks of parsed messages, in order. Writes run as
+        tasks (at most ``writes_in_flight`` at once) so that the next batch is parsed while the current
+        one is on its way to InfluxDB; each write acks its messages only after the write before it
+        has acked, so acks go out in arrival order.
         """
+        chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(1)
+        parse = asyncio.create_task(self._parse_chunks(chunks), name="ingest-parse")
         batch: list[_Parsed] = []
         points = 0
         first_at = last_at = 0.0
@@ -520,34 +508,52 @@ class IngestBridge:
                     now = time.monotonic()
                     timeout = max(0.0, min(first_at + self.ingest.flush_interval, last_at + self.linger) - now)
                 try:
-                    if self._inbox.empty():
+                    if chunks.empty():
                         async with asyncio.timeout(timeout):
-                            item = await self._inbox.get()
+                            chunk = await chunks.get()
                     else:
-                        item = self._inbox.get_nowait()
+                        chunk = chunks.get_nowait()
                 except TimeoutError:
                     await self._start_flush(flushes, batch)
                     batch, points = [], 0
                     continue
-                if item is None:  # stop requested
+                if chunk is None:  # stop requested
                     await self._final_flush(flushes, batch)
                     return
-                parsed = self._parse(item)
-                now = time.monotonic()
-                if not batch:
-                    first_at = now
-                last_at = now
-                batch.append(parsed)
-                points += len(parsed.lines)
-                if points >= self.ingest.batch_size or len(batch) + self._unacked_in_flight >= self.receive_maximum:
-                    await self._start_flush(flushes, batch)
-                    batch, points = [], 0
-                elif flushes:
+                for message, result in zip(*chunk, strict=True):
+                    parsed = self._parsed(message, result)
+                    now = time.monotonic()
+                    if not batch:
+                        first_at = now
+                    last_at = now
+                    batch.append(parsed)
+                    points += parsed.points
+                    if points >= self.ingest.batch_size or len(batch) + self._unacked_in_flight >= self.receive_maximum:
+                        await self._start_flush(flushes, batch)
+                        batch, points = [], 0
+                if flushes:
                     await asyncio.sleep(0)  # let the writes in flight send, read their answer and ack
         finally:
+            parse.cancel()
             for task in flushes:
                 task.cancel()
-            await asyncio.gather(*flushes, return_exceptions=True)
+            await asyncio.gather(parse, *flushes, return_exceptions=True)
+
+    async def _parse_chunks(self, chunks: asyncio.Queue[_Chunk | None]) -> None:
+        """Take what has arrived (up to a chunk), parse it, pass it on in order; None ends."""
+        while True:
+            item = await self._inbox.get()
+            messages: list[_Message] = []
+            while item is not None:
+                messages.append(item)
+                if len(messages) >= _CHUNK or self._inbox.empty():
+                    break
+                item = self._inbox.get_nowait()
+            if messages:
+                await chunks.put((messages, parse_many([(m.topic.rpartition("/")[2], m.payload) for m in messages])))
+            if item is None:
+                await chunks.put(None)
+                return
 
     async def _final_flush(self, flushes: deque[asyncio.Task[bool]], batch: list[_Parsed]) -> None:
         """On stop: write what is held (one attempt) and let the writes in flight finish, within 2 s."""
@@ -571,19 +577,17 @@ class IngestBridge:
         flushes.append(asyncio.create_task(self._flush(batch, previous, final=final), name="ingest-write"))
         await asyncio.sleep(0)  # let the write start now, while the next batch is being parsed
 
-    def _parse(self, message: _Message) -> _Parsed:
+    def _parsed(self, message: _Message, result: ParsedPayload) -> _Parsed:
+        """Count a parsed message; dead-letter it if it is malformed."""
         self.stats.received += 1
         kind = message.topic.rpartition("/")[2]
         self.stats.received_by_kind[kind] = self.stats.received_by_kind.get(kind, 0) + 1
-        parse = TOPIC_KINDS.get(kind, parse_payload)
-        if not message.payload and parse is not parse_payload:
-            self.stats.ignored += 1  # an empty retained message: someone cleared the retained alert
-            return _Parsed(message, [])
-        try:
-            lines = parse(message.payload)
-        except PayloadError as exc:
-            return _Parsed(message, [], self._dead_letter(message, str(exc)))
-        return _Parsed(message, lines)
+        if isinstance(result, str):
+            if not message.payload and kind in TOPIC_KINDS and kind != "telemetry":
+                self.stats.ignored += 1  # an empty retained message: someone cleared the retained alert
+                return _Parsed(message, b"", 0)
+            return _Parsed(message, b"", 0, self._dead_letter(message, result))
+        return _Parsed(message, *result)
 
     def _dead_letter(self, message: _Message, reason: str) -> asyncio.Future[bool]:
         """Count and log a malformed payload and publish it to the dead-letter topic; the future is its PUBACK."""
@@ -669,11 +673,12 @@ class IngestBridge:
         True once acked.
         """
         try:
-            lines = [line for parsed in batch for line in parsed.lines]
+            points = sum(parsed.points for parsed in batch)
             written: bool | None = True
-            if lines:
+            if points:
+                body = b"\n".join([parsed.body for parsed in batch if parsed.points])
                 try:
-                    written = await self._write_with_retry(lines, final=final)
+                    written = await self._write_with_retry(body, points, final=final)
                 except RejectedPoints as exc:
                     written = await self._isolate_rejected(batch, exc, final=final)
             if previous is not None and not await previous:
@@ -689,12 +694,12 @@ class IngestBridge:
         finally:
             self._unacked_in_flight -= len(batch)
 
-    async def _write_with_retry(self, lines: list[str], *, final: bool) -> bool | None:
+    async def _write_with_retry(self, body: bytes, points: int, *, final: bool) -> bool | None:
         """True once written; None if stopping before success. ``RejectedPoints`` propagates."""
         attempt = 0
         while True:
             try:
-                await self.writer.write(lines)
+                await self.writer.write(body)
             except RejectedPoints:
                 self.stats.write_errors += 1
                 raise
@@ -721,7 +726,7 @@ class IngestBridge:
                 )
             self.stats.influx_ok = True
             self.stats.writes += 1
-            self.stats.written_points += len(lines)
+            self.stats.written_points += points
             return True
 
     async def _isolate_rejected(self, batch: Sequence[_Parsed], first: RejectedPoints, *, final: bool) -> bool | None:
@@ -733,10 +738,10 @@ class IngestBridge:
             self._count_rejected(batch[0].message, first)
             return True
         for parsed in batch:
-            if not parsed.lines:
+            if not parsed.points:
                 continue
             try:
-                result = await self._write_with_retry(parsed.lines, final=final)
+                result = await self._write_with_retry(parsed.body, parsed.points, final=final)
             except RejectedPoints as exc:
                 self._count_rejected(parsed.message, exc)
                 continue

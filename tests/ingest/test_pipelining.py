@@ -33,9 +33,9 @@ class HeldWriter:
         self.active = 0
         self.most_active = 0
 
-    async def write(self, lines: Sequence[str]) -> None:
+    async def write(self, lines: Sequence[str] | bytes) -> None:
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.calls.append(list(lines))
+        self.calls.append(lines.decode().split("\n") if isinstance(lines, bytes) else list(lines))
         self.gates.append(gate)
         self.active += 1
         self.most_active = max(self.most_active, self.active)
