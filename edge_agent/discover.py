@@ -464,10 +464,9 @@ async def _open_session(
     report = SessionReport()
     progress.show(f"connecting to {url} ...")
     try:
-        if target.security.enabled:
-            await prepare_own(target)
+        own = await prepare_own(target) if target.security.enabled else None
         async with asyncio.timeout(limit * 2):  # GetEndpoints, then the session
-            await secure(client, target, report)
+            await secure(client, target, report, own=own)
             await client.connect()
     except ConnectError as exc:
         progress.done()

@@ -41,6 +41,7 @@ from connectors.opcua.config import OpcUaMachine, OpcUaTag
 from connectors.opcua.convert import apply_max_age, status_name, to_sample
 from connectors.opcua.handshake import CertificateRefused, Login, SessionReport, Target, prepare_own, secure
 from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
+from connectors.opcua.pki import OwnCertificate
 from connectors.opcua.security import mode_name, policy_name
 from edge_agent.errors import ConnectError, DeviceError, ReadTimeout
 from edge_agent.samples import Batch, Sample, now_ns
@@ -132,6 +133,7 @@ class OpcUaConnector:
         self._link_problem: str | None = None
         self._warned: set[str] = set()
         self._last_failure: str | None = None
+        self._own: OwnCertificate | None = None
         self._refusals_seen: set[str] = set()
 
     def _warn_once(self, message: str) -> None:
@@ -207,9 +209,10 @@ class OpcUaConnector:
         config = self._config
         client = self._new_client()
         self.report = SessionReport()
-        if config.security.enabled:
-            # Made on the first connect (RSA key generation): before the clock of the deadline starts.
-            await prepare_own(self._target(), probe=self._probe)
+        if config.security.enabled and self._own is None:
+            # Made on the first connect (RSA key generation) and loaded once (the key check costs
+            # CPU): before the clock of the deadline starts.
+            self._own = await prepare_own(self._target(), probe=self._probe)
         # One deadline for the whole sequence: endpoints, session, namespace lookup, units, subscription.
         deadline = asyncio.get_running_loop().time() + config.effective_connect_timeout
         await self._open_session(client, deadline)
@@ -258,7 +261,7 @@ class OpcUaConnector:
         target = self._target()
         try:
             async with asyncio.timeout_at(deadline):
-                await secure(client, target, self.report, probe=self._probe)
+                await secure(client, target, self.report, probe=self._probe, own=self._own)
                 await client.connect()
         except TimeoutError as exc:
             await self._discard(client)

@@ -333,8 +333,8 @@ class OwnCertificate:
     application_uri: str
     fingerprint: str
     cert_der: bytes = field(repr=False)
-    key_der: bytes = field(repr=False)
-    """PKCS#8 DER, whatever the file held (asyncua guesses PEM or DER from a file's name)."""
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+    """Loaded once (loading checks the RSA key, a fifth of a second of CPU): never on the event loop."""
     ephemeral: bool = False
     """Made for one session only (``edge-agent doctor`` before the agent made its own)."""
 
@@ -394,7 +394,7 @@ def existing_own_certificate(
         made.application_uri,
         made.fingerprint,
         made.cert_der,
-        made.key_der,
+        made.private_key,
         ephemeral=True,
     )
 
@@ -429,10 +429,7 @@ def _load_own(cert_path: Path, key_path: Path, where: str) -> OwnCertificate:
     problem = describe(der).validity_problem()
     if problem is not None:
         raise PkiError(f"the agent's certificate {cert_path} {problem}. Fix: {_regenerate(where)}")
-    key_der = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return OwnCertificate(cert_path, key_path, uri, fingerprint(der), der, key_der)
+    return OwnCertificate(cert_path, key_path, uri, fingerprint(der), der, key)
 
 
 def load_pair(cert_file: Path | str, key_file: Path | str, fix: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
