@@ -371,7 +371,6 @@ class MqttPublisher:
             await asyncio.sleep(STORAGE_RETRY_S)
             self._wake_acks.set()
             return
-        self.replay.delivered(acked)
         self.replay.check()
         self._status_dirty.set()
 
@@ -397,12 +396,14 @@ class MqttPublisher:
     # paho thread → event loop
     def _take_pubacks(self) -> None:
         self._puback_scheduled = False  # first: a PUBACK arriving from now on schedules another call
+        taken = len(self._acked)
         while self._puback_mids:
             seq = self._in_flight.pop(self._puback_mids.popleft(), None)
             if seq is None:
                 continue  # a status message
             self.stats.published += 1
             self._acked.append(seq)
+        self.replay.delivered(self._acked[taken:])  # counted on arrival: a cut replay says how far it really got
         self._all_acked.set()
         self._wake_acks.set()
         self._wake_pump.set()

@@ -232,3 +232,58 @@ async def test_progress_text_and_rate_limit_with_a_clock(tmp_path: Path, caplog:
         "elapsed_s": 40.0,
         "rate": 25.0,
     }
+
+
+async def test_a_replay_cut_short_is_warned_and_the_rest_replayed_next(
+    fresh_mosquitto: Mosquitto,
+    subscriber: Subscriber,
+    prefix: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    config = MqttConfig(host=fresh_mosquitto.host, port=fresh_mosquitto.port, topic_prefix=prefix, keepalive=5)
+    outbox = OutboxConfig(path=str(tmp_path / "o.sqlite"), max_in_flight=5)  # a slow drain, to cut it
+    publisher = MqttPublisher(config, "s", client_id=unique_name("agent"), outbox=outbox)
+    publisher.backoff.initial, publisher.backoff.cap = 0.1, 0.5
+    await publisher.start()
+    total = 8000
+    try:
+        await eventually(lambda: publisher.connected, 15, "first connect")
+        await asyncio.to_thread(fresh_mosquitto.stop)
+        await eventually(lambda: not publisher.connected, 15, "publisher sees the broker gone")
+        for i in range(total):
+            await publisher.submit(batch(i), ORIGIN)
+        first_total = publisher.outbox.stats.entries
+        await asyncio.to_thread(fresh_mosquitto.start)
+        await eventually(lambda: publisher.replay.done >= 200, 30, "replay under way")
+        await asyncio.to_thread(fresh_mosquitto.stop)
+        await eventually(lambda: not publisher.connected, 15, "broker gone mid-replay")
+        assert not publisher.replay.active
+        cut_at = publisher.replay.done
+        assert 200 <= cut_at < first_total, "the broker went away before the replay ended"
+        await eventually(
+            lambda: publisher.outbox.stats.removed == publisher.stats.published, 15, "acks received are applied"
+        )
+        left = publisher.outbox.stats.entries
+        await asyncio.to_thread(fresh_mosquitto.start)
+        await eventually(
+            lambda: len(subscriber.samples) == total and publisher.outbox.stats.entries == 0,
+            90,
+            "everything delivered after the second start",
+            detail=lambda: (len(subscriber.samples), publisher.outbox.stats, publisher.replay.state()),
+        )
+        await eventually(lambda: not publisher.replay.active, 15, "second episode over")
+    finally:
+        await publisher.close()
+    assert set(subscriber.samples) == {("m1", "x", T0 + i) for i in range(total)}, "nothing lost"
+    records = backlog_lines(caplog)
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert f"interrupted after {cut_at:,} of {first_total:,} entries" in warnings[0]
+    assert "the broker connection was lost" in warnings[0]
+    starts = [number(m[1]) for r in records if (m := START.match(r.getMessage()))]
+    ends = [number(m[1]) for r in records if (m := END.search(r.getMessage()))]
+    assert starts == [first_total, left], "the second episode replays what was left"
+    assert ends == [left]
+    assert publisher.replay.episodes == 2
