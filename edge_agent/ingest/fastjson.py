@@ -83,7 +83,7 @@ def _lines(message: Any) -> list[str] | None:  # noqa: PLR0911, PLR0912 - one fl
     lines: list[str] = []
     append = lines.append
     numbers: list[float] = []  # numeric values, formatted together at the end
-    slots: list[tuple[int, str, str]] = []  # (index in lines, text before the number, text after it)
+    slots: list[tuple[int, str, str, str, int]] = []  # where each number goes: index, key, quality, reason, time
     for item in samples:
         if type(item) is not dict:
             return None
@@ -102,11 +102,11 @@ def _lines(message: Any) -> list[str] | None:  # noqa: PLR0911, PLR0912 - one fl
         key = series.get(tag) or _series_of(series, prefix, tag)
         kind = type(value)
         if kind is float or kind is int:
-            number = float(value)  # OverflowError for an int beyond the float range: the caller falls back
+            number = value if kind is float else float(value)  # OverflowError beyond the float range: fall back
             if not isfinite(number):
                 return None
             numbers.append(number)
-            slots.append((len(lines), f"{key}{quality_field},value=", f"{reason_field} {timestamp}"))
+            slots.append((len(lines), key, quality_field, reason_field, timestamp))
             append("")
             continue
         if kind is bool:
@@ -119,8 +119,10 @@ def _lines(message: Any) -> list[str] | None:  # noqa: PLR0911, PLR0912 - one fl
             return None
         append(f"{key}{quality_field}{value_field}{reason_field} {timestamp}")
     if numbers:
-        for (index, head, tail), text in zip(slots, format_floats(numbers), strict=True):
-            lines[index] = f"{head}{text}{tail}"
+        for (index, key, quality_field, reason_field, timestamp), text in zip(
+            slots, format_floats(numbers), strict=True
+        ):
+            lines[index] = f"{key}{quality_field},value={text}{reason_field} {timestamp}"
     return lines
 
 
