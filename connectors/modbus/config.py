@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 from connectors.base import POLL_BUDGET, TAG_NAME_PATTERN, MachineConfigBase, StrictModel
 from edge_agent.durations import Duration
@@ -314,7 +315,12 @@ class ModbusMachine(MachineConfigBase):
     """
 
     type: Literal["modbus"]
-    host: str | None = Field(default=None, min_length=1, description="The device or gateway, for Modbus TCP.")
+    host: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the device or gateway, for Modbus TCP; for a device on this computer's serial port "
+        "set serial: {device: /dev/ttyUSB0} instead",
+    )
     serial: SerialLine | None = Field(default=None, description="The serial port, for Modbus RTU on a serial line.")
     port: int = Field(default=502, ge=1, le=65535)
     framing: Literal["tcp", "rtu_over_tcp"] = Field(
@@ -340,6 +346,15 @@ class ModbusMachine(MachineConfigBase):
     pause_between_requests: Duration = 0.0
     close_after_cycle: bool = False
     tags: list[ModbusTag] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _somewhere(cls, data: Any) -> Any:
+        """Neither host nor serial: report host as the missing key (most machines are on TCP)."""
+        if isinstance(data, dict) and "host" not in data and "serial" not in data:
+            missing = InitErrorDetails(type="missing", loc=("host",), input=data)
+            raise ValidationError.from_exception_data(cls.__name__, [missing])
+        return data
 
     @model_validator(mode="after")
     def _one_way_to_reach_it(self) -> Self:

@@ -307,7 +307,7 @@ def test_bad_serial_settings_name_the_key_and_the_fix(line: dict[str, Any], expe
     [
         ({"host": "10.0.0.5", "serial": {"device": "/dev/ttyUSB0"}}, "host (10.0.0.5) and serial (/dev/ttyUSB0) are "
          "both set"),
-        ({}, "where is the machine? Fix: add host: (and port:) for Modbus TCP, or serial:"),
+        ({"host": None}, "where is the machine? Fix: add host: (and port:) for Modbus TCP, or serial:"),
         ({"serial": {"device": "/dev/ttyUSB0"}, "port": 5020}, "port (5020) is the TCP port and does not apply"),
         ({"serial": {"device": "/dev/ttyUSB0"}, "framing": "rtu_over_tcp"}, "a serial line always carries RTU"),
     ],
@@ -316,6 +316,15 @@ def test_tcp_and_serial_keys_do_not_mix(keys: dict[str, Any], expected: str) -> 
     with pytest.raises(ValidationError) as caught:
         ModbusMachine.model_validate({"type": "modbus", "id": "m", "tags": [{"name": "a", "address": 0}], **keys})
     assert expected in str(caught.value)
+
+
+def test_neither_host_nor_serial_names_the_missing_key_and_the_serial_way() -> None:
+    section = "machines:\n  - type: modbus\n    id: m1\n    tags: [{name: a, address: 0}]\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(section, file="agent.yaml")
+    text = str(caught.value)
+    assert "machines[0].host: required key 'host' is missing" in text
+    assert "set serial: {device: /dev/ttyUSB0} instead" in text
 
 
 def test_the_frame_gap_follows_the_specification() -> None:
