@@ -34,6 +34,11 @@ CONTEXT_TAUS: tuple[float, ...] = (600.0, 1800.0)
 """Time constants (s) of the slow means carried as context."""
 CONTEXT: tuple[str, ...] = ("ewm10m", "ewm30m")
 """Names of the slow means, one per ``CONTEXT_TAUS``."""
+WARMUP_S = CONTEXT_TAUS[-1]
+"""A slow mean is NaN (unknown) until it has run this long: right after a start it is just the
+first reading, and a model comparing it with the load would see a fault in every cold start."""
+RESTART_GAP_S = CONTEXT_TAUS[0]
+"""Rows further apart than this restart the slow means (and their warm-up)."""
 FEATURES: tuple[str, ...] = STATS + CONTEXT
 """Per-signal window features, in column order within each signal's block."""
 
@@ -128,6 +133,7 @@ class Windower:
     _last_t: float | None = None
     _ewm: FloatArray | None = None
     _ewm_t: float | None = None
+    _since: FloatArray | None = None
     _taus: FloatArray = field(default_factory=lambda: np.array(CONTEXT_TAUS)[:, None])
 
     def push(self, t_s: float, row: FloatArray, state: str) -> list[Window]:
@@ -149,19 +155,27 @@ class Windower:
     def _update_context(self, t_s: float, row: FloatArray) -> None:
         """Advance the slow means by the time since the last row; a missing reading keeps its mean.
 
-        They survive ``reset``: after a long gap the decay is near 1, so they restart from the
-        new readings by themselves.
+        They survive ``reset`` (a short drop-out does not cost a warm-up); rows more than
+        ``RESTART_GAP_S`` apart restart them. ``_since`` is when each signal's means (re)started.
         """
-        if self._ewm is None or self._ewm_t is None:
+        if self._ewm is None or self._ewm_t is None or self._since is None or t_s - self._ewm_t > RESTART_GAP_S:
             self._ewm = np.tile(row, (len(CONTEXT_TAUS), 1)).astype(np.float64)
+            self._since = np.where(np.isfinite(row), t_s, np.inf)
         else:
             alpha = 1.0 - np.exp((self._ewm_t - t_s) / self._taus)
             ok = np.isfinite(row)
             ewm = self._ewm
             fresh = ok & ~np.isfinite(ewm[0])
             ewm[:, fresh] = row[fresh]
+            self._since[fresh] = t_s
             ewm[:, ok] += alpha * (row[ok] - ewm[:, ok])
         self._ewm_t = t_s
+
+    def context(self, t_s: float) -> FloatArray:
+        """The slow means at ``t_s``; NaN for a signal still warming up."""
+        if self._ewm is None or self._since is None:
+            return np.full((len(CONTEXT_TAUS), self.n_signals), np.nan)
+        return np.where(t_s - self._since >= WARMUP_S, self._ewm, np.nan)
 
     def reset(self) -> None:
         """Forget the partial window (the machine went away): the next row starts a new one."""
@@ -174,8 +188,7 @@ class Windower:
         while self._rows and self._rows[0][0] < start:
             self._rows.popleft()
         rows = [r for r in self._rows if r[0] < end]
-        context = self._ewm if self._ewm is not None else np.full((len(CONTEXT_TAUS), self.n_signals), np.nan)
-        window = make_window(rows, start, end, self.spec, context)
+        window = make_window(rows, start, end, self.spec, self.context(end))
         if window is None:
             self.skipped += 1
             return []
@@ -186,12 +199,12 @@ class Windower:
 def make_window(
     rows: list[tuple[float, FloatArray, str]], start: float, end: float, spec: WindowSpec, context: FloatArray
 ) -> Window | None:
-    """A window from its rows, or None when it has too few samples (or a signal no slow mean yet)."""
+    """A window from its rows, or None when it has too few samples (slow means may be NaN: warming up)."""
     if len(rows) < spec.min_samples:
         return None
     t = np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
     values = np.vstack([r[1] for r in rows])
-    if not enough(t, values, spec) or not np.all(np.isfinite(context)):
+    if not enough(t, values, spec):
         return None
     states = {r[2] for r in rows}
     state = states.pop() if len(states) == 1 else "mixed"

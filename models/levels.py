@@ -39,6 +39,8 @@ MIN_SPAN_S = 12 * 3600.0
 """Training shorter than this (from first to last window) learns no levels: a thermal model
 learned in three hours has not seen the hall warm up and cool down, and calls the afternoon a
 fault. (``learn_after`` is 24 h by default.)"""
+MIN_WINDOWS = 30
+"""Fewer training windows with warm slow means than this and no levels are learned."""
 RIDGE = 0.01
 """Ridge penalty relative to the number of training windows (regressors are standardised)."""
 SLOW_RATIO = 1.5
@@ -96,8 +98,10 @@ class LevelModel:
     def fit(cls, windows: FloatArray, n_signals: int, span_s: float, ridge: float = RIDGE) -> LevelModel:
         """Fit the regressions on training windows (rows, ``FEATURES`` per signal) covering ``span_s``."""
         blocks = _blocks(windows, n_signals)
-        if len(blocks) < 2 or not np.all(np.isfinite(blocks)):
-            raise ModelError("level model needs at least 2 finite training windows")
+        blocks = blocks[np.isfinite(blocks).all(axis=(1, 2))]  # slow means still warming up: NaN
+        if len(blocks) < MIN_WINDOWS:
+            span_s = 0.0  # too little warm data: no levels, but a model that works
+            blocks = np.zeros((2, n_signals, len(FEATURES)))
         x = blocks[:, :, _REGRESSORS].reshape(len(blocks), -1)
         y = _targets(blocks).reshape(len(blocks), -1)
         center = x.mean(axis=0)
@@ -125,12 +129,17 @@ class LevelModel:
         return cls(center, scale, coef, intercept, slow, x.min(axis=0), x.max(axis=0))
 
     def transform(self, windows: FloatArray) -> FloatArray:
-        """Window vectors (one or many) to detector vectors: statistics plus the level residual."""
+        """Window vectors (one or many) to detector vectors: statistics plus level and trend residuals.
+
+        While the slow means warm up (NaN) both residuals are 0: unknown is scored as normal.
+        """
         blocks = _blocks(windows, self.n_signals)
-        x = np.clip(blocks[:, :, _REGRESSORS].reshape(len(blocks), -1), self.low, self.high)
+        x = blocks[:, :, _REGRESSORS].reshape(len(blocks), -1)
+        warm = np.asarray(np.isfinite(x).all(axis=1), dtype=np.bool_)
+        x = np.clip(np.where(warm[:, None], x, self.center), self.low, self.high)
         pred = ((x - self.center) / self.scale) @ self.coef.T + self.intercept
         resid = _targets(blocks) - pred.reshape(len(blocks), self.n_signals, 2)
-        resid *= self.slow[:, None]
+        resid = np.where(warm[:, None, None], resid * self.slow[:, None], 0.0)
         out = np.concatenate([blocks[:, :, : len(STATS)], resid], axis=2).reshape(len(blocks), -1)
         return out[0] if np.ndim(windows) == 1 else out
 

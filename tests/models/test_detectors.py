@@ -14,30 +14,36 @@ from models import store
 from models.detectors import DETECTORS
 from models.detectors.forest import IsolationForestDetector
 from models.features import WindowSet
+from models.levels import LevelModel
 from models.model import MachineModel
 from simulators.dataset import Dataset
 
 from .conftest import SPEC, fault_windows
 
 
-def running(ws: WindowSet) -> np.ndarray:
+def running(ws: WindowSet, levels: LevelModel | None = None) -> np.ndarray:
+    """Detector vectors (window statistics plus level residuals) of the running windows."""
     features: np.ndarray = ws.features[np.array(ws.state) == "running"]
-    return features
+    levels = levels or LevelModel.fit(features, len(features[0]) // 9, span_s=float(ws.end_s[-1] - ws.start_s[0]))
+    vectors: np.ndarray = levels.transform(features)
+    return vectors
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_contract(name: str, healthy_pump: Dataset, pump_windows: WindowSet, faulty_pump: Dataset) -> None:
     """Deterministic with a seed, contributions per signal, and better than chance on labelled data."""
-    x = running(pump_windows)
+    levels = LevelModel.fit(pump_windows.features[np.array(pump_windows.state) == "running"], 5, 12 * 3600.0)
+    x = running(pump_windows, levels)
     a = DETECTORS[name](healthy_pump.signals, seed=3)
     b = DETECTORS[name](healthy_pump.signals, seed=3)
     a.fit(x)
     b.fit(x)
     ws, labels = fault_windows(faulty_pump)
     keep = np.array(ws.state) == "running"
-    scores = np.array([a.score(row).value for row in ws.features[keep]])
-    assert np.array_equal(scores, [b.score(row).value for row in ws.features[keep]])
-    s = a.score(ws.features[0])
+    faulty = running(ws, levels)
+    scores = np.array([a.score(row).value for row in faulty])
+    assert np.array_equal(scores, [b.score(row).value for row in faulty])
+    s = a.score(faulty[0])
     assert set(s.contributions) == set(healthy_pump.signals)
     assert all(v >= 0 for v in s.contributions.values())
     y = labels[keep]

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from edge_agent.errors import ModelError
-from models.features import FEATURES, Windower, WindowSpec, feature_names, signal_features, windows_from_arrays
+from models.features import (
+    CONTEXT,
+    FEATURES,
+    STATS,
+    WARMUP_S,
+    Windower,
+    WindowSpec,
+    feature_names,
+    signal_features,
+    windows_from_arrays,
+)
 
 
 def test_signal_features_of_a_sine_and_a_ramp() -> None:
@@ -53,7 +63,8 @@ def test_a_signal_without_readings_skips_the_window() -> None:
     x[70:150, 1] = np.nan  # second tag bad for 80 s
     ws = windows_from_arrays(t, x, WindowSpec(60, 30))
     assert ws.skipped >= 2
-    assert np.all(np.isfinite(ws.features))
+    stats = ws.features.reshape(len(ws.features), 2, len(FEATURES))[:, :, : len(STATS)]
+    assert np.all(np.isfinite(stats))
 
 
 def test_state_changes_make_mixed_windows() -> None:
@@ -80,3 +91,26 @@ def test_bad_specs_are_refused() -> None:
         WindowSpec(0, 1)
     with pytest.raises(ModelError, match="min_fill"):
         WindowSpec(60, 30, min_fill=0)
+
+
+def test_slow_means_warm_up_then_lag_a_ramp_by_their_time_constant() -> None:
+    t = np.arange(0, 3 * 3600.0)
+    ws = windows_from_arrays(t, np.c_[0.01 * t], WindowSpec(60, 30))
+    blocks = ws.features.reshape(len(ws.features), len(FEATURES))
+    ctx = blocks[:, [FEATURES.index(c) for c in CONTEXT]]
+    warming = ws.end_s < WARMUP_S
+    assert np.isnan(ctx[warming]).all()  # a fresh slow mean is just the first reading: unknown
+    assert np.isfinite(ctx[~warming]).all()
+    last = blocks[-1]
+    # A first-order lag trails a ramp by slope x tau once settled: 6 for 10 min, 18 for 30 min (still settling).
+    assert last[FEATURES.index("mean")] - last[FEATURES.index(CONTEXT[0])] == pytest.approx(6.0, rel=0.05)
+    assert 10 < last[FEATURES.index("mean")] - last[FEATURES.index(CONTEXT[1])] < 18
+
+
+def test_a_long_gap_restarts_the_slow_means() -> None:
+    t = np.concatenate([np.arange(0, 3600.0), np.arange(7200, 7200 + 3600.0)])
+    ws = windows_from_arrays(t, np.c_[np.sin(t / 600)], WindowSpec(60, 30))
+    ctx = ws.features[:, FEATURES.index(CONTEXT[0])]
+    after = ws.end_s > 7200
+    assert np.isnan(ctx[after & (ws.end_s < 7200 + WARMUP_S)]).all()
+    assert np.isfinite(ctx[after & (ws.end_s > 7200 + WARMUP_S + 60)]).all()
