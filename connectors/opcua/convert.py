@@ -146,3 +146,21 @@ def apply_max_age(sample: Sample, received_ns: int, max_age: float | None) -> Sa
         return sample
     reason = f"stale: the source timestamp is {age_s:.1f} s old (max_age {max_age:g} s)"
     return Sample(sample.tag, sample.value, sample.timestamp_ns, Quality.UNCERTAIN, reason, sample.unit)
+
+
+def silence_of(last: Sample, last_arrival_ns: int, now_ns: int, max_age: float | None) -> Sample | None:
+    """Subscribe mode: ``last`` again as uncertain when no change arrived for more than ``max_age`` s.
+
+    A subscription only reports changes, so a tag whose source stopped (a frozen gateway, a PLC
+    that stopped updating) just goes quiet. With ``max_age`` set, the tag's last sample is repeated
+    at every read while it stays quiet, uncertain with the reason: the same point (its own
+    timestamp) as a poll would report it, so a time series shows it exactly as in poll mode.
+    None while changes keep coming, without ``max_age``, or when ``last`` was not good anyway.
+    """
+    if max_age is None or last.quality is not Quality.GOOD:
+        return None
+    quiet_s = (now_ns - last_arrival_ns) / 1e9
+    if quiet_s <= max_age:
+        return None
+    reason = f"stale: no change reported for {quiet_s:.1f} s (max_age {max_age:g} s)"
+    return Sample(last.tag, last.value, last.timestamp_ns, Quality.UNCERTAIN, reason, last.unit)
