@@ -1,6 +1,16 @@
-"""``edge-agent ingest``: the bridge from MQTT telemetry to InfluxDB (see ``bridge`` for the guarantees)."""
+"""``edge-agent ingest``: telemetry, alert events and anomaly scores from MQTT into InfluxDB.
 
-from edge_agent.ingest.bridge import IngestBridge, IngestStats, parse_payload, run_ingest, telemetry_subscription
+See ``bridge`` for the guarantees and ``deadletter`` for where malformed payloads go.
+"""
+
+from edge_agent.ingest.bridge import (
+    IngestBridge,
+    IngestStats,
+    parse_payload,
+    run_ingest,
+    subscriptions,
+    telemetry_subscription,
+)
 from edge_agent.ingest.writers import (
     InfluxV1Writer,
     InfluxV2Writer,
@@ -21,5 +31,6 @@ __all__ = [
     "make_writer",
     "parse_payload",
     "run_ingest",
+    "subscriptions",
     "telemetry_subscription",
 ]
