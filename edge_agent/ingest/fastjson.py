@@ -132,7 +132,7 @@ def format_floats(numbers: list[float]) -> list[str]:
     orjson and ``repr`` both write the shortest text that reads back as the same double; they only
     differ in notation: orjson writes 1e-5 <= |x| < 1e-4 in plain decimals and its exponents
     without padding. Those (and every text with an exponent) are redone with ``repr``, so the
-    result is exactly ``repr``'s (tests/ingest/test_fast_paths.py checks millions of values).
+    result is exactly ``repr``'s (tests/ingest/test_fast_paths.py checks it).
     """
     texts = orjson.dumps(numbers).decode()[1:-1].split(",")
     for index, text in enumerate(texts):

@@ -3,7 +3,7 @@
 - ``json_to_line_protocol`` and the bridge's JSON hot path ``telemetry_lines`` (orjson) return the
   same lines as ``to_line_protocol(decode_json(...))`` and raise the same ``PayloadError`` for every
   payload, checked on a seeded stream of mostly-broken messages; ``format_floats`` is ``repr`` on
-  a million seeded doubles of every magnitude;
+  seeded doubles of every magnitude, densely around the magnitudes where notations change;
 - the one-regex line-protocol check accepts only lines the character-by-character check accepts
   (anything else goes through the latter, which has the last word), checked on seeded mutations
   of valid lines.
@@ -146,8 +146,12 @@ def test_format_floats_is_repr() -> None:
         lambda: round(rnd.uniform(-1000, 1000), rnd.randint(0, 8)),
         lambda: float(rnd.randint(-(10**17), 10**17)),
     ]
-    numbers = [x for make in makers for x in (make() for _ in range(250_000)) if math.isfinite(x)]
-    numbers += [0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e-5, 1e16, 9999999999999998.0, 5e-324, 1.7976931348623157e308]
+    numbers = [x for make in makers for x in (make() for _ in range(50_000)) if math.isfinite(x)]
+    # Densely around the magnitudes where either writer changes notation.
+    for edge in (1e-5, 1e-4, 1e15, 1e16, 1e17):
+        numbers += [math.copysign(edge * rnd.uniform(0.9, 1.1), rnd.choice((-1, 1))) for _ in range(10_000)]
+        numbers += [edge, math.nextafter(edge, 0), math.nextafter(edge, math.inf)]
+    numbers += [0.0, -0.0, 5e-324, 1.7976931348623157e308, 0.1 + 0.2]
     assert format_floats(numbers) == [repr(x) for x in numbers]
 
 
