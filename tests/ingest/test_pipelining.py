@@ -223,3 +223,33 @@ async def test_stop_writes_what_it_holds_and_waits_for_writes_in_flight() -> Non
     async with asyncio.timeout(5):
         await consumer
     assert client.acked == [1, 2, 3]
+
+
+async def test_a_dead_letter_lost_to_a_reconnect_does_not_stall_the_stream() -> None:
+    """The connection drops before the broker acknowledged a dead letter: that PUBACK never comes.
+
+    The malformed message belongs to the old connection (the broker redelivers it), so it is not
+    acked; what arrives on the new connection is written and acked without waiting for it.
+    """
+    writer = HeldWriter()
+    bridge, client = make_bridge(writer)
+    consumer = asyncio.create_task(bridge._consume())
+    try:
+        bridge._inbox.put_nowait(message(1, b"not line protocol"))
+        await settle()
+        assert len(client.published) == 1  # the dead letter, waiting for its PUBACK
+        bridge._generation += 1  # reconnected (paho's thread does this in on_connect) ...
+        bridge._forget_dead_letters()  # ... and tells the event loop
+        new = [_Message(mid, 1, "edge/s/a/l/m/telemetry", message(mid).payload, 1) for mid in (2, 3)]
+        for item in new:
+            bridge._inbox.put_nowait(item)
+        await settle()
+        writer.release(0)
+        await settle()
+        assert client.acked == [2, 3]
+        assert bridge.stats.dead_lettered == 0
+        bridge._dead_letter_acked(1001, False, "Success")  # a late PUBACK of the old connection: ignored
+        assert bridge.stats.dead_lettered == 0
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
