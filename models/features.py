@@ -134,6 +134,8 @@ class Windower:
     _ewm: FloatArray | None = None
     _ewm_t: float | None = None
     _since: FloatArray | None = None
+    _dt: float = -1.0
+    _alpha: FloatArray = field(default_factory=lambda: np.zeros((len(CONTEXT_TAUS), 1)))
     _taus: FloatArray = field(default_factory=lambda: np.array(CONTEXT_TAUS)[:, None])
 
     def push(self, t_s: float, row: FloatArray, state: str) -> list[Window]:
@@ -161,14 +163,21 @@ class Windower:
         if self._ewm is None or self._ewm_t is None or self._since is None or t_s - self._ewm_t > RESTART_GAP_S:
             self._ewm = np.tile(row, (len(CONTEXT_TAUS), 1)).astype(np.float64)
             self._since = np.where(np.isfinite(row), t_s, np.inf)
+            self._ewm_t = t_s
+            return
+        dt = t_s - self._ewm_t
+        if dt != self._dt:  # polls at a steady interval: one exp per interval change, not per row
+            self._dt = dt
+            self._alpha = 1.0 - np.exp(-dt / self._taus)
+        ewm = self._ewm
+        if np.isfinite(row.sum() + ewm[0].sum()):  # the usual case, every reading good: no masks
+            ewm += self._alpha * (row - ewm)
         else:
-            alpha = 1.0 - np.exp((self._ewm_t - t_s) / self._taus)
             ok = np.isfinite(row)
-            ewm = self._ewm
             fresh = ok & ~np.isfinite(ewm[0])
             ewm[:, fresh] = row[fresh]
             self._since[fresh] = t_s
-            ewm[:, ok] += alpha * (row[ok] - ewm[:, ok])
+            ewm[:, ok] += self._alpha * (row[ok] - ewm[:, ok])
         self._ewm_t = t_s
 
     def context(self, t_s: float) -> FloatArray:
