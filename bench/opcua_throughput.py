@@ -33,6 +33,7 @@ import pstats
 import re
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -182,7 +183,42 @@ class Counter:
         return None
 
 
-async def subscribe(items: int, seconds: float, profile: bool) -> None:
+@contextlib.asynccontextmanager
+async def agent_polling(config: OpcUaMachine, counter: Counter, publish: bool) -> AsyncIterator[MachinePoller]:
+    """The machine's poller running: alone (connector + poller), or in a whole agent publishing to Mosquitto."""
+    if not publish:
+        poller = MachinePoller(config, Origin("bench", "bench", "bench", "bench"), [counter])
+        task = asyncio.create_task(poller.run(), name="poll:bench")
+        try:
+            yield poller
+        finally:
+            await stop(task)
+        return
+    from edge_agent.config import AgentConfig
+    from edge_agent.runtime import Agent
+    from tests.servers import Mosquitto
+
+    with tempfile.TemporaryDirectory(prefix="bench-opcua-") as state, Mosquitto() as broker:
+        agent = Agent(
+            AgentConfig.model_validate(
+                {
+                    "machines": [config.model_dump(mode="json", exclude_unset=True)],
+                    "mqtt": {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "bench"},
+                    "outbox": {"path": str(Path(state) / "outbox.sqlite")},
+                }
+            ),
+            extra_sinks=[counter],
+        )
+        stopping = asyncio.Event()
+        task = asyncio.create_task(agent.run(stopping), name="agent")
+        try:
+            yield agent.pollers[0]
+        finally:
+            stopping.set()
+            await stop(task, cancel=False)
+
+
+async def subscribe(items: int, seconds: float, profile: bool, publish: bool) -> None:
     async with simulator(items, 1.0) as served:
         # Room for a few seconds of changes: a server that falls behind sends two updates in one publish.
         config = machine(
@@ -190,9 +226,7 @@ async def subscribe(items: int, seconds: float, profile: bool) -> None:
             max_queued_samples=5 * items,
         )  # fmt: skip
         counter = Counter()
-        poller = MachinePoller(config, Origin("bench", "bench", "bench", "bench"), [counter])
-        task = asyncio.create_task(poller.run(), name="poll:bench")
-        try:
+        async with agent_polling(config, counter, publish) as poller:
             began = time.monotonic()
             while counter.samples < items:  # connected, subscribed, and the first values are in
                 if time.monotonic() - began > 300:
@@ -209,10 +243,9 @@ async def subscribe(items: int, seconds: float, profile: bool) -> None:
             server_cpu = served.cpu_seconds() - server_cpu
             received, good, updates = counter.samples - samples, counter.good - good, len(counter.updates)
             failures = poller.stats.failures - failures
-        finally:
-            await stop(task)
     connector = poller.connector
     dropped = connector.dropped_samples if isinstance(connector, OpcUaConnector) else 0
+    what = "whole agent publishing to Mosquitto" if publish else "connector and poller"
     share, scaled = cpu / wall, cpu / max(1, received) * items  # scaled: CPU for `items` samples a second
     if failures or received < 0.9 * items * wall:
         verdict = (
@@ -222,7 +255,7 @@ async def subscribe(items: int, seconds: float, profile: bool) -> None:
     else:
         verdict = "OK" if share <= SUBSCRIBE_TARGET else "MISSED"
     print(
-        f"subscribe {items} monitored items at 1 Hz for {wall:.0f} s: agent CPU {share:.1%} of one core "
+        f"subscribe {items} monitored items at 1 Hz for {wall:.0f} s, {what}: agent CPU {share:.1%} of one core "
         f"(target <= {SUBSCRIBE_TARGET:.0%}) {verdict}"
     )
     print(
@@ -233,12 +266,13 @@ async def subscribe(items: int, seconds: float, profile: bool) -> None:
     print(f"          dropped by the change queue {dropped}, link lost {failures} times while measuring")
 
 
-async def stop(task: asyncio.Task[None], grace: float = 15.0) -> None:
-    """Cancel a poll task; like the agent's shutdown, give up on it after ``grace`` seconds (and say where it hung)."""
-    task.cancel()
+async def stop(task: asyncio.Task[None], grace: float = 15.0, *, cancel: bool = True) -> None:
+    """Cancel a task (or let it end); like the agent's shutdown, give up after ``grace`` s and say where it hung."""
+    if cancel:
+        task.cancel()
     _, pending = await asyncio.wait({task}, timeout=grace)
     if pending:
-        progress(f"the poll task did not stop within {grace:g} s of its cancellation; it hangs here:")
+        progress(f"{task.get_name()} did not stop within {grace:g} s; it hangs here:")
         task.print_stack(file=sys.stderr)
 
 
@@ -307,10 +341,13 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved polling rounds")
     parser.add_argument("--round-seconds", type=float, default=4.0, help="seconds per polling run")
     parser.add_argument("--only", choices=["subscribe", "poll"], default=None, help="run one part only")
+    parser.add_argument(
+        "--publish", action="store_true", help="subscribe part: the whole agent, publishing to a real Mosquitto"
+    )
     parser.add_argument("--profile", choices=["subscribe", "poll"], default=None, help="cProfile the agent's part")
     args = parser.parse_args()
     if args.only in {None, "subscribe"}:
-        await subscribe(args.items, args.seconds, args.profile == "subscribe")
+        await subscribe(args.items, args.seconds, args.profile == "subscribe", args.publish)
     if args.only in {None, "poll"}:
         await poll(args.nodes, args.rounds, args.round_seconds, args.profile == "poll")
 
