@@ -88,6 +88,21 @@ class IngestConfig(StrictModel):
     )
     batch_size: int = Field(default=5000, ge=1, description="Points per InfluxDB write.")
     flush_interval: Duration = 1.0
+    dead_letter_prefix: str | None = Field(
+        default=None,
+        description="Where malformed payloads go, with the reason, before they are acked. "
+        "Default: {topic_prefix}/_deadletter.",
+    )
+
+    @field_validator("dead_letter_prefix")
+    @classmethod
+    def _dead_letter_prefix_is_a_topic(cls, prefix: str | None) -> str | None:
+        if prefix is not None and (not prefix.strip("/") or any(c in prefix for c in "+#")):
+            raise ValueError(
+                f"{prefix!r} cannot be a topic prefix (empty, or with the wildcards + or #). "
+                "Fix: use a plain topic such as edge/_deadletter, or remove the key for the default"
+            )
+        return prefix
 
 
 class OutboxConfig(StrictModel):
@@ -142,6 +157,17 @@ class AgentConfig(StrictModel):
             raise ValueError(
                 "outbox.deliver_to is influxdb but there is no influxdb section. "
                 "Fix: add influxdb: {version: ..., url: ...} or remove outbox.deliver_to"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dead_letters_are_not_read_back(self) -> Self:
+        prefix = self.ingest.dead_letter_prefix
+        telemetry = self.mqtt.topic_prefix.rstrip("/") if self.mqtt is not None else None
+        if prefix is not None and prefix.rstrip("/") == telemetry:
+            raise ValueError(
+                f"ingest.dead_letter_prefix {prefix!r} is the telemetry prefix: the bridge would read its own dead "
+                f"letters back. Fix: use e.g. {telemetry}/_deadletter, or remove the key"
             )
         return self
 

@@ -795,7 +795,7 @@ async def run_ingest(config: AgentConfig, stop: asyncio.Event) -> None:
     if config.mqtt is None or config.influxdb is None:
         raise ConfigError("configuration", problems)
     writer = make_writer(config.influxdb)
-    bridge = IngestBridge(config.mqtt, config.ingest, writer)
+    bridge = IngestBridge(config.mqtt, config.ingest, writer, dead_letter_prefix=config.ingest.dead_letter_prefix)
     try:
         await bridge.run(stop)
     finally:
