@@ -326,6 +326,11 @@ class ModbusMachine(MachineConfigBase):
     framing: Literal["tcp", "rtu_over_tcp"] = Field(
         default="tcp", description="rtu_over_tcp: RTU frames in the TCP stream (transparent serial gateways)."
     )
+    tcp_client: Literal["lean", "pymodbus"] = Field(
+        default="lean",
+        description="framing tcp: the connector's own read-only client (half the CPU per request), or "
+        "pymodbus's, for a device that misbehaves with the lean one.",
+    )
     unit_id: int = Field(default=1, ge=0, le=255)
     address_base: Literal[0, 1] = Field(
         default=0, description="1 when the addresses in this section count from 1, as many manuals do."
@@ -376,6 +381,11 @@ class ModbusMachine(MachineConfigBase):
             )
         if self.serial is not None and self.framing != "tcp":
             raise ValueError("framing applies to TCP; a serial line always carries RTU frames. Fix: remove framing")
+        if self.tcp_client != "lean" and (self.serial is not None or self.framing != "tcp"):
+            raise ValueError(
+                "tcp_client chooses the client for framing: tcp; RTU frames (serial, rtu_over_tcp) always go "
+                "through pymodbus. Fix: remove tcp_client"
+            )
         return self
 
     @property

@@ -24,11 +24,12 @@ def update_matching(sim: Simulation, machine: str, samples: dict[str, Sample], n
     return max(candidates)
 
 
-async def test_float32_inputs_equal_what_was_served(modbus_sim: Simulation) -> None:
+@pytest.mark.parametrize("tcp_client", ["lean", "pymodbus"])
+async def test_float32_inputs_equal_what_was_served(modbus_sim: Simulation, tcp_client: str) -> None:
     sim = modbus_sim
     machine = sim.machine_ids[0]
     names = [name for name, _ in sim.signals(machine)]
-    connector = ModbusConnector(modbus_machine(sim, machine))
+    connector = ModbusConnector(modbus_machine(sim, machine, tcp_client=tcp_client))
     await connector.connect()
     try:
         for _ in range(3):
@@ -65,7 +66,8 @@ async def test_holding_int16_scaled_and_counters(modbus_sim: Simulation) -> None
     assert connector.requests_per_cycle == 3  # holding 0..n, holding 100..102, input 0..2n
 
 
-async def test_address_beyond_the_map_marks_exactly_those_tags_bad(modbus_sim: Simulation) -> None:
+@pytest.mark.parametrize("tcp_client", ["lean", "pymodbus"])
+async def test_address_beyond_the_map_marks_exactly_those_tags_bad(modbus_sim: Simulation, tcp_client: str) -> None:
     sim = modbus_sim
     machine = sim.machine_ids[0]
     extra = [
@@ -73,7 +75,7 @@ async def test_address_beyond_the_map_marks_exactly_those_tags_bad(modbus_sim: S
         {"name": "far_away", "table": "holding", "address": 5000, "type": "float32"},
         {"name": "past_inputs", "table": "input", "address": 1000},
     ]
-    connector = ModbusConnector(modbus_machine(sim, machine, extra_tags=extra))
+    connector = ModbusConnector(modbus_machine(sim, machine, extra_tags=extra, tcp_client=tcp_client))
     await connector.connect()
     try:
         for _ in range(2):  # the first poll learns to split the rejected joined read; the second uses it

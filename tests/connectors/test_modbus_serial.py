@@ -310,6 +310,9 @@ def test_bad_serial_settings_name_the_key_and_the_fix(line: dict[str, Any], expe
         ({"host": None}, "where is the machine? Fix: add host: (and port:) for Modbus TCP, or serial:"),
         ({"serial": {"device": "/dev/ttyUSB0"}, "port": 5020}, "port (5020) is the TCP port and does not apply"),
         ({"serial": {"device": "/dev/ttyUSB0"}, "framing": "rtu_over_tcp"}, "a serial line always carries RTU"),
+        ({"serial": {"device": "/dev/ttyUSB0"}, "tcp_client": "pymodbus"}, "tcp_client chooses the client for "
+         "framing: tcp"),
+        ({"host": "10.0.0.5", "framing": "rtu_over_tcp", "tcp_client": "pymodbus"}, "Fix: remove tcp_client"),
     ],
 )  # fmt: skip
 def test_tcp_and_serial_keys_do_not_mix(keys: dict[str, Any], expected: str) -> None:
