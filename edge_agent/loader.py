@@ -217,7 +217,23 @@ def _semantic_problems(config: AgentConfig) -> list[tuple[Location, str]]:
     """Checks across items that no single model can make."""
     problems: list[tuple[Location, str]] = []
     first_seen: dict[str, int] = {}
+    serial_ports: dict[str, int] = {}
     for index, machine in enumerate(config.machines):
+        serial = getattr(machine, "serial", None)
+        if serial is not None and machine.enabled:
+            # The port opens exclusively: a second section would fail with "busy" at every poll.
+            device = os.path.realpath(serial.device)
+            if device in serial_ports:
+                first = config.machines[serial_ports[device]].id
+                problems.append(
+                    (
+                        ("machines", index, "serial", "device"),
+                        f"machine {machine.id!r} uses serial port {serial.device} like machine {first!r}; a port "
+                        "opens for one section only. Fix: put every device on that line into one machine section, "
+                        "with unit_id per tag (or disable one of them)",
+                    )
+                )
+            serial_ports.setdefault(device, index)
         if machine.id in first_seen:
             problems.append(
                 (

@@ -347,3 +347,24 @@ def test_the_frame_gap_follows_the_specification() -> None:
     assert gap(baudrate=9600, parity="N", stopbits=1) == pytest.approx(3.5 * 10 / 9600)
     assert gap(baudrate=115200) == pytest.approx(0.00175)  # fixed above 19200 baud
     assert gap(baudrate=9600, inter_frame_delay="10ms") == pytest.approx(0.010)
+
+
+def test_two_sections_on_one_serial_port_are_refused_at_load(tmp_path: Path) -> None:
+    # A symlink to the same port (as /dev/serial/by-id/ gives) is the same port.
+    port = tmp_path / "ttyUSB0"
+    port.touch()
+    alias = tmp_path / "by-id-usb-FTDI"
+    alias.symlink_to(port)
+    text = (
+        "machines:\n"
+        f"  - {{type: modbus, id: pump, serial: {{device: {port}}}, tags: [{{name: a, address: 0}}]}}\n"
+        f"  - {{type: modbus, id: press, serial: {{device: {alias}}}, tags: [{{name: a, address: 0, unit_id: 2}}]}}\n"
+        f"  - {{type: modbus, id: spare, enabled: false, serial: {{device: {port}}}, tags: [{{name: a, address: 1}}]}}"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, file="agent.yaml")
+    assert caught.value.problems == [
+        f"line 3: machines[1].serial.device: machine 'press' uses serial port {alias} like machine 'pump'; a port "
+        "opens for one section only. Fix: put every device on that line into one machine section, with unit_id per "
+        "tag (or disable one of them)"
+    ]
