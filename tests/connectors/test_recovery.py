@@ -15,7 +15,8 @@ What a user must see, and what is checked:
   is bad with a reason naming the node: the agent never reads a stale index silently;
 - the gap is reported: the machine goes down once with a reason and recovers once (not a message
   per failed attempt), and no value is made up for the time it was down;
-- a network cut (a blackholed route: the peer only notices by its own timeouts) ends the same way.
+- a network cut (a blackholed route: the peer only notices by its own timeouts), and the server
+  closing every connection under a live session (as at a session timeout), end the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.payloads import Origin
 from edge_agent.poller import MachinePoller, connect_limit
 from edge_agent.samples import Batch, Quality
+from simulators import Simulation
 from simulators.register_map import ENDPOINT_PATH, NAMESPACE_URI, describe
 from tests.chaos.conftest import TcpProxy
 from tests.servers import free_port
@@ -372,3 +374,37 @@ async def test_opcua_network_cut_then_restored(mode: str, make_sim: Callable[...
         assert_one_gap(recorder, fault_at, back)
     finally:
         await proxy.close()
+
+
+# ----------------------------------------------------------------------------- the server drops the session
+
+
+@pytest.mark.parametrize("mode", ["poll", "subscribe"])
+async def test_opcua_server_closing_every_connection(mode: str) -> None:
+    """The server ends the link under a live session (as at a session timeout or a server-side reset)."""
+    async with Simulation(seed=1, machines=[MACHINE], update_interval=SIM_INTERVAL, modbus_port=None) as sim:
+        config = opcua_config(sim.opcua.endpoint, mode)
+        async with polling(config) as (poller, recorder):
+            await eventually(
+                lambda: good_tags([b for _, b in recorder.batches]) >= set(URI_TAGS), 30, "every tag read good"
+            )
+            fault_at = time.monotonic()
+            assert sim.drop_connections("opcua") >= 1
+            # Noticed at the next read at the latest, then one backoff step, one connect, one poll.
+            bound = config.interval + config.effective_timeout + recovery_bound(poller)
+            await eventually(
+                lambda: (
+                    "down" in [s for at, s, _ in recorder.states if at >= fault_at]
+                    and good_tags(recorder.since(recorder.states[-1][0])) >= set(URI_TAGS)
+                ),
+                bound,
+                f"down reported and every tag good again within {bound:.1f} s",
+                detail=lambda: (poller.stats, recorder.states),
+            )
+            assert_one_gap(recorder, fault_at, fault_at)
+            up_at = recorder.states[-1][0]
+            for tag in SIGNALS:  # exactly what the server served, nothing made up
+                served = set(sim.served("opcua", MACHINE, tag))
+                for sample in (s for b in recorder.since(up_at) for s in b.samples if s.tag == tag):
+                    assert (sample.timestamp_ns, sample.value) in served, sample
+        assert sim.write_count == 0

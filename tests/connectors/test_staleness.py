@@ -101,7 +101,7 @@ async def test_frozen_values_are_reported_stale_per_tag_and_good_again(sim: Simu
     try:
         await reports(connector, set(signals), stale=False, within=10)
         sim.inject_protocol_fault("opcua", "stale", machine)
-        frozen = await reports(connector, set(signals), stale=True, within=MAX_AGE + 10)
+        frozen = await reports(connector, set(signals), stale=True, within=MAX_AGE + 6)
         for name in signals:
             last_served = sim.served("opcua", machine, name)[-1]
             assert (frozen[name].timestamp_ns, frozen[name].value) == last_served  # the frozen value, its own stamp
