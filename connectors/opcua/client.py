@@ -38,7 +38,7 @@ from connectors.base import POLL_BUDGET, ConnectionState
 from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.opcua.changes import ChangeQueue
 from connectors.opcua.config import OpcUaMachine, OpcUaTag
-from connectors.opcua.convert import apply_max_age, status_name, to_sample
+from connectors.opcua.convert import apply_max_age, silence_of, status_name, to_sample
 from connectors.opcua.handshake import CertificateRefused, Login, SessionReport, Target, prepare_own, secure
 from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
 from connectors.opcua.pki import OwnCertificate
@@ -92,6 +92,14 @@ _CERTIFICATE_CODES = frozenset(
 """Connect failures that mean the server refused the agent's application certificate."""
 
 
+class _ChannelRefused(UaError):
+    """The server answered OpenSecureChannel with an error, and asyncua (2.1) failed its own
+    ``assert isinstance(..., OpenSecureChannelResponse)`` instead of raising the status code."""
+
+    def __str__(self) -> str:
+        return "the server refused to open a secure channel"
+
+
 _LINK_ERRORS: tuple[type[BaseException], ...] = (OSError, ConnectionError, EOFError, UaError)
 
 
@@ -129,6 +137,8 @@ class OpcUaConnector:
         """The server's namespace array as read at the last connect."""
         self._subscription: Subscription | None = None
         self._changes = ChangeQueue(config.max_queued_samples)
+        self._last_changes: dict[int, tuple[Sample, int]] = {}
+        """Subscribe mode: each monitored item's last sample and when it arrived (ns), for max_age."""
         self._item_problems: dict[str, str] = {}
         self._link_problem: str | None = None
         self._warned: set[str] = set()
@@ -243,7 +253,15 @@ class OpcUaConnector:
 
     def _new_client(self) -> Client:
         config = self._config
-        client = Client(config.endpoint, timeout=config.effective_timeout)
+        client = Client(
+            config.endpoint,
+            # Per request. Connect-time requests (a large CreateMonitoredItems) may take the whole
+            # connect_timeout; a poll's Read is bounded by the connector's own timeout anyway.
+            timeout=max(config.effective_timeout, config.effective_connect_timeout),
+            # asyncua probes ServerState this often and gives the probe as long: at its default of
+            # 1 s a busy server misses it and asyncua drops a healthy link (found by H4's bench).
+            watchdog_intervall=max(5.0, config.effective_timeout),
+        )
         client.name = client.description = f"edge-agent {config.id}"
         # Ask for a session that outlives a few polls but not a vanished agent by much (servers cap
         # it anyway; asyncua's default of an hour only earns a warning at every connect).
@@ -262,7 +280,10 @@ class OpcUaConnector:
         try:
             async with asyncio.timeout_at(deadline):
                 await secure(client, target, self.report, probe=self._probe, own=self._own)
-                await client.connect()
+                try:
+                    await client.connect()
+                except AssertionError as exc:
+                    raise _ChannelRefused from exc
         except TimeoutError as exc:
             await self._discard(client)
             self._state = ConnectionState.DOWN
@@ -309,6 +330,13 @@ class OpcUaConnector:
             report.login_problem = problem
             return f"{config.endpoint}: {problem}"
         own = report.own
+        if isinstance(exc, _ChannelRefused) and own is not None:
+            return (
+                f"{config.endpoint}: the server refused to open a secure channel (asyncua does not pass on its "
+                "status code; the usual cause is that the server does not trust the agent's certificate). "
+                f"Fix: trust it on the server: {own.cert_path} (ApplicationUri {own.application_uri}, SHA-256 "
+                f"{own.fingerprint}); most servers keep it in their rejected-certificates folder until it is moved"
+            )
         if code in _CERTIFICATE_CODES and own is not None:
             return (
                 f"{config.endpoint}: the server refused the agent's certificate ({status_name(ua.StatusCode(code))}). "
@@ -452,6 +480,7 @@ class OpcUaConnector:
         """One subscription, one monitored item per resolved node; failed items are remembered per tag."""
         config = self._config
         self._changes.clear()
+        self._last_changes = {}
         self._item_problems = {}
         self._link_problem = None
         handler = _ChangeHandler(self)
@@ -509,8 +538,13 @@ class OpcUaConnector:
         target = self._targets[handle]
         tag = target.tag
         received = now_ns()
-        sample = to_sample(tag.name, data_value, received, unit=target.unit, node=tag.node, index=tag.index)
-        if self._changes.put(apply_max_age(sample, received, self._config.max_age_of(tag))):
+        sample = apply_max_age(
+            to_sample(tag.name, data_value, received, unit=target.unit, node=tag.node, index=tag.index),
+            received,
+            self._config.max_age_of(tag),
+        )
+        self._last_changes[handle] = (sample, received)
+        if self._changes.put(sample):
             self._warn_once(
                 f"more than {self._config.max_queued_samples} changes waited for a read; dropping the oldest "
                 "(counted in dropped_samples). Fix: raise max_queued_samples, or read more often"
@@ -519,7 +553,13 @@ class OpcUaConnector:
     def _on_status(self, status: ua.StatusCode) -> None:
         """The server says the subscription is gone (e.g. BadTimeout): the next read reports it."""
         if not status.is_good():
-            self._link_problem = f"the server ended the subscription ({status_name(status)})"
+            client = self._client
+            if client is not None and client.uaclient.state is not UaClientState.CONNECTED:
+                # asyncua tells subscriptions BadShutdown when it lost the link itself (server
+                # killed, network cut): say what happened rather than blame the server.
+                self._link_problem = f"connection lost ({status_name(status)}). The runtime reconnects"
+            else:
+                self._link_problem = f"the server ended the subscription ({status_name(status)})"
 
     def _flush(self, client: Client) -> Batch:
         """The queued changes, plus a bad sample per tag that cannot be monitored."""
@@ -528,6 +568,12 @@ class OpcUaConnector:
             self._state = ConnectionState.DOWN
             raise ConnectError(self.machine_id, self._link_problem or "connection lost. The runtime reconnects")
         samples = self._changes.take_all()
+        reported = {sample.tag for sample in samples}
+        for handle, (last, arrived) in self._last_changes.items():
+            max_age = self._config.max_age_of(self._targets[handle].tag)
+            quiet = silence_of(last, arrived, polled_at, max_age) if last.tag not in reported else None
+            if quiet is not None:
+                samples.append(quiet)
         for target in self._targets:
             tag = target.tag
             problem = target.problem if target.node_id is None else self._item_problems.get(tag.name)

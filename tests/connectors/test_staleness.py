@@ -68,20 +68,7 @@ async def reports(connector: OpcUaConnector, tags: set[str], stale: bool, within
     raise AssertionError(f"not every tag {'stale' if stale else 'good'} within {within:g} s: {latest}")
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        "poll",
-        pytest.param(
-            "subscribe",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="subscribe mode reports nothing for a tag that goes quiet: silence_of() is not wired "
-                "into OpcUaConnector._on_change/_flush yet (see the H4 report)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("mode", ["poll", "subscribe"])
 async def test_frozen_values_are_reported_stale_per_tag_and_good_again(sim: Simulation, mode: str) -> None:
     machine = "pump-1"
     signals = [name for name, _ in sim.signals(machine)]
