@@ -39,6 +39,7 @@ from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.opcua.changes import ChangeQueue
 from connectors.opcua.config import OpcUaMachine, OpcUaTag
 from connectors.opcua.convert import apply_max_age, silence_of, status_name, to_sample
+from connectors.opcua.deadline import until, within
 from connectors.opcua.handshake import CertificateRefused, Login, SessionReport, Target, prepare_own, secure
 from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
 from connectors.opcua.pki import OwnCertificate
@@ -228,7 +229,7 @@ class OpcUaConnector:
         await self._open_session(client, deadline)
         self._client = client
         try:
-            async with asyncio.timeout_at(deadline):
+            async with until(deadline):
                 await self._resolve(client)
                 if config.mode == "subscribe":
                     await self._subscribe(client)
@@ -278,7 +279,7 @@ class OpcUaConnector:
         config = self._config
         target = self._target()
         try:
-            async with asyncio.timeout_at(deadline):
+            async with until(deadline):
                 await secure(client, target, self.report, probe=self._probe, own=self._own)
                 try:
                     await client.connect()
@@ -396,7 +397,7 @@ class OpcUaConnector:
         if not wanted:
             return
         try:
-            async with asyncio.timeout(self._config.effective_connect_timeout):
+            async with within(self._config.effective_connect_timeout):
                 found = await self._engineering_units(client, [self._targets[i] for i in wanted])
         except (TimeoutError, UaError, DeviceError, ReadTimeout) as exc:
             _log.debug("machine %r: no units from the server: %s", self.machine_id, _describe(exc))
@@ -485,7 +486,7 @@ class OpcUaConnector:
         self._link_problem = None
         handler = _ChangeHandler(self)
         try:
-            async with asyncio.timeout(config.effective_connect_timeout):
+            async with within(config.effective_connect_timeout):
                 subscription = await client.create_subscription(config.interval * 1000, handler)
                 self._subscription = subscription
                 requests = [
@@ -593,7 +594,7 @@ class OpcUaConnector:
         results: list[ua.DataValue] = []
         pending = list(node_ids)
         try:
-            async with asyncio.timeout(time_limit):
+            async with within(time_limit):
                 while pending:
                     size = self.nodes_per_read or len(pending)
                     chunk = pending[:size]
@@ -641,7 +642,7 @@ class OpcUaConnector:
     async def _discard(self, client: Client) -> None:
         """Tear ``client`` down as far as it got; never raises."""
         try:
-            async with asyncio.timeout(self._config.effective_connect_timeout):
+            async with within(self._config.effective_connect_timeout):
                 await client.disconnect()
         except Exception:  # noqa: BLE001 - teardown of a failed link must never raise
             _log.debug("machine %r: error while disconnecting", self.machine_id, exc_info=True)
