@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from connectors.opcua.pki import TrustStore
+from connectors.opcua.pki import TrustStore, own_certificate
 from edge_agent.config import AgentConfig
 from edge_agent.history import HistoryBuffer
 from edge_agent.live_view import LiveView
@@ -132,8 +132,11 @@ async def run_demo(
     picks "(clear faults)" and sees the alert clear.
     """
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as models_dir:
+        pki_dir = str(Path(models_dir) / "pki")
+        # The agent's certificate (an RSA key) is made while the simulator starts, not after it.
+        own = asyncio.create_task(asyncio.to_thread(own_certificate, pki_dir), name="demo:own-certificate")
         async with Simulation(seed=seed, opcua_port=0, modbus_port=0, opcua_security="Basic256Sha256") as sim:
-            pki_dir = str(Path(models_dir) / "pki")
+            await own
             await asyncio.to_thread(trust_simulator, sim, pki_dir)
             config = demo_config(sim, mqtt, alerts={**DEMO_ALERTS, "data_dir": models_dir}, pki_dir=pki_dir)
             print(
