@@ -26,20 +26,23 @@ SIGNIFICANT_SHARE = 0.1
 
 
 def pattern(z: dict[str, float]) -> str:
-    """Read one signal's pattern from its feature z-scores."""
+    """Read one signal's pattern from its feature z-scores (the first check that holds wins)."""
     t = SIGNIFICANT_SIGMAS
-    if z["std"] <= -t and z["p2p"] <= -t:
-        return "frozen"
-    if abs(z["mean"]) >= t or abs(z["rms"]) >= t:
-        return "up" if z["mean"] > 0 else "down"
     level, trend = z.get("level", 0.0), z.get("trend", 0.0)
-    if abs(level) >= t:
-        return "up" if level > 0 else "down"
-    if z["std"] >= t or z["p2p"] >= t or z["kurtosis"] >= t or z["crest"] >= t:
-        return "noisy"
-    if abs(z["slope"]) >= t or abs(trend) >= t:
-        return "drifting"
-    return "normal"
+    up = "up" if z["mean"] > 0 else "down"
+    scatter = z["std"] >= t or z["p2p"] >= t or z["kurtosis"] >= t or z["crest"] >= t
+    # A ramp inside a window widens std and peak-to-peak too; it is a creep, not noise, when the
+    # slope stands out and the values are spread flat (a ramp's kurtosis is 1.8, noise's 3, spikes' more).
+    ramp = abs(z["slope"]) >= t and z["kurtosis"] <= -0.5
+    checks = (
+        (z["std"] <= -t and z["p2p"] <= -t, "frozen"),
+        (abs(z["mean"]) >= t or abs(z["rms"]) >= t, up),
+        (abs(level) >= t, "up" if level > 0 else "down"),
+        (abs(trend) >= t or ramp, "drifting"),  # a creep over 10-30 min, or within the window
+        (scatter, "noisy"),
+        (abs(z["slope"]) >= t, "drifting"),
+    )
+    return next((name for hit, name in checks if hit), "normal")
 
 
 @dataclass(frozen=True, slots=True)

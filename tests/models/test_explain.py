@@ -24,6 +24,12 @@ def test_patterns() -> None:
     assert pattern(with_levels | {"level": 4}) == "up"  # hotter than the load explains, inside its range
     assert pattern(with_levels | {"level": -4}) == "down"
     assert pattern(with_levels | {"trend": 5}) == "drifting"
+    # A temperature ramping inside its windows also widens std and peak-to-peak: still a creep, not noise.
+    assert pattern(with_levels | {"trend": 5, "std": 4, "p2p": 4}) == "drifting"
+    ramp = with_levels | {"slope": 7, "std": 13, "p2p": 11, "kurtosis": -1}  # a cooler failing: steep, flat spread
+    assert pattern(ramp) == "drifting"
+    assert pattern(ramp | {"kurtosis": 6}) == "noisy"  # spikes: a noisy sensor
+    assert pattern(ramp | {"kurtosis": 0}) == "noisy"  # gaussian scatter
 
 
 def test_rules() -> None:
