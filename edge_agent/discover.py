@@ -399,7 +399,9 @@ def security_of(choice: str, pki_dir: str | None) -> OpcUaSecurity:
 
     if choice == "none":
         return OpcUaSecurity.model_validate("none")
-    return OpcUaSecurity.model_validate({"policy": choice, "pki_dir": pki_dir})
+    # On the command line a relative folder means the current one (a config file may not say that).
+    folder = str(Path(pki_dir).expanduser().absolute()) if pki_dir else None
+    return OpcUaSecurity.model_validate({"policy": choice, "pki_dir": folder})
 
 
 async def browse_opcua(

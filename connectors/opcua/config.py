@@ -133,6 +133,14 @@ class OpcUaSecurity(StrictModel):
                 f"security.{given} is set but security.{missing} is not. Fix: give both (the agent's certificate "
                 "and its key), or neither and the agent makes its own"
             )
+        for key in ("pki_dir", "certificate", "private_key"):
+            value = getattr(self, key)
+            if value is not None and not (value.startswith(("/", "~")) or "${" in value):
+                raise ValueError(
+                    f"security.{key} {value!r} is a relative path, which would depend on the directory the agent "
+                    "is started from (/ under systemd). Fix: write it as an absolute path, "
+                    "e.g. /var/lib/edge-agent/pki"
+                )
         if self.enabled is False:
             for key in ("trust_on_first_use", "certificate"):
                 if getattr(self, key):

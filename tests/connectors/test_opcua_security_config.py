@@ -54,6 +54,9 @@ def test_none_is_written_out_as_shorthand_or_mapping_and_both_survive_a_dump() -
         ({"policy": "None", "mode": "None", "trust_on_first_use": True}, "trust_on_first_use has no effect"),
         ({"trust_on_first_use": "sometimes"}, "valid boolean"),
         ({"pki": "/tmp"}, "Extra inputs are not permitted"),
+        ({"pki_dir": "pki"}, "security.pki_dir 'pki' is a relative path"),
+        ({"certificate": "agent.der", "private_key": "/k.pem"}, "Fix: write it as an absolute path"),
+        ({"pki_dir": "~/pki"}, None),
     ],
 )
 def test_bad_security_is_refused_with_the_fix(security: Any, expected: str | None) -> None:
