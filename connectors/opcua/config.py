@@ -277,6 +277,13 @@ class OpcUaMachine(MachineConfigBase):
             )
         if self.password is not None and self.username is None:
             raise ValueError("password is set but username is not. Fix: add username, or remove password")
+        for key in ("user_certificate", "user_private_key"):
+            value = getattr(self, key)
+            if value is not None and not value.startswith(("/", "~")):
+                raise ValueError(
+                    f"{key} {value!r} is a relative path, which would depend on the directory the agent is "
+                    "started from (/ under systemd). Fix: write it as an absolute path"
+                )
         return self
 
     @model_validator(mode="after")

@@ -79,6 +79,7 @@ def test_bad_security_is_refused_with_the_fix(security: Any, expected: str | Non
         ),
         ({"user_certificate": "u.der", "user_private_key": "u.pem", "username": "op"}, "Fix: remove username"),
         ({"password": "pw-x1"}, "password is set but username is not"),
+        ({"user_certificate": "u.der", "user_private_key": "/u.pem"}, "user_certificate 'u.der' is a relative path"),
     ],
 )
 def test_bad_login_keys_are_refused_with_the_fix(login: dict[str, str], expected: str) -> None:
