@@ -151,11 +151,17 @@ def shortest_float32(value: float) -> str:
 
 
 class _Progress:
-    """One self-overwriting line on stderr, only when stderr is a terminal."""
+    """One self-overwriting status line on stderr, where a bar is wanted (``edge_agent.progress.wanted``).
+
+    Browsing has no known total, so it is a line that counts, not a bar; a register dump, whose
+    total is known, gets a real bar (``dump_modbus``).
+    """
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
+        from edge_agent.progress import wanted
+
         self._stream = stream
-        self._on = stream.isatty()
+        self._on = wanted(stream)
 
     def show(self, text: str) -> None:
         if self._on:
@@ -707,10 +713,18 @@ async def dump_modbus(
     # One register past the range, so the float32 pair of the last address can be shown too.
     upto = min(last + 1, LAST_ADDRESS)
     total = upto - first + 1
+    progress.done()
+    from edge_agent.progress import progress as bar_for
+
+    bar = bar_for(total=total, desc=f"reading {host}:{port} unit {unit}", unit="reg")
+
+    def advance(done: int) -> None:
+        bar.update(done - bar.n)
+
     try:
-        result = await read_range(read, first, upto, lambda n: progress.show(f"reading: {n}/{total} register(s) ..."))
+        result = await read_range(read, first, upto, advance)
     finally:
-        progress.done()
+        bar.close()
         client.close()
     return result
 
