@@ -137,7 +137,7 @@ class OpcUaConnector:
         self.namespaces: tuple[str, ...] = ()
         """The server's namespace array as read at the last connect."""
         self._subscription: Subscription | None = None
-        self._changes = ChangeQueue(config.max_queued_samples)
+        self._changes = ChangeQueue(config.effective_max_queued_samples)
         self._last_changes: dict[int, tuple[Sample, int]] = {}
         """Subscribe mode: each monitored item's last sample and when it arrived (ns), for max_age."""
         self._item_problems: dict[str, str] = {}
@@ -547,7 +547,7 @@ class OpcUaConnector:
         self._last_changes[handle] = (sample, received)
         if self._changes.put(sample):
             self._warn_once(
-                f"more than {self._config.max_queued_samples} changes waited for a read; dropping the oldest "
+                f"more than {self._config.effective_max_queued_samples} changes waited for a read; dropping the oldest "
                 "(counted in dropped_samples). Fix: raise max_queued_samples, or read more often"
             )
 

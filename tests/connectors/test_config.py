@@ -388,6 +388,14 @@ def test_opcua_subscription_keys() -> None:
     defaults = opcua({"name": "a", "node": "i=2258"}, mode="subscribe", interval="2s", max_age="5s")
     assert defaults.sampling_interval_of(defaults.tags[0]) == 2.0
     assert defaults.max_age_of(defaults.tags[0]) == 5.0
+    assert machine.effective_max_queued_samples == 100
+    assert defaults.effective_max_queued_samples == 10000
+
+
+def test_opcua_change_queue_grows_with_the_tag_count() -> None:
+    # 5,000 subscribed items: two sampling intervals in one publish must not overflow the queue.
+    many = opcua(*({"name": f"t{i}", "node": f"ns=2;i={i}"} for i in range(5000)), mode="subscribe", interval="1s")
+    assert many.effective_max_queued_samples == 50000
 
 
 @pytest.mark.parametrize(
