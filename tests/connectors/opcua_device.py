@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from asyncua import ua
 from asyncua.common.callback import CallbackType
@@ -84,13 +84,15 @@ class OpcUaTestDevice:
         server.disable_clock(True)  # asyncua's clock task makes stop() wait up to a second
         if self._users:
             server.set_security_IDs(["Username"])
-        idx = await server.register_namespace(NAMESPACE)
-        folder = await server.nodes.objects.add_folder(ua.NodeId("Device", idx), ua.QualifiedName("Device", idx))
+        idx = ua.Int16(await server.register_namespace(NAMESPACE))
+        folder = await server.nodes.objects.add_folder(
+            ua.NodeId(ua.String("Device"), idx), ua.QualifiedName("Device", idx)
+        )
         for name, (value, vtype, _status, _when) in NODES.items():
-            var = await folder.add_variable(ua.NodeId(name, idx), ua.QualifiedName(name, idx), value, vtype)
+            var = await folder.add_variable(ua.NodeId(ua.String(name), idx), ua.QualifiedName(name, idx), value, vtype)
             self._node_ids[name] = var.nodeid
         for i, name in enumerate(COUNTER_NODES):
-            var = await folder.add_variable(ua.NodeId(name, idx), ua.QualifiedName(name, idx), float(i))
+            var = await folder.add_variable(ua.NodeId(ua.String(name), idx), ua.QualifiedName(name, idx), float(i))
             self._node_ids[name] = var.nodeid
         server.subscribe_server_callback(CallbackType.PreRead, self._on_read)
         if self._enforce_max_nodes:
@@ -106,7 +108,8 @@ class OpcUaTestDevice:
                 ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
             ):
                 await server.write_attribute_value(
-                    ua.NodeId(limit), ua.DataValue(ua.Variant(self._max_nodes_per_read, ua.VariantType.UInt32))
+                    ua.NodeId(ua.Int32(limit)),
+                    ua.DataValue(ua.Variant(self._max_nodes_per_read, ua.VariantType.UInt32)),
                 )
         assert server.bserver is not None
         self.endpoint = f"opc.tcp://127.0.0.1:{server.bserver.port}/test/"
@@ -140,9 +143,13 @@ class OpcUaTestDevice:
     ) -> None:
         """Change a value on the server side (not a client write)."""
         assert self._server is not None
-        stamp = when or datetime.now(UTC)
+        # ua.DateTime is asyncua's marker subclass of datetime; a plain datetime encodes alike
+        stamp = cast(ua.DateTime, when or datetime.now(UTC))
         data = ua.DataValue(
-            ua.Variant(value, vtype), StatusCode=ua.StatusCode(status), SourceTimestamp=stamp, ServerTimestamp=stamp
+            ua.Variant(value, vtype),
+            StatusCode=ua.StatusCode(ua.UInt32(status)),
+            SourceTimestamp=stamp,
+            ServerTimestamp=stamp,
         )
         await self._server.write_attribute_value(self._node_ids[name], data)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from asyncua import ua
@@ -27,8 +28,31 @@ SERVER = SOURCE + timedelta(milliseconds=5)
 RECEIVED = 1_800_000_000_000_000_000
 
 
-def data_value(value: object = 1.5, status: int = StatusCodes.Good, **timestamps: datetime) -> ua.DataValue:
-    return ua.DataValue(ua.Variant(value), StatusCode=ua.StatusCode(status), **timestamps)
+def data_value(
+    value: object = 1.5,
+    status: int = StatusCodes.Good,
+    *,
+    SourceTimestamp: datetime | None = None,
+    ServerTimestamp: datetime | None = None,
+) -> ua.DataValue:
+    # ua.DateTime is asyncua's marker subclass of datetime; a plain datetime encodes alike
+    return ua.DataValue(
+        ua.Variant(value),
+        StatusCode=status_code(status),
+        SourceTimestamp=cast("ua.DateTime | None", SourceTimestamp),
+        ServerTimestamp=cast("ua.DateTime | None", ServerTimestamp),
+    )
+
+
+def status_code(code: int) -> ua.StatusCode:
+    """asyncua's constructor is typed for its own UInt32, an int subclass."""
+    return ua.StatusCode(ua.UInt32(code))
+
+
+def node_id(identifier: str | int, namespace_index: int) -> ua.NodeId:
+    """asyncua's constructor is typed for its own String/Int32/Int16 subclasses of str and int."""
+    typed = ua.String(identifier) if isinstance(identifier, str) else ua.Int32(identifier)
+    return ua.NodeId(typed, ua.Int16(namespace_index))
 
 
 def test_datetime_to_ns_is_exact() -> None:
@@ -58,13 +82,13 @@ def test_timestamp_fallbacks() -> None:
     ],
 )
 def test_quality_from_status(status: int, quality: Quality) -> None:
-    assert quality_of(ua.StatusCode(status)) is quality
+    assert quality_of(status_code(status)) is quality
     assert quality_of(None) is Quality.GOOD
 
 
 def test_status_names() -> None:
-    assert status_name(ua.StatusCode(StatusCodes.BadNodeIdUnknown)) == "BadNodeIdUnknown"
-    assert status_name(ua.StatusCode(0x80FF0000)).startswith(("0x80FF0000", "Bad"))
+    assert status_name(status_code(StatusCodes.BadNodeIdUnknown)) == "BadNodeIdUnknown"
+    assert status_name(status_code(0x80FF0000)).startswith(("0x80FF0000", "Bad"))
 
 
 def test_samples_from_data_values() -> None:
@@ -123,10 +147,10 @@ def test_staleness() -> None:
 
 def test_resolve_node() -> None:
     namespaces = ["http://opcfoundation.org/UA/", "urn:a", "urn:b"]
-    assert resolve_node("nsu=urn:b;s=X.Y", namespaces) == ua.NodeId("X.Y", 2)
-    assert resolve_node("nsu=urn:a;i=5", namespaces) == ua.NodeId(5, 1)
-    assert resolve_node("ns=7;s=X", namespaces) == ua.NodeId("X", 7)
-    assert resolve_node("i=2258", namespaces) == ua.NodeId(2258, 0)
+    assert resolve_node("nsu=urn:b;s=X.Y", namespaces) == node_id("X.Y", 2)
+    assert resolve_node("nsu=urn:a;i=5", namespaces) == node_id(5, 1)
+    assert resolve_node("ns=7;s=X", namespaces) == node_id("X", 7)
+    assert resolve_node("i=2258", namespaces) == node_id(2258, 0)
     with pytest.raises(LookupError, match=r"no namespace 'urn:c'.*'urn:a', 'urn:b'"):
         resolve_node("nsu=urn:c;s=X", namespaces)
 
@@ -152,8 +176,8 @@ def test_change_queue_is_bounded_and_counts_what_it_drops() -> None:
 
 
 def test_engineering_units_path() -> None:
-    path = engineering_units_path(ua.NodeId("X", 2))
-    assert path.StartingNode == ua.NodeId("X", 2)
+    path = engineering_units_path(node_id("X", 2))
+    assert path.StartingNode == node_id("X", 2)
     [element] = path.RelativePath.Elements
     assert element.TargetName == ua.QualifiedName("EngineeringUnits", 0)
     assert element.IsInverse is False
