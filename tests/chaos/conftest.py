@@ -126,7 +126,8 @@ class Listener:
         self.client.on_connect = lambda c, *_: c.subscribe(
             [(f"{prefix}/+/+/+/+/telemetry", 1), (f"{prefix}/+/_agent/+/status", 1)]
         )
-        self.client.reconnect_delay_set(0.2, 1)
+        # paho annotates int seconds, but its wait loop sleeps fractions; 0.2 s keeps reconnects fast
+        self.client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]
         self.client.connect("127.0.0.1", port, keepalive=5)
         self.client.loop_start()
 

@@ -38,7 +38,8 @@ class Subscriber:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_name("sub"), clean_session=False)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", qos=1)
-        self.client.reconnect_delay_set(0.1, 0.5)
+        # paho annotates int seconds, but its wait loop sleeps fractions; 0.1 s keeps reconnects fast
+        self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
         self.client.connect(broker.host, broker.port, keepalive=5)
         self.client.loop_start()
 
@@ -175,7 +176,7 @@ async def test_refused_login_is_reported_once_without_the_password(
     assert await proc.wait() == 0
     passwords.chmod(0o600)
     with AuthMosquitto(tmp_path / "auth", extra_config=f"password_file {passwords}") as broker:
-        config = MqttConfig(host=broker.host, port=broker.port, username="agent", password="wrong-secret")  # type: ignore[arg-type]
+        config = MqttConfig(host=broker.host, port=broker.port, username="agent", password="wrong-secret")
         pub = MqttPublisher(config, "s", client_id=unique_name("agent"), outbox=OutboxConfig(path=str(tmp_path / "o")))
         pub.backoff.initial, pub.backoff.cap = 0.1, 0.2
         await pub.start()
@@ -196,7 +197,7 @@ async def test_refused_login_is_reported_once_without_the_password(
 async def test_other_messages_go_through_the_outbox_in_order(
     fresh_mosquitto: Mosquitto, publisher: MqttPublisher, prefix: str
 ) -> None:
-    received: list[tuple[str, bytes]] = []
+    received: list[tuple[str, bytes | bytearray]] = []
     subscribed: list[int] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_name("alerts"))
     client.on_subscribe = lambda _c, _u, mid, *_: subscribed.append(mid)
