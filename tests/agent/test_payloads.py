@@ -62,7 +62,8 @@ def test_line_protocol_fields_by_value_type() -> None:
 
 
 def good_message() -> dict[str, object]:
-    return json.loads(encode_json(batch(Sample("flow", 1.5, T)), ORIGIN))
+    message: dict[str, object] = json.loads(encode_json(batch(Sample("flow", 1.5, T)), ORIGIN))
+    return message
 
 
 @pytest.mark.parametrize(

@@ -195,7 +195,11 @@ async def test_close_after_each_cycle(device: ModbusTestDevice) -> None:
     for cycle in range(1, 4):
         batch = await connector.read()
         assert batch.good_count == 1
-        await eventually(lambda n=cycle: device.connections_closed >= n + 1, 5, "the device saw the link close")
+
+        def link_closed(n: int = cycle) -> bool:
+            return device.connections_closed >= n + 1
+
+        await eventually(link_closed, 5, "the device saw the link close")
     assert device.connections_opened == 4  # the connect() probe plus one per poll
     await connector.close()
 
