@@ -47,6 +47,11 @@ def port_of(sim: Simulation, protocol: str) -> int:
     return sim.opcua.port if protocol == "opcua" else sim.modbus.port
 
 
+def state_now(connector: Connector) -> ConnectionState:
+    """The connector's state read afresh: mypy keeps an earlier ``is`` narrowing across the awaits that change it."""
+    return connector.state
+
+
 async def assert_sane_batches(connector: Connector, tag_names: list[str]) -> None:
     """Read until every tag has a sample (a subscription delivers in the background), checking each batch."""
     seen: set[str] = set()
@@ -88,22 +93,22 @@ async def test_lifecycle_and_recovery(variant: str) -> None:
         assert connector.state is ConnectionState.CLOSED
         await connector.close()  # closing a connector that never connected is fine
         await connector.connect()
-        assert connector.state is ConnectionState.UP
+        assert state_now(connector) is ConnectionState.UP
         await assert_sane_batches(connector, names)
     # The server is gone (its connections are closed): reads fail as a whole.
     await read_until_it_fails(connector)
-    assert connector.state is ConnectionState.DOWN
+    assert state_now(connector) is ConnectionState.DOWN
     with pytest.raises(ConnectorError):
         await connector.connect()
-    assert connector.state is ConnectionState.DOWN
+    assert state_now(connector) is ConnectionState.DOWN
     async with simulation(protocol, port) as sim:
         await connector.connect()
-        assert connector.state is ConnectionState.UP
+        assert state_now(connector) is ConnectionState.UP
         await assert_sane_batches(connector, names)
         await connector.close()
         await connector.close()
-        assert connector.state is ConnectionState.CLOSED
+        assert state_now(connector) is ConnectionState.CLOSED
         with pytest.raises(ConnectorError):
             await connector.read()
-        assert connector.state is ConnectionState.CLOSED
+        assert state_now(connector) is ConnectionState.CLOSED
         assert sim.write_count == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.base import ConnectionState
+from connectors.base import ConnectionState, Connector
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
 from edge_agent.errors import ConnectError
@@ -12,6 +12,11 @@ from edge_agent.samples import Quality, Sample
 from simulators import Simulation
 from tests.connectors.simconfig import modbus_machine
 from tests.servers import free_port
+
+
+def state_now(connector: Connector) -> ConnectionState:
+    """The connector's state read afresh: mypy keeps an earlier ``is`` narrowing across the awaits that change it."""
+    return connector.state
 
 
 def update_matching(sim: Simulation, machine: str, samples: dict[str, Sample], names: list[str]) -> int:
@@ -123,4 +128,4 @@ async def test_device_down_at_connect_raises_connect_error() -> None:
         await connector.read()
     await connector.close()
     await connector.close()
-    assert connector.state is ConnectionState.CLOSED
+    assert state_now(connector) is ConnectionState.CLOSED

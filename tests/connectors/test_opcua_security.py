@@ -202,6 +202,7 @@ async def test_own_certificate_is_made_once_with_the_application_uri(secure_sim:
     cert = x509.load_der_x509_certificate((pki / "own" / "cert.der").read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
+    assert own is not None
     assert own.application_uri == uri
     assert stat.S_IMODE(os.stat(pki / "own" / "key.pem").st_mode) == 0o600
     assert not TrustStore(pki).entries(("rejected",))
@@ -357,6 +358,7 @@ async def test_a_server_that_refuses_the_agents_certificate_is_told_which_one_to
     from asyncua import ua
     from asyncua.common.utils import ServiceError
     from asyncua.server.server import Server
+    from asyncua.ua.status_codes import StatusCodes
 
     cert, key = await asyncio.to_thread(make_certificate, "urn:edge-agent:test:strict-server")
     server = Server()
@@ -368,7 +370,7 @@ async def test_a_server_that_refuses_the_agents_certificate_is_told_which_one_to
     server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
 
     async def refuse(_certificate: x509.Certificate, _app: ua.ApplicationDescription) -> None:
-        raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+        raise ServiceError(StatusCodes.BadCertificateUntrusted)
 
     server.set_certificate_validator(refuse)
     await server.start()

@@ -34,8 +34,9 @@ def test_none_is_written_out_as_shorthand_or_mapping_and_both_survive_a_dump() -
         machine = opcua(security=written)
         assert (machine.security.policy, machine.security.mode) == ("None", "None")
         assert not machine.security.enabled
-        for dump in ({}, {"exclude_unset": True}, {"exclude_defaults": True}):
-            assert OpcUaMachine.model_validate(machine.model_dump(mode="json", **dump)) == machine
+        for unset, defaults in ((False, False), (True, False), (False, True)):
+            dumped = machine.model_dump(mode="json", exclude_unset=unset, exclude_defaults=defaults)
+            assert OpcUaMachine.model_validate(dumped) == machine
 
 
 @pytest.mark.parametrize(

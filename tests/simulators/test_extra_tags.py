@@ -5,7 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
+from asyncua.client.client import Client
 from pymodbus.client import AsyncModbusTcpClient
 
 from simulators import Simulation, SimulatorError
@@ -27,7 +28,7 @@ async def test_extra_tags_are_served_after_the_signals_on_both_protocols() -> No
         assert value in {v for _, v in sim.served("modbus", "pump-1", "aux_44")}
         async with Client(sim.opcua.endpoint) as opcua:
             index = await opcua.get_namespace_index(sim.opcua.namespace_uri)
-            node = opcua.get_node(ua.NodeId("pump-1.aux_44", index))
+            node = opcua.get_node(ua.NodeId(ua.String("pump-1.aux_44"), ua.Int16(index)))
             assert await node.read_value() in {v for _, v in sim.served("opcua", "pump-1", "aux_44")}
         assert sim.write_count == 0
 

@@ -77,11 +77,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSim]:
 @pytest.fixture
 def modbus(running: RunningSim) -> Iterator[ModbusTcpClient]:
     client = ModbusTcpClient("127.0.0.1", port=running.modbus_port, timeout=2)
-    assert client.connect()
+    assert client.connect()  # type: ignore[no-untyped-call]  # pymodbus leaves the sync client unannotated
     try:
         yield client
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
 
 
 def read_signal(client: ModbusTcpClient, name: str, unit: int = 1) -> float:
