@@ -92,7 +92,7 @@ class LevelModel:
     @property
     def n_signals(self) -> int:
         """Signals the model was fitted on."""
-        return len(self.intercept) // 2
+        return len(self.slow)
 
     @classmethod
     def fit(cls, windows: FloatArray, n_signals: int, span_s: float, ridge: float = RIDGE) -> LevelModel:
@@ -108,25 +108,25 @@ class LevelModel:
         scale = x.std(axis=0)
         scale = np.where(scale > 1e-9 * np.maximum(np.abs(center), 1.0), scale, 1.0)
         xs = (x - center) / scale
-        intercept = y.mean(axis=0)
-        gram = xs.T @ xs
-        cross = xs.T @ (y - intercept)
         owner = np.repeat(np.arange(n_signals), len(_REGRESSORS))
         fast = blocks[:, :, 0] - blocks[:, :, _FAST]
         trend = blocks[:, :, _FAST] - blocks[:, :, _SLOW]
         cause = fast.std(axis=0) >= SLOW_RATIO * np.maximum(trend.std(axis=0), 1e-12)
-        coef = np.zeros((y.shape[1], x.shape[1]))
+        slow = ~cause & (span_s >= MIN_SPAN_S)
+        # Only slow signals get residuals, so only their rows are fitted and kept (a machine with
+        # 50 tags and two temperatures keeps 4 rows, not 100).
+        targets = np.flatnonzero(np.repeat(slow, 2))
+        intercept = y[:, targets].mean(axis=0)
+        gram = xs.T @ xs
+        cross = xs.T @ (y[:, targets] - intercept)
+        coef = np.zeros((len(targets), x.shape[1]))
         penalty = ridge * len(blocks)
-        n_targets = y.shape[1] // n_signals
-        for j in range(n_signals):
+        for i, j in enumerate(np.flatnonzero(slow)):
             keep = (owner != j) & cause[owner]
-            if not keep.any():
-                continue
-            a = gram[np.ix_(keep, keep)] + penalty * np.eye(int(keep.sum()))
-            rows = slice(j * n_targets, (j + 1) * n_targets)
-            coef[rows, keep] = np.linalg.solve(a, cross[keep, rows]).T
-        slow = (~cause & (span_s >= MIN_SPAN_S)).astype(np.float64)
-        return cls(center, scale, coef, intercept, slow, x.min(axis=0), x.max(axis=0))
+            if keep.any():
+                a = gram[np.ix_(keep, keep)] + penalty * np.eye(int(keep.sum()))
+                coef[2 * i : 2 * i + 2, keep] = np.linalg.solve(a, cross[keep, 2 * i : 2 * i + 2]).T
+        return cls(center, scale, coef, intercept, slow.astype(np.float64), x.min(axis=0), x.max(axis=0))
 
     def transform(self, windows: FloatArray) -> FloatArray:
         """Window vectors (one or many) to detector vectors: statistics plus level and trend residuals.
@@ -134,14 +134,18 @@ class LevelModel:
         While the slow means warm up (NaN) both residuals are 0: unknown is scored as normal.
         """
         blocks = _blocks(windows, self.n_signals)
-        x = blocks[:, :, _REGRESSORS].reshape(len(blocks), -1)
-        warm = np.asarray(np.isfinite(x).all(axis=1), dtype=np.bool_)
-        x = np.clip(np.where(warm[:, None], x, self.center), self.low, self.high)
-        pred = ((x - self.center) / self.scale) @ self.coef.T + self.intercept
-        resid = _targets(blocks) - pred.reshape(len(blocks), self.n_signals, 2)
-        resid = np.where(warm[:, None, None], resid * self.slow[:, None], 0.0)
-        out = np.concatenate([blocks[:, :, : len(STATS)], resid], axis=2).reshape(len(blocks), -1)
-        return out[0] if np.ndim(windows) == 1 else out
+        out: FloatArray = np.zeros((len(blocks), self.n_signals, len(MODEL_FEATURES)))
+        out[:, :, : len(STATS)] = blocks[:, :, : len(STATS)]
+        slow = np.flatnonzero(self.slow)
+        if len(slow):
+            x = blocks[:, :, _REGRESSORS].reshape(len(blocks), -1)
+            warm = np.asarray(np.isfinite(x).all(axis=1), dtype=np.bool_)
+            x = np.clip(np.where(warm[:, None], x, self.center), self.low, self.high)
+            pred = ((x - self.center) / self.scale) @ self.coef.T + self.intercept
+            resid = _targets(blocks[:, slow]) - pred.reshape(len(blocks), len(slow), 2)
+            out[:, slow, len(STATS) :] = np.where(warm[:, None, None], resid, 0.0)
+        flat: FloatArray = out.reshape(len(blocks), -1)
+        return flat[0] if np.ndim(windows) == 1 else flat
 
     def to_arrays(self) -> dict[str, FloatArray]:
         """The fitted numbers, for the model file."""
@@ -168,8 +172,9 @@ class LevelModel:
         except KeyError as exc:
             raise ModelError(f"level model is missing array {exc}; the file is damaged. Fix: retrain") from exc
         width = n_signals * len(_REGRESSORS)
+        n_slow = 2 * int(np.count_nonzero(model.slow)) if model.slow.shape == (n_signals,) else -1
         shapes = (model.coef.shape, model.intercept.shape, model.slow.shape)
         ranges = {model.center.shape, model.scale.shape, model.low.shape, model.high.shape}
-        if shapes != ((2 * n_signals, width), (2 * n_signals,), (n_signals,)) or ranges != {(width,)}:
+        if shapes != ((n_slow, width), (n_slow,), (n_signals,)) or ranges != {(width,)}:
             raise ModelError("level model arrays do not fit the signals; the file is damaged. Fix: retrain")
         return model
