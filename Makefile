@@ -5,4 +5,4 @@ demo:
 test:
 	./scripts/test
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy edge_agent connectors models simulators
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy .
