@@ -294,6 +294,7 @@ def test_modbus_bit_tables_default_to_bool() -> None:
         ({"type": "uint16", "bit": 3}, "bit only applies to type bool"),
         ({"type": "bool", "bit": 16}, "less than or equal to 15"),
         ({"type": "string"}, "a string needs length"),
+        ({"type": "string", "length": 0}, "greater than or equal to 1"),
         ({"type": "int32", "length": 2}, "length only applies to type string"),
         ({"type": "bool", "bit": 1, "scale": 2}, "scale and offset do not apply to a bool"),
         ({"type": "string", "length": 2, "offset": 1}, "scale and offset do not apply to a string"),
