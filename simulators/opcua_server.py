@@ -343,6 +343,27 @@ class OpcUaSimServer:
             ua.Variant(now, ua.VariantType.DateTime)
         )
 
+    async def expire_sessions(self) -> int:
+        """End every client's session on the server side while its TCP link stays open.
+
+        What a server does when a session times out (a client paused longer than its session
+        timeout, a server-side reset): the next request of that client is refused. asyncua answers
+        BadUserAccessDenied where other servers say BadSessionIdInvalid; a client must treat
+        either as "start a new session". Returns how many sessions were ended.
+        """
+        if self._server is None:
+            return 0
+        ended = 0
+        for transport in list(self._server.iserver.asyncio_transports):
+            processor = getattr(transport.get_protocol(), "processor", None)
+            session = getattr(processor, "session", None)
+            if processor is None or session is None:
+                continue
+            await session.close_session(True)
+            processor.session = None
+            ended += 1
+        return ended
+
     def drop_connections(self) -> int:
         """Close every client connection (the listener stays up); returns how many were closed."""
         if self._server is None:

@@ -447,6 +447,10 @@ class Simulation:
             dropped += self._opcua.drop_connections()
         return dropped
 
+    async def expire_sessions(self) -> int:
+        """End every OPC UA session on the server side, links left open (a session timeout)."""
+        return await self._opcua.expire_sessions() if self._opcua is not None else 0
+
     # -- what tests and the demo ask -----------------------------------------------------------
 
     @property

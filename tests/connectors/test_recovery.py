@@ -411,3 +411,38 @@ async def test_opcua_server_closing_every_connection(mode: str) -> None:
                 for sample in (s for b in recorder.since(up_at) for s in b.samples if s.tag == tag):
                     assert (sample.timestamp_ns, sample.value) in served, sample
         assert sim.write_count == 0
+
+
+@pytest.mark.parametrize("mode", ["poll", "subscribe"])
+async def test_opcua_session_expired_on_the_server(mode: str) -> None:
+    """The server forgets the session while the TCP link stays up (a session timeout): the next
+    request is refused, and the poller starts a new session without an agent restart."""
+    async with Simulation(seed=2, machines=[MACHINE], update_interval=SIM_INTERVAL, modbus_port=None) as sim:
+        config = opcua_config(sim.opcua.endpoint, mode)
+        async with polling(config) as (poller, recorder):
+            await eventually(
+                lambda: good_tags([b for _, b in recorder.batches]) >= set(URI_TAGS), 30, "every tag read good"
+            )
+            fault_at = time.monotonic()
+            assert await sim.expire_sessions() >= 1
+            # Subscribe mode notices at asyncua's next keep-alive probe of the session (every
+            # max(5 s, timeout)); poll mode at the next Read. Then one backoff step, one connect, one poll.
+            noticed = max(5.0, config.effective_timeout) + config.effective_timeout if mode == "subscribe" else 0.0
+            bound = noticed + config.interval + config.effective_timeout + recovery_bound(poller)
+            await eventually(
+                lambda: (
+                    "down" in [s for at, s, _ in recorder.states if at >= fault_at]
+                    and recorder.states[-1][1] == "up"
+                    and good_tags(recorder.since(recorder.states[-1][0])) >= set(URI_TAGS)
+                ),
+                bound,
+                f"down reported and every tag good again within {bound:.1f} s",
+                detail=lambda: (poller.stats, recorder.states),
+            )
+            assert_one_gap(recorder, fault_at, fault_at)
+            up_at = recorder.states[-1][0]
+            for tag in SIGNALS:  # exactly what the server served, nothing made up
+                served = set(sim.served("opcua", MACHINE, tag))
+                for sample in (s for b in recorder.since(up_at) for s in b.samples if s.tag == tag):
+                    assert (sample.timestamp_ns, sample.value) in served, sample
+        assert sim.write_count == 0
