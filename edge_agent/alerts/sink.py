@@ -187,6 +187,11 @@ class AlertSink:
         m = self._machines.get(machine)
         return m.stats if m is not None else MachineStats()
 
+    def last_assessment(self, machine: str) -> Assessment | None:
+        """The machine's most recent scored window (score, threshold, level), None before the first."""
+        m = self._machines.get(machine)
+        return m.last_assessment if m is not None else None
+
     def idle(self, machine: str) -> bool:
         """True when every queued row of the machine has been processed (for tests and shutdown)."""
         m = self._machines.get(machine)

@@ -14,6 +14,7 @@ Bounded: one open alert per machine and ``recent_size`` ended ones.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +37,8 @@ class AlertBoard:
         self._open: dict[str, dict[str, Any]] = {}
         self._recent: deque[dict[str, Any]] = deque(maxlen=recent_size)
         self.ignored_events = 0
+        self.event_counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        """Events seen per (machine, kind), for /metrics: how often alerts were raised, cleared, ..."""
 
     def record(self, event: Mapping[str, Any]) -> None:
         """Take one alert event (call it from the alert sink's ``on_alert`` callback, on the loop)."""
@@ -44,6 +47,7 @@ class AlertBoard:
             self.ignored_events += 1
             log.debug("alert board: ignoring an event without machine or known kind: %r", event)
             return
+        self.event_counts[machine, str(kind)] += 1
         if kind == "cleared" or event.get("active") is False:
             opened = self._open.pop(machine, None)
             ended = dict(opened or {}) | dict(event)

@@ -65,6 +65,42 @@ class AgentCollector(Collector):
             active = GaugeMetricFamily("edge_agent_alerts_active", "Alerts active now.")
             active.add_metric([], len(self.alerts.active()))
             yield active
+            counts = getattr(self.alerts, "event_counts", None)
+            if counts is not None:
+                events = CounterMetricFamily(
+                    "edge_agent_alert_events",
+                    "Alert events per machine and kind (raised, escalated, acknowledged, cleared).",
+                    labels=["machine", "event"],
+                )
+                for (machine, kind), count in sorted(counts.items()):
+                    events.add_metric([machine, kind], count)
+                yield events
+        yield from self._models()
+
+    def _models(self) -> Iterator[Metric]:
+        """Per machine with an alert engine: is the model ready, and its latest score against the threshold."""
+        engine = self.agent.alerts
+        if engine is None:
+            return
+        label = ["machine"]
+        ready = GaugeMetricFamily("edge_agent_model_ready", "1 once the machine's model has learned.", labels=label)
+        scored = CounterMetricFamily("edge_agent_model_windows_scored", "Windows scored by the model.", labels=label)
+        score = GaugeMetricFamily("edge_agent_anomaly_score", "Anomaly score of the latest window.", labels=label)
+        threshold = GaugeMetricFamily("edge_agent_anomaly_threshold", "The model's alert threshold.", labels=label)
+        level = GaugeMetricFamily(
+            "edge_agent_anomaly_level", "Latest window on the alert scale: 0 typical, 1 the threshold.", labels=label
+        )
+        for poller in self.agent.pollers:
+            machine = [poller.machine.id]
+            stats = engine.stats(poller.machine.id)
+            ready.add_metric(machine, 1.0 if stats.learned else 0.0)
+            scored.add_metric(machine, stats.scored)
+            latest = engine.last_assessment(poller.machine.id)
+            if latest is not None:
+                score.add_metric(machine, latest.score)
+                threshold.add_metric(machine, latest.threshold)
+                level.add_metric(machine, latest.level)
+        yield from (ready, scored, score, threshold, level)
 
     def _machines(self) -> Iterator[Metric]:
         label = ["machine"]

@@ -24,6 +24,7 @@ from simulators import Simulation
 from tests.waiting import eventually
 from tests.web.conftest import ARTIFACTS
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, PANEL
+from tests.web.test_metrics import machine, scrape
 
 WAIT_MS = 60_000
 
@@ -109,3 +110,17 @@ async def test_student_injects_a_fault_and_sees_the_real_alert(
         finally:
             await browser.close()
     assert [f for f in sim.ground_truth() if f.end_s is None] == []
+
+    # /metrics tells the same story to Prometheus: one alert raised, acknowledged and cleared on
+    # pump-1; its model ready with a score against its threshold; press-1 has no model.
+    metrics = await scrape(server.url)
+    for kind in ("raised", "acknowledged", "cleared"):
+        assert metrics[("edge_agent_alert_events_total", (("event", kind), ("machine", "pump-1")))] >= 1, kind
+    assert metrics[machine("edge_agent_model_ready", "pump-1")] == 1
+    assert metrics[machine("edge_agent_model_ready", "press-1")] == 0
+    assert metrics[machine("edge_agent_model_windows_scored_total", "pump-1")] > 0
+    latest = engine.last_assessment("pump-1")
+    assert latest is not None
+    assert metrics[machine("edge_agent_anomaly_threshold", "pump-1")] == pytest.approx(latest.threshold)
+    assert metrics[machine("edge_agent_anomaly_score", "pump-1")] >= 0
+    assert machine("edge_agent_anomaly_score", "press-1") not in metrics
