@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -76,7 +77,9 @@ def archive_current(folder: Path, keep: int) -> None:
         except ModelError as exc:
             log.warning("alerts: %s is not kept as an old version: %s", current, exc)
         else:
-            target = folder / VERSIONS_DIR / f"{stamp(model.trained_at)}-{model.version}.npz"
+            # trained_at has whole seconds; two retrains in one second (simulated time, tests) would
+            # then sort by version hash. The archive moment orders them: it follows training order.
+            target = folder / VERSIONS_DIR / f"{stamp(model.trained_at)}-{time.time_ns():020d}-{model.version}.npz"
             target.parent.mkdir(parents=True, exist_ok=True)
             current.replace(target)
     prune(folder, keep)
