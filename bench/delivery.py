@@ -10,9 +10,13 @@ Prints, in one run (or one part with ``--only``):
     lines (the target's baseline: at least 80 %) and given one body per request (the ceiling),
     interleaved over ``--rounds`` rounds, medians. VictoriaMetrics stands in for InfluxDB 2, which
     Debian does not package; InfluxDB 1.6 has no v2 write API for influxdb-client to use;
-  * soak: the real agent (``python -m edge_agent run``) polling simulators and publishing to
-    Mosquitto for ``--minutes`` (default 2; 30 for the full soak) with a broker outage in the
-    middle, printing its RSS and the outbox size as it goes.
+  * soak: the real agent (``python -m edge_agent run``) polling simulators (``--soak-machines``
+    machines, the first over OPC UA, the rest over Modbus, ``--soak-tags`` tags each, every
+    ``--soak-interval``: by default 10 x 50 x 10 Hz = 5,000 samples/s) and publishing to Mosquitto
+    for ``--minutes`` (default 2; 30 for the full soak) with a ``--soak-outage`` broker outage in
+    the middle. Prints its RSS, the samples/s published (from the outbox file's counters) and the
+    outbox size as it goes, then RSS by phase, the drain time and the targets (RSS growth after
+    warm-up < 5 %, outbox flat, 5,000 samples/s).
 
 Run: .venv/bin/python bench/delivery.py [--only fsync|drain|ingest|soak] [--minutes 2]
 Needs Debian's mosquitto and victoria-metrics (scripts/test installs them).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import os
 import statistics
@@ -47,6 +52,7 @@ from edge_agent.payloads import Origin, encode_json, sample_line
 from edge_agent.publisher import MqttPublisher
 from edge_agent.samples import Batch, Sample
 from simulators import Simulation
+from simulators.durations import parse_duration
 from tests.servers import Mosquitto, VictoriaMetrics
 
 T0 = 1_763_800_000_000_000_000
@@ -264,6 +270,11 @@ async def bench_ingest(messages: int, samples_per_message: int, rounds: int) -> 
 
 
 # ---------------------------------------------------------------- soak
+SOAK_TARGET_RATE = 5000.0
+SOAK_RSS_GROWTH_LIMIT = 5.0  # percent, after warm-up
+SOAK_WARM_UP = 30.0  # s: imports, connections, SQLite cache and the first batches are done by then
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -271,61 +282,216 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def bench_soak(minutes: float, outage: float) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (the box is shared, so wall time says little)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def outbox_bytes(outbox_path: Path) -> int:
+    return sum(p.stat().st_size for p in outbox_path.parent.glob(outbox_path.name + "*"))
+
+
+def file_bytes(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def published_samples(counters: dict[str, int]) -> int:
+    """Samples that left the outbox acknowledged: appended, minus still waiting, minus dropped."""
+    return counters["appended_samples"] - counters["waiting_samples"] - counters["dropped_samples"]
+
+
+def soak_config(sim: Simulation, tags: int, interval: str, port: int, outbox_path: Path) -> dict[str, Any]:
+    """The demo's config (first machine over OPC UA without security, the rest over Modbus), every
+    machine cut to ``tags`` tags (its signals, then the simulator's ``aux_NN`` tags) at ``interval``."""
+    config = demo_config(sim).model_dump(mode="json", exclude_unset=True)
+    for machine in config["machines"]:
+        machine["interval"] = interval
+        machine["tags"] = machine["tags"][:tags]
+        if len(machine["tags"]) < tags:
+            raise SystemExit(f"soak: machine {machine['id']} has only {len(machine['tags'])} tags, {tags} asked")
+    config["mqtt"] = {"host": "127.0.0.1", "port": port, "topic_prefix": "soak", "keepalive": "5s"}
+    config["outbox"] = {"path": str(outbox_path)}
+    config["logging"] = {"level": "WARNING"}
+    return config
+
+
+class SoakLog:
+    """One line per reading of the agent's RSS, CPU and outbox, kept for the summary."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def add(self, **row: float) -> None:
+        self.rows.append(row)
+
+    def between(self, start: float, end: float) -> list[dict[str, float]]:
+        return [r for r in self.rows if start <= r["t"] < end]
+
+
+async def bench_soak(minutes: float, outage: float, machines: int, tags: int, interval: str) -> dict[str, float]:
     duration = minutes * 60
+    period = parse_duration(interval)
+    kinds = ["pump", "press", "cnc", "conveyor", "compressor"]
+    machine_ids = [f"{kinds[i % len(kinds)]}-{i // len(kinds) + 1}" for i in range(machines)]
+    # every kind has at least 4 signals; the simulator's aux tags fill the rest (state_code, last, is cut)
+    extra = min(90, max(0, tags - 4))
+    outage_start = duration / 2
     with tempfile.TemporaryDirectory() as directory, Mosquitto(Path(directory) / "broker") as broker:
-        async with Simulation(seed=3, update_interval=0.1, opcua_port=0, modbus_port=0) as sim:
+        async with Simulation(
+            seed=3, machines=machine_ids, update_interval=period, opcua_port=0, modbus_port=0, extra_tags=extra
+        ) as sim:
             outbox_path = Path(directory) / "outbox.sqlite"
-            config = demo_config(sim).model_dump(mode="json", exclude_unset=True)
-            for machine in config["machines"]:
-                machine["interval"] = "100ms"
-            config["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "soak", "keepalive": "5s"}
-            config["outbox"] = {"path": str(outbox_path)}
-            config["logging"] = {"level": "WARNING"}
             config_file = Path(directory) / "agent.yaml"
-            config_file.write_text(yaml.safe_dump(config))
+            config_file.write_text(yaml.safe_dump(soak_config(sim, tags, interval, broker.port, outbox_path)))
+            print(
+                f"soak   {machines} machines (1 OPC UA, {machines - 1} Modbus) x {tags} tags every {interval}: "
+                f"{machines * tags / period:.0f} samples/s configured; {minutes:g} min, broker down "
+                f"{outage:g} s from {outage_start:.0f} s; load average at start {os.getloadavg()[0]:.2f} "
+                f"on {os.cpu_count()} CPUs",
+                flush=True,
+            )
             agent = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "edge_agent", "run", str(config_file), stderr=asyncio.subprocess.DEVNULL
             )
             began = time.monotonic()
-            samples: list[tuple[float, int]] = []
-            first_rss = 0
+            log = SoakLog()
+            broker_back = 0.0
 
             async def outage_in_the_middle() -> None:
-                await asyncio.sleep(duration / 2)
+                nonlocal broker_back
+                await asyncio.sleep(outage_start)
                 await asyncio.to_thread(broker.stop)
                 await asyncio.sleep(outage)
                 await asyncio.to_thread(broker.start)
+                broker_back = time.monotonic() - began
 
             outage_task = asyncio.create_task(outage_in_the_middle(), name="bench:outage")
+            next_print = 0.0
             try:
                 while time.monotonic() - began < duration:
-                    await asyncio.sleep(min(10.0, duration / 12, outage / 2))
+                    await asyncio.sleep(1.0)
                     elapsed = time.monotonic() - began
-                    rss = rss_kib(agent.pid)
-                    if elapsed >= 20 and not first_rss:
-                        first_rss = rss  # after imports and the first connections
-                    counters = read_counters(outbox_path)
-                    size = sum(p.stat().st_size for p in outbox_path.parent.glob("outbox.sqlite*"))
-                    samples.append((elapsed, rss))
-                    print(
-                        f"soak   {elapsed:6.0f} s  RSS {rss / 1024:6.1f} MiB  "
-                        f"outbox: {counters['waiting']:5d} batch(es) waiting, "
-                        f"file+wal {size / 1024:7.0f} KiB, {counters['appended_batches']} appended"
-                        + ("  [broker down]" if not broker.running else ""),
-                        flush=True,
-                    )
+                    if agent.returncode is not None:
+                        raise SystemExit(f"soak: the agent exited with {agent.returncode} at {elapsed:.0f} s")
+                    counters = await asyncio.to_thread(read_counters, outbox_path)
+                    row = {
+                        "t": elapsed,
+                        "rss": rss_kib(agent.pid),
+                        "cpu": cpu_seconds(agent.pid),
+                        "size": outbox_bytes(outbox_path),
+                        "db": file_bytes(outbox_path),
+                        "wal": file_bytes(outbox_path.with_name(outbox_path.name + "-wal")),
+                        "waiting": counters["waiting"],
+                        "appended": counters["appended_samples"],
+                        "published": published_samples(counters),
+                        "dropped": counters["dropped_samples"],
+                        "down": 0.0 if broker.running else 1.0,
+                    }
+                    log.add(**row)
+                    if elapsed >= next_print:
+                        next_print += 10.0
+                        recent = log.between(elapsed - 10.5, elapsed + 1)
+                        rate = (recent[-1]["published"] - recent[0]["published"]) / max(
+                            recent[-1]["t"] - recent[0]["t"], 1e-9
+                        )
+                        print(
+                            f"soak   {elapsed:6.0f} s  RSS {row['rss'] / 1024:6.1f} MiB  "
+                            f"published {rate:6.0f}/s  outbox {row['waiting']:5.0f} batch(es) waiting, "
+                            f"file+wal {row['size'] / 1024:7.0f} KiB  load {os.getloadavg()[0]:.2f}"
+                            + ("  [broker down]" if row["down"] else ""),
+                            flush=True,
+                        )
             finally:
                 outage_task.cancel()
                 await asyncio.gather(outage_task, return_exceptions=True)
                 agent.send_signal(2)
                 await agent.wait()
-    last_rss = samples[-1][1]
-    growth = (last_rss - first_rss) / 1024 if first_rss else float("nan")
-    print(
-        f"soak   RSS after warm-up {first_rss / 1024:.1f} MiB, at the end {last_rss / 1024:.1f} MiB: {growth:+.1f} MiB"
+    return soak_summary(log, outage_start, broker_back, machines * tags / period)
+
+
+def soak_summary(log: SoakLog, outage_start: float, broker_back: float, configured: float) -> dict[str, float]:
+    """RSS by phase, the outbox before/at the peak/after the drain, the published rate; the targets."""
+    rows = log.rows
+    warm = next(r for r in rows if r["t"] >= SOAK_WARM_UP)
+    before = log.between(SOAK_WARM_UP, outage_start)
+    pre = before[-1] if before else warm
+    end = rows[-1]
+    growth = 100.0 * (end["rss"] - warm["rss"]) / warm["rss"]
+    # the published rate outside the outage and its drain: the steady state the target is about
+    steady_rate = (pre["published"] - warm["published"]) / max(pre["t"] - warm["t"], 1e-9)
+    whole_rate = (end["published"] - warm["published"]) / max(end["t"] - warm["t"], 1e-9)
+    read_rate = (end["appended"] - warm["appended"]) / max(end["t"] - warm["t"], 1e-9)
+    cpu = 100.0 * (end["cpu"] - warm["cpu"]) / max(end["t"] - warm["t"], 1e-9)
+    base_waiting = max((r["waiting"] for r in before), default=0.0)
+    base_size = max((r["size"] for r in before), default=warm["size"])
+    peak = max(rows, key=lambda r: r["waiting"])
+    drained = next(
+        (r for r in rows if broker_back and r["t"] >= broker_back and r["waiting"] <= max(base_waiting, 1.0)), None
     )
-    return {"rss_start_mib": first_rss / 1024, "rss_end_mib": last_rss / 1024, "growth_mib": growth}
+    drain = drained["t"] - broker_back if drained else float("nan")
+    resumed = next(
+        (
+            b
+            for a, b in itertools.pairwise(rows)
+            if broker_back and b["t"] >= broker_back and b["published"] > a["published"]
+        ),
+        None,
+    )
+    reconnect = resumed["t"] - broker_back if resumed else float("nan")
+    after = log.between(drained["t"] + 10, end["t"] + 1) if drained else []
+    after_growth = (after[-1]["size"] - after[0]["size"]) if len(after) > 1 else float("nan")
+    after_rss = (after[-1]["rss"] - after[0]["rss"]) / 1024 if len(after) > 1 else float("nan")
+    back = drained is not None and end["waiting"] <= max(base_waiting, 1.0)
+    flat = back and after_growth <= 0.05 * base_size
+    print(
+        f"soak   RSS after warm-up ({warm['t']:.0f} s) {warm['rss'] / 1024:.1f} MiB, before the outage "
+        f"{pre['rss'] / 1024:.1f} MiB ({100.0 * (pre['rss'] - warm['rss']) / warm['rss']:+.1f} %), at the peak "
+        f"backlog {peak['rss'] / 1024:.1f} MiB, 10 s after the drain "
+        f"{(after[0]['rss'] if after else end['rss']) / 1024:.1f} MiB, at the end {end['rss'] / 1024:.1f} MiB "
+        f"({after_rss:+.1f} MiB since 10 s after the drain), max {max(r['rss'] for r in rows) / 1024:.1f} MiB"
+    )
+    print(
+        f"soak   outbox file+wal before the outage {base_size / 1024:.0f} KiB ({base_waiting:.0f} batches waiting "
+        f"at most), peak {max(r['size'] for r in rows) / 1024:.0f} KiB (backlog peak {peak['waiting']:.0f} "
+        f"batches at {peak['t']:.0f} s), end {end['size'] / 1024:.0f} KiB (file {end['db'] / 1024:.0f} + wal "
+        f"{end['wal'] / 1024:.0f}; {end['waiting']:.0f} waiting); from 10 s after the drain to the end "
+        f"{after_growth / 1024:+.0f} KiB; dropped {end['dropped']:.0f} samples"
+    )
+    print(
+        f"soak   broker back at {broker_back:.0f} s, publishing again after {reconnect:.0f} s (reconnect backoff), "
+        f"backlog drained {drain:.0f} s after the broker came back; agent CPU "
+        f"{cpu:.0f} % of one core; samples read {read_rate:.0f}/s; load average now {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"soak   target: RSS growth after warm-up {growth:+.1f} % (< {SOAK_RSS_GROWTH_LIMIT:.0f} %): "
+        f"{'met' if growth < SOAK_RSS_GROWTH_LIMIT else 'NOT met'}"
+    )
+    print(
+        f"soak   target: outbox flat: backlog back to its baseline {'yes' if back else 'NO'}, file not growing "
+        f"after the drain {'yes' if flat else 'NO'}, file back to its pre-outage size "
+        f"{'yes' if end['size'] <= 1.05 * base_size else 'no (SQLite reuses the freed pages, never shrinks)'}"
+    )
+    print(
+        f"soak   target: samples/s published {steady_rate:.0f} before the outage, {whole_rate:.0f} over the run "
+        f"(configured {configured:.0f}; target {SOAK_TARGET_RATE:.0f}): "
+        f"{'met' if steady_rate >= 0.98 * SOAK_TARGET_RATE else 'NOT met'}"
+    )
+    return {
+        "rss_warm_mib": warm["rss"] / 1024,
+        "rss_before_outage_mib": pre["rss"] / 1024,
+        "rss_end_mib": end["rss"] / 1024,
+        "rss_after_drain_growth_mib": after_rss,
+        "rss_growth_percent": growth,
+        "outbox_base_kib": base_size / 1024,
+        "outbox_peak_kib": peak["size"] / 1024,
+        "outbox_end_kib": end["size"] / 1024,
+        "drain_s": drain,
+        "reconnect_s": reconnect,
+        "samples_per_s": steady_rate,
+        "samples_per_s_run": whole_rate,
+        "agent_cpu_percent": cpu,
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -337,7 +503,7 @@ async def main(args: argparse.Namespace) -> None:
     if "ingest" in parts:
         await bench_ingest(args.messages, 50, args.rounds)
     if "soak" in parts:
-        await bench_soak(args.minutes, args.soak_outage)
+        await bench_soak(args.minutes, args.soak_outage, args.soak_machines, args.soak_tags, args.soak_interval)
 
 
 if __name__ == "__main__":
@@ -350,6 +516,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5, help="ingest: interleaved rounds of each way (default 5)")
     parser.add_argument("--minutes", type=float, default=2.0, help="soak: duration (default 2; 30 for the full soak)")
     parser.add_argument("--soak-outage", type=float, default=15.0, help="soak: broker outage in the middle, s")
+    parser.add_argument("--soak-machines", type=int, default=10, help="soak: simulated machines (default 10)")
+    parser.add_argument("--soak-tags", type=int, default=50, help="soak: tags per machine, at most 90 (default 50)")
+    parser.add_argument("--soak-interval", default="100ms", help="soak: poll interval (default 100ms: 5,000 samples/s)")
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("pymodbus", "asyncua"):  # the simulators' servers report client disconnects at length
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
