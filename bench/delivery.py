@@ -301,7 +301,9 @@ def published_samples(counters: dict[str, int]) -> int:
     return counters["appended_samples"] - counters["waiting_samples"] - counters["dropped_samples"]
 
 
-def soak_config(sim: Simulation, tags: int, interval: str, port: int, outbox_path: Path) -> dict[str, Any]:
+def soak_config(
+    sim: Simulation, tags: int, interval: str, port: int, outbox_path: Path, max_in_flight: int
+) -> dict[str, Any]:
     """The demo's config (first machine over OPC UA without security, the rest over Modbus), every
     machine cut to ``tags`` tags (its signals, then the simulator's ``aux_NN`` tags) at ``interval``."""
     config = demo_config(sim).model_dump(mode="json", exclude_unset=True)
@@ -311,7 +313,7 @@ def soak_config(sim: Simulation, tags: int, interval: str, port: int, outbox_pat
         if len(machine["tags"]) < tags:
             raise SystemExit(f"soak: machine {machine['id']} has only {len(machine['tags'])} tags, {tags} asked")
     config["mqtt"] = {"host": "127.0.0.1", "port": port, "topic_prefix": "soak", "keepalive": "5s"}
-    config["outbox"] = {"path": str(outbox_path)}
+    config["outbox"] = {"path": str(outbox_path), "max_in_flight": max_in_flight}
     config["logging"] = {"level": "WARNING"}
     return config
 
@@ -329,7 +331,9 @@ class SoakLog:
         return [r for r in self.rows if start <= r["t"] < end]
 
 
-async def bench_soak(minutes: float, outage: float, machines: int, tags: int, interval: str) -> dict[str, float]:
+async def bench_soak(
+    minutes: float, outage: float, machines: int, tags: int, interval: str, max_in_flight: int = 1000
+) -> dict[str, float]:
     duration = minutes * 60
     period = parse_duration(interval)
     kinds = ["pump", "press", "cnc", "conveyor", "compressor"]
@@ -343,7 +347,9 @@ async def bench_soak(minutes: float, outage: float, machines: int, tags: int, in
         ) as sim:
             outbox_path = Path(directory) / "outbox.sqlite"
             config_file = Path(directory) / "agent.yaml"
-            config_file.write_text(yaml.safe_dump(soak_config(sim, tags, interval, broker.port, outbox_path)))
+            config_file.write_text(
+                yaml.safe_dump(soak_config(sim, tags, interval, broker.port, outbox_path, max_in_flight))
+            )
             print(
                 f"soak   {machines} machines (1 OPC UA, {machines - 1} Modbus) x {tags} tags every {interval}: "
                 f"{machines * tags / period:.0f} samples/s configured; {minutes:g} min, broker down "
@@ -503,7 +509,14 @@ async def main(args: argparse.Namespace) -> None:
     if "ingest" in parts:
         await bench_ingest(args.messages, 50, args.rounds)
     if "soak" in parts:
-        await bench_soak(args.minutes, args.soak_outage, args.soak_machines, args.soak_tags, args.soak_interval)
+        await bench_soak(
+            args.minutes,
+            args.soak_outage,
+            args.soak_machines,
+            args.soak_tags,
+            args.soak_interval,
+            args.soak_max_in_flight,
+        )
 
 
 if __name__ == "__main__":
@@ -519,6 +532,9 @@ if __name__ == "__main__":
     parser.add_argument("--soak-machines", type=int, default=10, help="soak: simulated machines (default 10)")
     parser.add_argument("--soak-tags", type=int, default=50, help="soak: tags per machine, at most 90 (default 50)")
     parser.add_argument("--soak-interval", default="100ms", help="soak: poll interval (default 100ms: 5,000 samples/s)")
+    parser.add_argument(
+        "--soak-max-in-flight", type=int, default=1000, help="soak: the agent's outbox.max_in_flight (default 1000)"
+    )
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("pymodbus", "asyncua"):  # the simulators' servers report client disconnects at length
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
