@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from edge_agent import __version__
+from edge_agent import __version__, memory  # memory first: it limits OpenBLAS threads before numpy loads
 from edge_agent.config import AgentConfig
 from edge_agent.errors import ConfigError
 from edge_agent.loader import load_config
@@ -84,6 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(config.logging.level)
     if args.once:
         return _run_once(config)
+    memory.limit_arenas()  # before any thread starts: see edge_agent/memory.py
     from edge_agent.history import HistoryBuffer
     from edge_agent.runtime import Agent
     from edge_agent.web import StatusServer
@@ -95,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    memory.release_free_memory()  # what the imports and the config parsing left behind
 
     async def main(stop: asyncio.Event) -> None:
         if web is None:
@@ -212,8 +214,18 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used to render --help in the docs)."""
+# Commands whose parser needs none of the optional command modules (model, discover, certs).
+# ``run`` is the long-lived process: importing those modules would cost it ~2 MiB of RSS for
+# command-line options it never uses (measured with bench/footprint.py).
+LEAN_COMMANDS = frozenset({"run"})
+
+
+def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
+    """The argument parser (also used to render --help in the docs).
+
+    ``extensions=False`` leaves out the ``model``, ``discover`` and ``certs`` commands (and
+    their imports); ``main`` does so only for a command in ``LEAN_COMMANDS``.
+    """
     parser = argparse.ArgumentParser(
         prog="edge-agent",
         description="Read-only shop-floor edge agent: OPC UA / Modbus -> MQTT -> InfluxDB.",
@@ -258,17 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("config")
     doctor.set_defaults(func=cmd_doctor)
 
-    from models.cli import register as register_model_commands
+    if extensions:
+        from models.cli import register as register_model_commands
 
-    register_model_commands(sub)
+        register_model_commands(sub)
 
-    from edge_agent.discover import register as register_discover_commands
+        from edge_agent.discover import register as register_discover_commands
 
-    register_discover_commands(sub)
+        register_discover_commands(sub)
 
-    from edge_agent.certs import register as register_certs_commands
+        from edge_agent.certs import register as register_certs_commands
 
-    register_certs_commands(sub)
+        register_certs_commands(sub)
 
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -280,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(extensions=not (words and words[0] in LEAN_COMMANDS)).parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     raise SystemExit(func(args))
 

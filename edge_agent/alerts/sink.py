@@ -9,7 +9,9 @@ come back to the event loop and go to ``on_alert(origin, event)``, which the run
 the retained MQTT topic ``.../{machine}/alerts``.
 
 Everything of one machine lives in ``data_dir/<machine>/``: ``model.npz`` (see models.store)
-and ``alerts.json`` (the alert state), so a restarted agent keeps its model and its open alerts.
+and ``alerts.json`` (the alert state), so a restarted agent keeps its model and its open alerts,
+and while it learns ``training.f64``: the training windows' features wait on disk, not in RSS
+(about 200 MB for 1,000 tags over the default 24 h; see edge_agent/alerts/training.py).
 A model file that fails its checksum is renamed ``model.npz.rejected`` and the machine learns
 afresh; that is logged once as an error.
 
@@ -42,7 +44,9 @@ import numpy as np
 
 from edge_agent.alerts import versions
 from edge_agent.alerts.config import AlertsConfig, MachineAlertsConfig
+from edge_agent.alerts.training import TRAINING_FILE, TrainingBuffer
 from edge_agent.errors import ModelError
+from edge_agent.memory import release_free_memory
 from edge_agent.payloads import Origin
 from edge_agent.samples import Batch, Quality
 from models.alerts import AlertPolicy, AlertState, Transition
@@ -99,7 +103,7 @@ class _Machine:
     rule: StateRule | None = None
     model: MachineModel | None = None
     alert: AlertState | None = None
-    training: list[Window] = field(default_factory=list)
+    training: TrainingBuffer | None = None  # windows to learn from, features on disk (see alerts.training)
     last: dict[str, Any] | None = None  # the explanation of the latest scored window over threshold
     last_assessment: Assessment | None = None
     loaded: bool = False
@@ -364,11 +368,12 @@ class AlertSink:
             if window.state not in self.config.learn_states:
                 m.stats.not_scored += 1
             else:
+                if m.training is None:
+                    m.training = TrainingBuffer(m.folder / TRAINING_FILE)
                 m.training.append(window)
                 m.stats.training_windows = len(m.training)
                 if len(m.training) * self.spec.hop_s >= self.config.learn_after:
-                    training, m.training = m.training, []
-                    self._learn(m, training)
+                    self._learn(m, m.training.take())
             return []
         assessment = m.model.assess(window)
         if assessment is None:
@@ -462,6 +467,9 @@ class AlertSink:
         model.save(m.folder / versions.MODEL_FILE)
         self._use(m, model)
         m.last_train_s = windows[-1].end_s
+        # Training freed its matrices (feature stack, covariance, forest) back to malloc, which
+        # keeps them; hand them to the kernel. A few ms, once per (re)training: see edge_agent/memory.py.
+        release_free_memory()
         log.info(
             "alerts: machine %r: learned %s model %s from %d windows (states %s)",
             m.origin.machine,
@@ -484,6 +492,8 @@ class AlertSink:
 
     def _load(self, m: _Machine) -> None:
         m.loaded = True
+        with contextlib.suppress(OSError):  # an earlier run's windows: training starts afresh, as it always did
+            (m.folder / TRAINING_FILE).unlink(missing_ok=True)
         self._load_model(m)
         state_path = m.folder / "alerts.json"
         if state_path.exists():

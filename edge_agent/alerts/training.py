@@ -1,0 +1,133 @@
+"""Training windows on disk while a machine collects its normal, so learning costs no RSS.
+
+A machine learns after ``learn_after`` of good running data: with the defaults (24 h, a window
+every 30 s) that is 2,880 windows of 9 features per signal. Held in memory as ``Window``
+objects, 1,000 tags took 2,880 x 1,000 x 9 x 8 bytes, about 200 MB, before the first model,
+twice the agent's whole footprint budget (issue 6). Here only each window's times, sample count
+and state stay in memory (about 40 bytes); its feature vector is appended to
+``<machine folder>/training.f64`` (raw float64, native byte order), read back once when the
+model is learned, and the file is deleted. The write happens on the alert engine's worker
+thread, never on the event loop; it is about 3.5 KB per machine every hop, and only until the
+first model is in.
+
+If the file cannot be written (disk full, read-only folder) the windows are kept in memory as
+before, with one warning that says where and why: learning never stops for a disk problem.
+A file left by an earlier run is never read (training starts afresh after a restart, as it
+always did) and is replaced on the first window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from array import array
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.errors import ModelError
+from models.features import Window
+
+log = logging.getLogger(__name__)
+
+TRAINING_FILE = "training.f64"
+FloatArray = npt.NDArray[np.float64]
+
+
+class TrainingBuffer:
+    """Windows waiting to be learned: features in a file, times and states in compact arrays."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._start = array("d")
+        self._end = array("d")
+        self._samples = array("q")
+        self._states: list[str] = []
+        self._width: int | None = None
+        self._started = False  # the file was (re)created by this buffer: later windows append to it
+        self._memory: list[FloatArray] | None = None  # features, once the file could not be written
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the features go to the file (False after a write failed)."""
+        return self._memory is None
+
+    def append(self, window: Window) -> None:
+        """Keep one window (its features go to the file)."""
+        row = np.ascontiguousarray(window.features, dtype=np.float64).ravel()
+        if self._width is None:
+            self._width = row.size
+        elif row.size != self._width:
+            raise ValueError(f"a window of {row.size} features after windows of {self._width}")
+        if self._memory is None:
+            try:
+                if not self._started:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Opened per window (one every hop), so no handle is held between windows, and a
+                # full disk shows here, where the window can still go to memory.
+                with self.path.open("ab" if self._started else "wb") as file:
+                    file.write(row.tobytes())
+                self._started = True
+            except OSError as exc:
+                self._to_memory(exc)
+        if self._memory is not None:
+            self._memory.append(row.copy())
+        self._start.append(window.start_s)
+        self._end.append(window.end_s)
+        self._samples.append(window.n_samples)
+        self._states.append(window.state)
+
+    def take(self) -> list[Window]:
+        """All windows kept so far, oldest first; the buffer is empty (and the file gone) afterwards."""
+        count = len(self)
+        if self._memory is not None:
+            rows = self._memory
+        else:
+            width = self._width or 0
+            try:
+                rows = list(np.fromfile(self.path, dtype=np.float64, count=count * width).reshape(count, width))
+            except (OSError, ValueError) as exc:
+                self.clear()
+                raise ModelError(f"{self.path}: training windows cannot be read back ({exc}); learning afresh") from exc
+        windows = [
+            Window(self._start[i], self._end[i], rows[i], self._samples[i], self._states[i]) for i in range(count)
+        ]
+        self.clear()
+        return windows
+
+    def clear(self) -> None:
+        """Forget every window and delete the file."""
+        self._started = False
+        with contextlib.suppress(OSError):  # e.g. the folder is unusable: then no file was written either
+            self.path.unlink(missing_ok=True)
+        self._start = array("d")
+        self._end = array("d")
+        self._samples = array("q")
+        self._states = []
+        self._width = None
+        if self._memory is not None:
+            self._memory = []
+
+    def _to_memory(self, exc: OSError) -> None:
+        """The file failed: carry on in memory with what it holds so far."""
+        log.warning(
+            "alerts: cannot write training windows to %s (%s); keeping them in memory instead "
+            "(about %d bytes per window). Fix: free disk space or make the alerts data_dir writable",
+            self.path,
+            exc,
+            8 * (self._width or 0),
+        )
+        kept: list[FloatArray] = []
+        count = len(self)
+        if count:
+            try:
+                width = self._width or 0
+                kept = list(np.fromfile(self.path, dtype=np.float64, count=count * width).reshape(count, width))
+            except (OSError, ValueError) as again:
+                log.warning("alerts: %s cannot be read back either (%s); training restarts", self.path, again)
+                self._start, self._end, self._samples, self._states = array("d"), array("d"), array("q"), []
+        self._memory = kept
