@@ -63,7 +63,10 @@ class MachinePoller:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(self.connector.connect(), timeout=connect_limit(self.machine))
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that
+                    # arrives as the inner call finishes, and the poller would run on after a stop.
+                    async with asyncio.timeout(connect_limit(self.machine)):
+                        await self.connector.connect()
                     self._mark_up()
                     await self._poll_until_failure()
                 except (ConnectorError, TimeoutError) as exc:
@@ -79,6 +82,7 @@ class MachinePoller:
                     log.warning("machine %s: the connector was interrupted by a stray cancellation", self.machine.id)
                     self._mark_down("connector interrupted (stray cancellation)")
                 await self.connector.close()
+                _honour_swallowed_cancellation()
                 delay = self.backoff.next_delay()
                 log.debug("machine %s: retrying in %.1f s", self.machine.id, delay)
                 await asyncio.sleep(delay)
@@ -92,9 +96,11 @@ class MachinePoller:
         timeout = self.machine.effective_timeout
         next_at = loop.time()
         while True:
+            _honour_swallowed_cancellation()
             started = loop.time()
             try:
-                batch = await asyncio.wait_for(self.connector.read(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    batch = await self.connector.read()
             except TimeoutError as exc:
                 raise ReadTimeout(self.machine.id, f"no answer within {timeout:g} s") from exc
             latency = loop.time() - started
@@ -155,6 +161,20 @@ def connect_limit(machine: MachineConfig) -> float:
     """
     configured = getattr(machine, "connect_timeout", None)
     return max(machine.effective_timeout, 5.0, float(configured) if configured else 0.0) + 1.0
+
+
+def _honour_swallowed_cancellation() -> None:
+    """Stop if this task was asked to stop but a library swallowed the CancelledError.
+
+    ``task.cancel()`` delivers one CancelledError; code below us that catches it (asyncua's
+    wait_for2, Python 3.11's wait_for when the inner call finishes at the same moment) leaves
+    the request pending but unseen, and a poller that retries for ever would never stop: the
+    agent's shutdown would hang. ``cancelling()`` still counts the request, so check it at every
+    turn of the loops.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > 0:
+        raise asyncio.CancelledError
 
 
 def _cancel_requested() -> bool:
