@@ -87,7 +87,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     memory.limit_arenas()  # before any thread starts: see edge_agent/memory.py
     from edge_agent.history import HistoryBuffer
     from edge_agent.runtime import Agent
-    from edge_agent.web import StatusServer
 
     web = config.web if config.web is not None and config.web.enabled else None
     history = HistoryBuffer()
@@ -96,6 +95,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if web is not None:
+        # Only with a status page: it brings aiohttp and prometheus-client, ~8 MiB of RSS
+        # (bench/footprint.py --no-web). Imported here, not on the event loop.
+        from edge_agent.web import StatusServer
     memory.release_free_memory()  # what the imports and the config parsing left behind
 
     async def main(stop: asyncio.Event) -> None:
