@@ -5,10 +5,10 @@ every 30 s) that is 2,880 windows of 9 features per signal. Held in memory as ``
 objects, 1,000 tags took 2,880 x 1,000 x 9 x 8 bytes, about 200 MB, before the first model,
 twice the agent's whole footprint budget (issue 6). Here only each window's times, sample count
 and state stay in memory (about 40 bytes); its feature vector is appended to
-``<machine folder>/training.f64`` (raw float64, native byte order), read back once when the
-model is learned, and the file is deleted. The write happens on the alert engine's worker
-thread, never on the event loop; it is about 3.5 KB per machine every hop, and only until the
-first model is in.
+``<machine folder>/training.f64`` (raw float64, native byte order) in chunks of 64 KiB, read
+back once when the model is learned, and the file is deleted. The writes happen on the alert
+engine's worker thread, never on the event loop; about 3.5 KB per machine every hop, and only
+until the first model is in.
 
 If the file cannot be written (disk full, read-only folder) the windows are kept in memory as
 before, with one warning that says where and why: learning never stops for a disk problem.
@@ -32,6 +32,7 @@ from models.features import Window
 log = logging.getLogger(__name__)
 
 TRAINING_FILE = "training.f64"
+CHUNK_BYTES = 64 * 1024  # features gathered before a write: 18 windows of 432 features
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -45,8 +46,10 @@ class TrainingBuffer:
         self._samples = array("q")
         self._states: list[str] = []
         self._width: int | None = None
-        self._started = False  # the file was (re)created by this buffer: later windows append to it
-        self._memory: list[FloatArray] | None = None  # features, once the file could not be written
+        self._started = False  # the file was (re)created by this buffer: later chunks append to it
+        self._in_file = 0  # windows whose features are in the file
+        self._pending: list[FloatArray] = []  # features not yet written (less than a chunk)
+        self._memory: list[FloatArray] | None = None  # every window's features, once the file failed
 
     def __len__(self) -> int:
         return len(self._states)
@@ -57,29 +60,22 @@ class TrainingBuffer:
         return self._memory is None
 
     def append(self, window: Window) -> None:
-        """Keep one window (its features go to the file)."""
-        row = np.ascontiguousarray(window.features, dtype=np.float64).ravel()
+        """Keep one window (its features go to the file, a chunk at a time)."""
+        row = np.array(window.features, dtype=np.float64).ravel()  # a copy: the caller's array may change
         if self._width is None:
             self._width = row.size
         elif row.size != self._width:
             raise ValueError(f"a window of {row.size} features after windows of {self._width}")
-        if self._memory is None:
-            try:
-                if not self._started:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                # Opened per window (one every hop), so no handle is held between windows, and a
-                # full disk shows here, where the window can still go to memory.
-                with self.path.open("ab" if self._started else "wb") as file:
-                    file.write(row.tobytes())
-                self._started = True
-            except OSError as exc:
-                self._to_memory(exc)
-        if self._memory is not None:
-            self._memory.append(row.copy())
         self._start.append(window.start_s)
         self._end.append(window.end_s)
         self._samples.append(window.n_samples)
         self._states.append(window.state)
+        if self._memory is not None:
+            self._memory.append(row)
+            return
+        self._pending.append(row)
+        if len(self._pending) * row.nbytes >= CHUNK_BYTES:
+            self._write_pending()
 
     def take(self) -> list[Window]:
         """All windows kept so far, oldest first; the buffer is empty (and the file gone) afterwards."""
@@ -87,9 +83,8 @@ class TrainingBuffer:
         if self._memory is not None:
             rows = self._memory
         else:
-            width = self._width or 0
             try:
-                rows = list(np.fromfile(self.path, dtype=np.float64, count=count * width).reshape(count, width))
+                rows = self._read_file() + self._pending
             except (OSError, ValueError) as exc:
                 self.clear()
                 raise ModelError(f"{self.path}: training windows cannot be read back ({exc}); learning afresh") from exc
@@ -109,8 +104,36 @@ class TrainingBuffer:
         self._samples = array("q")
         self._states = []
         self._width = None
+        self._in_file = 0
+        self._pending = []
         if self._memory is not None:
             self._memory = []
+
+    def _write_pending(self) -> None:
+        """Append the pending features to the file; on failure carry on in memory.
+
+        A chunk at a time, not a window at a time: every write lets the event loop's thread
+        take the GIL for up to a switch interval, and the worker must keep up with the polls.
+        """
+        try:
+            if not self._started:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab" if self._started else "wb") as file:  # no handle held between chunks
+                file.write(b"".join(row.tobytes() for row in self._pending))
+            self._started = True
+            self._in_file += len(self._pending)
+            self._pending = []
+        except OSError as exc:
+            self._to_memory(exc)
+
+    def _read_file(self) -> list[FloatArray]:
+        if not self._in_file:
+            return []
+        width = self._width or 0
+        rows = np.fromfile(self.path, dtype=np.float64, count=self._in_file * width)
+        if rows.size != self._in_file * width:
+            raise ValueError(f"{rows.size // max(width, 1)} of {self._in_file} windows in the file")
+        return list(rows.reshape(self._in_file, width))
 
     def _to_memory(self, exc: OSError) -> None:
         """The file failed: carry on in memory with what it holds so far."""
@@ -121,13 +144,16 @@ class TrainingBuffer:
             exc,
             8 * (self._width or 0),
         )
-        kept: list[FloatArray] = []
-        count = len(self)
-        if count:
-            try:
-                width = self._width or 0
-                kept = list(np.fromfile(self.path, dtype=np.float64, count=count * width).reshape(count, width))
-            except (OSError, ValueError) as again:
-                log.warning("alerts: %s cannot be read back either (%s); training restarts", self.path, again)
-                self._start, self._end, self._samples, self._states = array("d"), array("d"), array("q"), []
-        self._memory = kept
+        try:
+            kept = self._read_file()
+        except (OSError, ValueError) as again:
+            log.warning("alerts: %s cannot be read back either (%s); training restarts", self.path, again)
+            pending = self._pending[-1:]  # keep the newest window only, with its times and state
+            last = len(self) - 1
+            self._start, self._end = array("d", self._start[last:]), array("d", self._end[last:])
+            self._samples, self._states = array("q", self._samples[last:]), self._states[last:]
+            self._pending = pending
+            kept = []
+        self._memory = kept + self._pending
+        self._pending = []
+        self._in_file = 0
