@@ -332,7 +332,7 @@ class SoakLog:
 
 
 async def bench_soak(
-    minutes: float, outage: float, machines: int, tags: int, interval: str, max_in_flight: int = 1000
+    minutes: float, outage: float, machines: int, tags: int, interval: str, max_in_flight: int = 100
 ) -> dict[str, float]:
     duration = minutes * 60
     period = parse_duration(interval)
@@ -533,7 +533,7 @@ if __name__ == "__main__":
     parser.add_argument("--soak-tags", type=int, default=50, help="soak: tags per machine, at most 90 (default 50)")
     parser.add_argument("--soak-interval", default="100ms", help="soak: poll interval (default 100ms: 5,000 samples/s)")
     parser.add_argument(
-        "--soak-max-in-flight", type=int, default=1000, help="soak: the agent's outbox.max_in_flight (default 1000)"
+        "--soak-max-in-flight", type=int, default=100, help="soak: the agent's outbox.max_in_flight (default 100)"
     )
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("pymodbus", "asyncua"):  # the simulators' servers report client disconnects at length

@@ -119,7 +119,7 @@ class OutboxConfig(StrictModel):
     synchronous: Literal["normal", "full"] = Field(
         default="normal", description="normal survives a crash of the agent; full also a power cut (slower)."
     )
-    max_in_flight: int = Field(default=1000, ge=1, le=65535, description="Messages sent and not yet acknowledged.")
+    max_in_flight: int = Field(default=100, ge=1, le=65535, description="Messages sent and not yet acknowledged.")
     deliver_to: Literal["mqtt", "influxdb"] = Field(
         default="mqtt", description="influxdb: write straight to the influxdb section, no broker (single box)."
     )
