@@ -182,7 +182,8 @@ class OpcUaMachine(MachineConfigBase):
         default=True, description="Tags without a unit take the one in the node's EngineeringUnits property."
     )
     connect_timeout: Duration | None = Field(
-        default=None, description="Time connecting may take (session, lookups, subscription); default: timeout."
+        default=None,
+        description="Time connecting may take (session, lookups, subscription); default: timeout, at least 5 s.",
     )
     max_nodes_per_read: int | None = Field(
         default=None, ge=1, description="Nodes per Read request; default: the server's MaxNodesPerRead."
@@ -329,8 +330,16 @@ class OpcUaMachine(MachineConfigBase):
 
     @property
     def effective_connect_timeout(self) -> float:
-        """The time connecting may take: ``connect_timeout``, else the poll timeout."""
-        return self.connect_timeout if self.connect_timeout is not None else self.effective_timeout
+        """The time connecting may take: ``connect_timeout``, else the poll timeout but at least 5 s.
+
+        A secure handshake (endpoints, channel, session, namespace lookup) takes several round
+        trips; holding it to the poll timeout of a fast-polled machine (80 ms at 100 ms) made
+        every connect on a busy box or a real network fail, for ever. The poller allows the same
+        (``edge_agent.poller.connect_limit``).
+        """
+        if self.connect_timeout is not None:
+            return self.connect_timeout
+        return max(self.effective_timeout, 5.0)
 
     def build_connector(self) -> Connector:
         """Make the connector for this machine."""

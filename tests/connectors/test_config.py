@@ -258,9 +258,10 @@ def test_opcua_duplicate_tag_names() -> None:
     assert "both named 'a'" in error_text(exc)
 
 
-def test_opcua_connect_timeout_defaults_to_timeout() -> None:
+def test_opcua_connect_timeout_defaults_to_timeout_but_at_least_5_s() -> None:
     machine = opcua({"name": "a", "node": "i=2258"}, interval="2s")
-    assert machine.effective_connect_timeout == pytest.approx(1.6)
+    assert machine.effective_connect_timeout == 5.0  # a handshake is several round trips, not one poll
+    assert opcua({"name": "a", "node": "i=2258"}, interval="10s").effective_connect_timeout == pytest.approx(8.0)
     assert opcua({"name": "a", "node": "i=2258"}, connect_timeout="5s").effective_connect_timeout == 5.0
     with pytest.raises(ValidationError) as exc:
         opcua({"name": "a", "node": "i=2258"}, connect_timeout=0)
