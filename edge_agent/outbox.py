@@ -29,6 +29,15 @@ dropped and counted. ``append`` never raises for a full or failing disk: polling
 A file that is not a readable SQLite database at start (torn by a dying disk, overwritten by
 mistake) is renamed to ``<path>.corrupt-<UTC time>`` with an ERROR that says so, and a fresh outbox
 is started: the agent keeps working and the old file stays for a post-mortem.
+
+After a backlog (DESIGN.md invariant 4: memory and disk stay bounded, and go back down): a long
+outage grows the file and SQLite's page cache, and SQLite on its own never gives either back.
+Files are created with ``auto_vacuum=INCREMENTAL`` (an older file is converted at the first start
+that finds it empty), and once a backlog of at least ``_TIDY_BACKLOG_BYTES`` has drained, the
+worker thread hands the free pages back to the file system a few MiB at a time, truncates the WAL,
+releases SQLite's page cache (``shrink_memory``) and the heap's free pages (``malloc_trim``). The
+page cache itself is capped at ``_CACHE_KIB``: the outbox reads and writes at the two ends of one
+B-tree, so a few hundred pages hold everything hot (bench/delivery.py measures the drain with it).
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO, TypeVar
 
+from edge_agent import memory
 from edge_agent.errors import ConfigError
 
 __all__ = ["Entry", "Outbox", "OutboxStats", "default_outbox_path", "read_counters"]
@@ -77,6 +87,17 @@ _AGE_CHECK_EVERY_S = 1.0
 # hovering at its bound does not log an ERROR for every single batch).
 _EPISODE_END_FRACTION = 0.9
 _DISK_FULL_DROP_FRACTION = 0.1
+# SQLite's page cache for the outbox connection (its default is 2,000 KiB, which a backlog fills and keeps).
+_CACHE_KIB = 512
+# A backlog this large (payload bytes) has grown the file and the cache: tidy up once it is down to
+# _TIDY_DRAINED_BYTES (a live window in flight stays far below it).
+_TIDY_BACKLOG_BYTES = 4 * 1024 * 1024
+_TIDY_DRAINED_BYTES = 1024 * 1024
+_TIDY_EVERY_S = 1.0
+# Pages handed back per step (8 MiB of 4 KiB pages: tens of ms of the worker thread, so appends wait
+# little), and free pages kept for the next batches instead of growing the file again at once.
+_VACUUM_PAGES_PER_STEP = 2048
+_KEEP_FREE_PAGES = 256
 
 
 def default_outbox_path(client_id: str) -> Path:
@@ -197,6 +218,8 @@ class Outbox:
         self._episode_batches = 0
         self._episode_samples = 0
         self._last_age_check = 0.0
+        self._tidy_due = False
+        self._last_tidy = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -258,7 +281,10 @@ class Outbox:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Takes effect only in a file without tables yet (a new one); older files: _convert_to_incremental_vacuum.
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         # Keep the WAL from growing past what one long drain writes; it is truncated after checkpoints.
         db.execute("PRAGMA journal_size_limit=16777216")
@@ -296,6 +322,7 @@ class Outbox:
         assert db is not None
         self._db = db
         self._load_stats(db)
+        self._convert_to_incremental_vacuum(db)
 
     def _lock(self) -> None:
         """One process per outbox: two agents sending the same entries would fight over them.
@@ -356,6 +383,57 @@ class Outbox:
         self.stats.appended_batches = int(counters.get("appended_batches", 0))
         self.stats.appended_samples = int(counters.get("appended_samples", 0))
 
+    def _convert_to_incremental_vacuum(self, db: sqlite3.Connection) -> None:
+        """A file from an agent before auto_vacuum: convert it (``VACUUM``) when that is cheap, i.e. empty.
+
+        With entries waiting it is left as it is (they are sent first); a later start converts it.
+        """
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 0 or self.stats.entries:
+            return
+        try:
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            db.execute("VACUUM")
+        except sqlite3.Error as exc:  # a full disk has no room for the copy VACUUM makes: harmless, try next start
+            log.warning("outbox: could not convert %s to incremental auto-vacuum: %s", self.path, exc)
+
+    def _tidy_after_backlog(self) -> None:
+        """Once a large backlog has drained: give the file's free pages and the cached memory back.
+
+        Runs in the worker thread after removals, at most every ``_TIDY_EVERY_S``, one bounded step
+        of ``incremental_vacuum`` at a time so appends never wait long; when the free pages are down
+        to ``_KEEP_FREE_PAGES`` the WAL is truncated and the memory released, once per backlog.
+        """
+        if not self._tidy_due or self.stats.bytes > _TIDY_DRAINED_BYTES:
+            return
+        now = time.monotonic()
+        if now - self._last_tidy < _TIDY_EVERY_S:
+            return
+        self._last_tidy = now
+        db = self._require_db()
+        try:
+            free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
+            if free > _KEEP_FREE_PAGES:
+                # sqlite3's execute() steps a statement without result columns once, and each step
+                # frees one page; executescript() runs it to its end (and commits nothing: autocommit).
+                db.executescript(f"PRAGMA incremental_vacuum({min(free - _KEEP_FREE_PAGES, _VACUUM_PAGES_PER_STEP)});")
+                if free - _KEEP_FREE_PAGES > _VACUUM_PAGES_PER_STEP:
+                    return  # more next time
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            db.execute("PRAGMA shrink_memory")
+        except sqlite3.Error as exc:  # busy or a full disk: the space is reused by new batches anyway
+            log.debug("outbox: tidying up after a backlog failed, retried later: %s", exc)
+            return
+        self._tidy_due = False
+        memory.release_free_memory()
+        log.info("outbox: backlog drained; %s is back to %.1f MiB", self.path, self._file_mib())
+
+    def _file_mib(self) -> float:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+        return total / (1024 * 1024)
+
     def _close_sync(self) -> None:
         db, self._db = self._db, None
         if db is not None:
@@ -406,6 +484,8 @@ class Outbox:
             self.stats.appended += 1
             self.stats.appended_batches += 1
             self.stats.appended_samples += samples
+            if self.stats.bytes >= _TIDY_BACKLOG_BYTES:
+                self._tidy_due = True
             if self.stats.oldest_created_ns is None:
                 self.stats.oldest_created_ns = now
             if seq is not None:
@@ -576,6 +656,7 @@ class Outbox:
         if removed:
             self._refresh_oldest()
         self._maybe_end_episode()
+        self._tidy_after_backlog()
 
 
 @dataclass(frozen=True, slots=True)

@@ -304,3 +304,58 @@ async def test_an_outbox_file_from_before_the_retain_flag_keeps_its_entries_and_
         assert [e.retain for e in await box.read_after(0, 10)] == [False, False, True]
     finally:
         await box.close()
+
+
+def file_and_wal_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+
+async def test_the_file_shrinks_back_after_a_backlog_drains(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An outage's backlog grows the file; once delivered, the space goes back to the disk, entries intact."""
+    caplog.set_level(logging.INFO, logger="edge_agent.outbox")
+    path = tmp_path / "o.sqlite"
+    box = make(path, max_bytes=100_000_000)
+    await box.open()
+    try:
+        payload = bytes(range(256)) * 16  # 4 KiB, a large telemetry batch
+        seqs = [await box.append("t", payload, 50) for _ in range(5000)]  # a 20 MiB backlog
+        assert file_and_wal_bytes(path) > 20 * 1024 * 1024
+        acked = [s for s in seqs if s is not None]
+        await box.remove(acked[:-10])  # the backlog is delivered; the ten newest still wait
+        await box.remove([])  # nothing acked: no work, no tidy-up either
+        deadline = time.monotonic() + 30
+        while file_and_wal_bytes(path) > 4 * 1024 * 1024 and time.monotonic() < deadline:
+            live = await box.append("t", payload, 50)  # live data keeps flowing, and is acked
+            assert live is not None
+            await box.remove([live])
+            await asyncio.sleep(0.05)
+        assert file_and_wal_bytes(path) <= 4 * 1024 * 1024, "the freed pages went back to the file system"
+        waiting = await box.read_after(0, 100)
+        assert [e.seq for e in waiting] == acked[-10:]
+        assert all(e.payload == payload for e in waiting)
+        assert any("backlog drained" in r.getMessage() for r in caplog.records)
+    finally:
+        await box.close()
+
+
+async def test_an_empty_outbox_file_from_before_auto_vacuum_is_converted(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.executemany("INSERT INTO counters VALUES (?, ?)", [("appended_batches", 9), ("dropped_batches", 2)])
+    db.commit()
+    assert db.execute("PRAGMA auto_vacuum").fetchone() == (0,)
+    db.close()
+
+    box = make(path)
+    await box.open()
+    try:
+        assert (box.stats.appended_batches, box.stats.dropped_batches) == (9, 2), "counters kept"
+        assert await box.append("t", b"x", 1) is not None
+    finally:
+        await box.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA auto_vacuum").fetchone() == (2,), "INCREMENTAL"
+    finally:
+        db.close()
