@@ -476,7 +476,7 @@ def soak_summary(log: SoakLog, outage_start: float, broker_back: float, configur
     print(
         f"soak   target: outbox flat: backlog back to its baseline {'yes' if back else 'NO'}, file not growing "
         f"after the drain {'yes' if flat else 'NO'}, file back to its pre-outage size "
-        f"{'yes' if end['size'] <= 1.05 * base_size else 'no (SQLite reuses the freed pages, never shrinks)'}"
+        f"{'yes' if end['size'] <= 1.05 * base_size else 'NO'}"
     )
     print(
         f"soak   target: samples/s published {steady_rate:.0f} before the outage, {whole_rate:.0f} over the run "

@@ -19,7 +19,6 @@ therefore writes the same series and timestamp again and overwrites itself: no d
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import dataclass
@@ -204,100 +203,16 @@ def to_line_protocol(telemetry: Telemetry) -> list[str]:
 
 
 _QUALITY_FIELDS = {q.value: f"quality={_escape_string_field(q.value)}" for q in Quality}
-_SERIES_CACHE_SIZE = 4096
-
-
-@functools.lru_cache(maxsize=_SERIES_CACHE_SIZE)
-def _series(site: str, area: str, line: str, machine: str, tag: str) -> str:
-    """``telemetry,site=…,tag=… `` (with the trailing space): the escaped series key of a point."""
-    return (
-        f"{MEASUREMENT},site={_escape_key(site)},area={_escape_key(area)},"
-        f"line={_escape_key(line)},machine={_escape_key(machine)},tag={_escape_key(tag)} "
-    )
-
-
-def _fast_lines(message: Any) -> list[str] | None:  # noqa: PLR0911, PLR0912 - one flat loop is the point
-    """``to_line_protocol(_validate(message))`` for well-formed messages, without intermediate objects.
-
-    Returns None at the first thing that is not plainly valid; the caller then runs the full
-    validation, which either raises the precise ``PayloadError`` or formats the points itself.
-    The output is identical to ``sample_line``'s (tests/agent/test_payloads.py and
-    tests/ingest/test_pure.py compare both). ``float()`` of an integer beyond the float range
-    raises ``OverflowError``; the caller falls back then too.
-    """
-    if type(message) is not dict or message.get("schema") != SCHEMA_VERSION:
-        return None
-    site, area, line, machine = message.get("site"), message.get("area"), message.get("line"), message.get("machine")
-    samples = message.get("samples")
-    if (
-        type(site) is not str
-        or type(area) is not str
-        or type(line) is not str
-        or type(machine) is not str
-        or type(message.get("polled_at")) is not int
-        or type(samples) is not list
-    ):
-        return None
-    series = _series
-    quality_fields = _QUALITY_FIELDS
-    isfinite = math.isfinite
-    lines: list[str] = []
-    append = lines.append
-    for item in samples:
-        if type(item) is not dict:
-            return None
-        get: Any = item.get
-        tag, timestamp, quality, reason, unit, value = (
-            get("tag"),
-            get("t"),
-            get("q"),
-            get("reason"),
-            get("unit"),
-            get("v"),
-        )
-        quality_field = quality_fields.get(quality)
-        if (
-            type(tag) is not str
-            or type(timestamp) is not int
-            or quality_field is None
-            or (reason is not None and type(reason) is not str)
-            or (unit is not None and type(unit) is not str)
-        ):
-            return None
-        kind = type(value)
-        if kind is float:
-            if not isfinite(value):
-                return None
-            value_field = f",value={value!r}"
-        elif kind is int:
-            value_field = f",value={float(value)!r}"
-        elif kind is bool:
-            value_field = ",value_bool=true" if value else ",value_bool=false"
-        elif kind is str:
-            value_field = f",value_str={_escape_string_field(value)}"
-        elif value is None and quality != "good":
-            value_field = ""
-        else:
-            return None
-        if reason:
-            value_field = f"{value_field},reason={_escape_string_field(reason)}"
-        append(f"{series(site, area, line, machine, tag)}{quality_field}{value_field} {timestamp}")
-    return lines
+"""``quality="good"`` etc.: the field text of each quality, for the bridge's hot path (edge_agent.ingest.fastjson)."""
 
 
 def json_to_line_protocol(payload: bytes) -> list[str]:
-    """``to_line_protocol(decode_json(payload))``, faster: the ingest bridge's hot path.
+    """``to_line_protocol(decode_json(payload))``: the careful path, the reference for every payload.
 
-    Same validation, same errors, same lines; well-formed messages skip the ``Sample`` objects.
+    The bridge's hot path (``edge_agent.ingest.fastjson.telemetry_lines``) gives the same lines and
+    the same errors, faster, and hands anything not plainly valid to this function.
     """
-    message = _load_json(payload)
-    try:
-        lines = _fast_lines(message)
-    except OverflowError:  # an integer value too large for a float: the full path says so
-        lines = None
-    if lines is None:
-        return to_line_protocol(_validate(message))
-    return lines
+    return to_line_protocol(decode_json(payload))
 
 
 def encode_line_protocol(batch: Batch, origin: Origin) -> bytes:

@@ -1,8 +1,8 @@
 """The bridge's fast paths give exactly what the careful paths give.
 
-- ``json_to_line_protocol`` and the bridge's JSON hot path ``telemetry_lines`` (orjson) return the
-  same lines as ``to_line_protocol(decode_json(...))`` and raise the same ``PayloadError`` for every
-  payload, checked on a seeded stream of mostly-broken messages; ``format_floats`` is ``repr`` on
+- the bridge's JSON hot path ``telemetry_lines`` (orjson) returns the same lines as
+  ``to_line_protocol(decode_json(...))`` and raises the same ``PayloadError`` for every payload, checked
+  on a seeded stream of mostly-broken messages; ``format_floats`` is ``repr`` on
   seeded doubles of every magnitude, densely around the magnitudes where notations change;
 - the one-regex line-protocol check accepts only lines the character-by-character check accepts
   (anything else goes through the latter, which has the last word), checked on seeded mutations
@@ -27,7 +27,6 @@ from edge_agent.payloads import (
     decode_json,
     encode_json,
     encode_line_protocol,
-    json_to_line_protocol,
     to_line_protocol,
 )
 from edge_agent.samples import Batch, Quality, Sample
@@ -84,7 +83,6 @@ def test_json_fast_path_matches_the_careful_path_on_random_messages() -> None:
     for _ in range(20000):
         payload = json.dumps(random_message(rnd)).encode()
         expected = outcome(careful, payload)
-        assert outcome(json_to_line_protocol, payload) == expected, payload
         assert outcome(telemetry_lines, payload) == expected, payload
         converted += expected[0] == "lines"
     assert converted > 500  # the stream exercised the success path too, not only errors
@@ -107,15 +105,11 @@ def test_json_fast_path_matches_on_encoded_batches_and_broken_json() -> None:
         polled_at_ns=T,
     )
     payload = encode_json(batch, origin)
-    assert (
-        json_to_line_protocol(payload) == careful(payload) == encode_line_protocol(batch, origin).decode().split("\n")
-    )
-    assert telemetry_lines(payload) == careful(payload)
+    assert telemetry_lines(payload) == careful(payload) == encode_line_protocol(batch, origin).decode().split("\n")
     huge = payload.replace(b'"polled_at":', b'"polled_at":' + b"1" * 5000 + b',"x":')  # over the int digit limit
     for broken in (huge, b'{"schema": 1,', b"{\xff}", b'{"schema": 1, "v": NaN}', b"[1]", b" " * (5 * 1024 * 1024)):
-        assert outcome(json_to_line_protocol, broken) == outcome(careful, broken)
         assert outcome(telemetry_lines, broken) == outcome(careful, broken)
-        assert outcome(json_to_line_protocol, broken)[0] == "error"
+        assert outcome(careful, broken)[0] == "error"
 
 
 def test_json_hot_path_matches_where_orjson_and_json_differ() -> None:
