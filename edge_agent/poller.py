@@ -105,8 +105,9 @@ class MachinePoller:
                 raise ReadTimeout(self.machine.id, f"no answer within {timeout:g} s") from exc
             latency = loop.time() - started
             self._record(batch, latency)
-            for sink in self.sinks:
-                await sink.submit(batch, self.origin)
+            if batch.samples:  # subscribe mode with nothing changed: no message, no outbox entry, no write
+                for sink in self.sinks:
+                    await sink.submit(batch, self.origin)
             next_at += interval
             now = loop.time()
             if next_at < now:

@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import pytest
 
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.convert import silence_of
-from edge_agent.samples import Quality, Sample
+from edge_agent.payloads import Origin
+from edge_agent.poller import MachinePoller
+from edge_agent.samples import Batch, Quality, Sample
 from simulators import Simulation
 from tests.connectors.simconfig import opcua_machine
+from tests.waiting import eventually
 
 MAX_AGE = 1.0
 NOW = 1_800_000_000_000_000_000
@@ -96,3 +100,46 @@ async def test_frozen_values_are_reported_stale_per_tag_and_good_again(sim: Simu
         await reports(connector, set(signals), stale=False, within=10)
     finally:
         await connector.close()
+
+
+@dataclass
+class BatchRecorder:
+    """A sink that keeps every batch the poller hands over."""
+
+    name: str = "recorder"
+    batches: list[Batch] = field(default_factory=list)
+
+    async def start(self) -> None:
+        return None
+
+    async def submit(self, batch: Batch, origin: Origin) -> None:
+        self.batches.append(batch)
+
+    def machine_state_changed(self, origin: Origin, state: str, reason: str | None) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_subscribe_mode_hands_sinks_no_empty_batch_while_nothing_changes(sim: Simulation) -> None:
+    """No change, no message: a frozen machine in subscribe mode costs no MQTT message, outbox entry or write."""
+    machine = "pump-1"
+    config = opcua_machine(sim, machine, mode="subscribe", interval="100ms", connect_timeout="5s")
+    recorder = BatchRecorder()
+    poller = MachinePoller(config, Origin("site", "area", "line", machine), [recorder])
+    task = asyncio.create_task(poller.run(), name=f"poll:{machine}")
+    try:
+        await eventually(lambda: len(recorder.batches) >= 3, 15, "changes arrive from the simulator")
+        sim.inject_protocol_fault("opcua", "stale", machine)
+        polls = poller.stats.polls
+        await eventually(lambda: poller.stats.polls >= polls + 10, 15, "ten more polls of the frozen machine")
+        settled, polls = len(recorder.batches), poller.stats.polls  # changes in flight at the freeze are in
+        await eventually(lambda: poller.stats.polls >= polls + 10, 15, "ten more polls of the frozen machine")
+        assert len(recorder.batches) == settled, "polls without a change handed batches to the sinks"
+        sim.clear_protocol_faults("opcua", machine)
+        await eventually(lambda: len(recorder.batches) > settled, 15, "changes arrive again")
+        assert all(batch.samples for batch in recorder.batches), "an empty batch reached the sinks"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
