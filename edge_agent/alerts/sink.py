@@ -11,7 +11,9 @@ the retained MQTT topic ``.../{machine}/alerts``.
 Everything of one machine lives in ``data_dir/<machine>/``: ``model.npz`` (see models.store)
 and ``alerts.json`` (the alert state), so a restarted agent keeps its model and its open alerts,
 and while it learns ``training.f64``: the training windows' features wait on disk, not in RSS
-(about 200 MB for 1,000 tags over the default 24 h; see edge_agent/alerts/training.py).
+(about 200 MB for 1,000 tags over the default 24 h; see edge_agent/alerts/training.py). With
+``retrain_every`` set, the recent normal windows a scheduled retrain learns from wait in the
+ring file ``recent.f64`` the same way (edge_agent/alerts/recent.py).
 A model file that fails its checksum is renamed ``model.npz.rejected`` and the machine learns
 afresh; that is logged once as an error.
 
@@ -44,6 +46,7 @@ import numpy as np
 
 from edge_agent.alerts import versions
 from edge_agent.alerts.config import AlertsConfig, MachineAlertsConfig
+from edge_agent.alerts.recent import RECENT_FILE, RecentWindows
 from edge_agent.alerts.training import TRAINING_FILE, TrainingBuffer
 from edge_agent.errors import ModelError
 from edge_agent.memory import release_free_memory
@@ -107,7 +110,7 @@ class _Machine:
     last: dict[str, Any] | None = None  # the explanation of the latest scored window over threshold
     last_assessment: Assessment | None = None
     loaded: bool = False
-    recent: deque[Window] | None = None  # normal windows a scheduled retrain learns from (when enabled)
+    recent: RecentWindows | None = None  # normal windows a scheduled retrain learns from (features on disk)
     last_train_s: float | None = None  # sample time of the last (re)training
     retrain_waiting_logged: bool = False
     task: asyncio.Task[None] | None = None
@@ -405,8 +408,7 @@ class AlertSink:
         assert m.recent is not None
         assert m.alert is not None
         if any(t.kind == "raised" for t in transitions):
-            for _ in range(min(self.policy.n - 1, len(m.recent))):
-                m.recent.pop()
+            m.recent.drop_newest(self.policy.n - 1)
         elif not m.alert.active and a.level < 1.0:
             m.recent.append(window)
 
@@ -432,7 +434,7 @@ class AlertSink:
             return
         old = m.model.version if m.model is not None else ""
         try:
-            self._learn(m, list(m.recent))
+            self._learn(m, m.recent.windows())
         except ModelError as exc:
             log.warning("alerts: machine %r: retraining failed (%s); keeping model %s", m.origin.machine, exc, old)
             m.last_train_s = now_s
@@ -488,12 +490,14 @@ class AlertSink:
         m.stats.model_version = model.version
         m.stats.trained_at = model.trained_at or None
         if self.config.retrain_every is not None and not m.stats.pinned and m.recent is None:
-            m.recent = deque(maxlen=int((self.config.retrain_on or self.config.learn_after) / self.spec.hop_s))
+            capacity = int((self.config.retrain_on or self.config.learn_after) / self.spec.hop_s)
+            m.recent = RecentWindows(m.folder / RECENT_FILE, capacity)
 
     def _load(self, m: _Machine) -> None:
         m.loaded = True
-        with contextlib.suppress(OSError):  # an earlier run's windows: training starts afresh, as it always did
-            (m.folder / TRAINING_FILE).unlink(missing_ok=True)
+        for name in (TRAINING_FILE, RECENT_FILE):  # an earlier run's windows: collected afresh, as they always were
+            with contextlib.suppress(OSError):
+                (m.folder / name).unlink(missing_ok=True)
         self._load_model(m)
         state_path = m.folder / "alerts.json"
         if state_path.exists():

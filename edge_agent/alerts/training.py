@@ -14,6 +14,10 @@ If the file cannot be written (disk full, read-only folder) the windows are kept
 before, with one warning that says where and why: learning never stops for a disk problem.
 A file left by an earlier run is never read (training starts afresh after a restart, as it
 always did) and is replaced on the first window.
+
+``FeatureFile`` (rows of features at fixed places in one file) and ``feature_row`` are shared
+with the ring of recent normal windows that scheduled retraining learns from
+(edge_agent/alerts/recent.py).
 """
 
 from __future__ import annotations
@@ -36,17 +40,88 @@ CHUNK_BYTES = 64 * 1024  # features gathered before a write: 18 windows of 432 f
 FloatArray = npt.NDArray[np.float64]
 
 
+def feature_row(window: Window, width: int | None) -> FloatArray:
+    """The window's features as one float64 row (a copy: the caller's array may change)."""
+    row = np.array(window.features, dtype=np.float64).ravel()
+    if width is not None and row.size != width:
+        raise ValueError(f"a window of {row.size} features after windows of {width}")
+    return row
+
+
+def chunk_rows(width: int) -> int:
+    """Windows gathered before a write: a chunk at a time, not a window at a time.
+
+    Every write lets the event loop's thread take the GIL for up to a switch interval, and the
+    worker must keep up with the polls.
+    """
+    return max(1, -(-CHUNK_BYTES // (8 * width)))
+
+
+def warn_in_memory(path: Path, exc: OSError, what: str, width: int | None) -> None:
+    """The one warning when a feature file fails and its windows stay in memory instead."""
+    log.warning(
+        "alerts: cannot write %s to %s (%s); keeping them in memory instead "
+        "(about %d bytes per window). Fix: free disk space or make the alerts data_dir writable",
+        what,
+        path,
+        exc,
+        8 * (width or 0),
+    )
+
+
+class FeatureFile:
+    """Feature rows of one width at fixed places (row ``i`` at byte ``8 * width * i``) in one file.
+
+    The first write of this object replaces whatever file is there: one from an earlier run is
+    never trusted. No handle is held between writes. Errors are ``OSError`` (and ``ValueError``
+    for a file shorter than it should be); the callers decide what a failure means.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._ours = False  # this object (re)created the file since the last delete
+
+    def write(self, at: int, rows: list[FloatArray]) -> None:
+        """Write ``rows`` as rows ``at``, ``at + 1``, ... of the file."""
+        if not rows:
+            return
+        if not self._ours:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("r+b" if self._ours else "wb") as file:
+            file.seek(at * rows[0].nbytes)
+            file.write(b"".join(row.tobytes() for row in rows))
+        self._ours = True
+
+    def read(self, at: int, out: FloatArray) -> None:
+        """Fill ``out`` (rows x width, C order) with the file's rows from ``at`` on."""
+        if out.size == 0:
+            return
+        if not self._ours:
+            raise ValueError("nothing was written to it by this run")
+        with self.path.open("rb") as file:
+            file.seek(at * out.itemsize * out.shape[-1])
+            got = file.readinto(out.data)
+        if got != out.nbytes:
+            raise ValueError(f"{got // (out.itemsize * out.shape[-1])} of {out.shape[0]} windows in the file")
+
+    def delete(self) -> None:
+        """Remove the file (if the folder is unusable no file was written either)."""
+        self._ours = False
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+
 class TrainingBuffer:
     """Windows waiting to be learned: features in a file, times and states in compact arrays."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._file = FeatureFile(path)
         self._start = array("d")
         self._end = array("d")
         self._samples = array("q")
         self._states: list[str] = []
         self._width: int | None = None
-        self._started = False  # the file was (re)created by this buffer: later chunks append to it
         self._in_file = 0  # windows whose features are in the file
         self._pending: list[FloatArray] = []  # features not yet written (less than a chunk)
         self._memory: list[FloatArray] | None = None  # every window's features, once the file failed
@@ -61,11 +136,8 @@ class TrainingBuffer:
 
     def append(self, window: Window) -> None:
         """Keep one window (its features go to the file, a chunk at a time)."""
-        row = np.array(window.features, dtype=np.float64).ravel()  # a copy: the caller's array may change
-        if self._width is None:
-            self._width = row.size
-        elif row.size != self._width:
-            raise ValueError(f"a window of {row.size} features after windows of {self._width}")
+        row = feature_row(window, self._width)
+        self._width = row.size
         self._start.append(window.start_s)
         self._end.append(window.end_s)
         self._samples.append(window.n_samples)
@@ -74,7 +146,7 @@ class TrainingBuffer:
             self._memory.append(row)
             return
         self._pending.append(row)
-        if len(self._pending) * row.nbytes >= CHUNK_BYTES:
+        if len(self._pending) >= chunk_rows(row.size):
             self._write_pending()
 
     def take(self) -> list[Window]:
@@ -96,9 +168,7 @@ class TrainingBuffer:
 
     def clear(self) -> None:
         """Forget every window and delete the file."""
-        self._started = False
-        with contextlib.suppress(OSError):  # e.g. the folder is unusable: then no file was written either
-            self.path.unlink(missing_ok=True)
+        self._file.delete()
         self._start = array("d")
         self._end = array("d")
         self._samples = array("q")
@@ -110,40 +180,23 @@ class TrainingBuffer:
             self._memory = []
 
     def _write_pending(self) -> None:
-        """Append the pending features to the file; on failure carry on in memory.
-
-        A chunk at a time, not a window at a time: every write lets the event loop's thread
-        take the GIL for up to a switch interval, and the worker must keep up with the polls.
-        """
+        """Append the pending features to the file; on failure carry on in memory."""
         try:
-            if not self._started:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab" if self._started else "wb") as file:  # no handle held between chunks
-                file.write(b"".join(row.tobytes() for row in self._pending))
-            self._started = True
-            self._in_file += len(self._pending)
-            self._pending = []
+            self._file.write(self._in_file, self._pending)
         except OSError as exc:
             self._to_memory(exc)
+        else:
+            self._in_file += len(self._pending)
+            self._pending = []
 
     def _read_file(self) -> list[FloatArray]:
-        if not self._in_file:
-            return []
-        width = self._width or 0
-        rows = np.fromfile(self.path, dtype=np.float64, count=self._in_file * width)
-        if rows.size != self._in_file * width:
-            raise ValueError(f"{rows.size // max(width, 1)} of {self._in_file} windows in the file")
-        return list(rows.reshape(self._in_file, width))
+        rows = np.empty((self._in_file, self._width or 0))
+        self._file.read(0, rows)
+        return list(rows)
 
     def _to_memory(self, exc: OSError) -> None:
         """The file failed: carry on in memory with what it holds so far."""
-        log.warning(
-            "alerts: cannot write training windows to %s (%s); keeping them in memory instead "
-            "(about %d bytes per window). Fix: free disk space or make the alerts data_dir writable",
-            self.path,
-            exc,
-            8 * (self._width or 0),
-        )
+        warn_in_memory(self.path, exc, "training windows", self._width)
         try:
             kept = self._read_file()
         except (OSError, ValueError) as again:
