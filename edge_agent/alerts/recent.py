@@ -167,6 +167,7 @@ class RecentWindows:
             self._first = self._slot(self._count - len(pending))
             self._count = len(pending)
             rows = pending
+        self._file.delete()  # what it held is in memory now: give the space back (a full disk needs it)
         self._memory = [None] * self.capacity
         for i, row in enumerate(rows):
             self._memory[self._slot(i)] = row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import resource
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,28 @@ def test_an_unwritable_folder_keeps_them_in_memory_and_says_so_once(
     assert "recent normal windows" in said[0]
     assert "Fix:" in said[0]
     assert same(ring.windows(), fed[-30:-2]), "nothing lost: the ring goes on in memory"
+
+
+def test_a_full_disk_mid_run_moves_every_window_to_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A file size limit stands in for a full disk: writes past it fail (EFBIG), reads still work."""
+    path = tmp_path / RECENT_FILE
+    ring = RecentWindows(path, capacity=100)
+    fed = windows(90, seed=10)
+    per_chunk = chunk_rows(WIDTH)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2 * per_chunk * WIDTH * 8, hard))  # room for two chunks
+    try:
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            for w in fed:
+                ring.append(w)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    said = warnings_of(caplog)
+    assert len(said) == 1, said
+    assert str(path) in said[0]
+    assert not ring.on_disk
+    assert not path.exists(), "the file's windows were read back and its space given back"
+    assert same(ring.windows(), fed), "nothing lost"
 
 
 def test_a_file_lost_while_running_keeps_the_newest_windows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
