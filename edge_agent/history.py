@@ -18,18 +18,21 @@ does not grow with uptime (invariant 4):
 
 The value rings are one 2-D array per machine (a row per poll or bucket, a column per tag), so
 a batch is one row write. A tag that is missing from a poll, or whose reading was not drawable,
-has NaN in that row, and a query leaves those out: a gap in the data is a gap in the chart,
-exactly as if the tag had its own rings. A tag seen for the first time later than its machine's
-other tags gets a new column (NaN for the polls before it); a tag that disappears keeps its
-column, and its old points age out of the window like any others.
+has NaN in that row, and a query leaves those out: a gap in the data is a gap in the chart.
+The fine ring is the machine's last ``fine_points`` polls that had anything to draw, so a tag
+that missed some of them has fewer raw points than its siblings, and its older readings show as
+means, like theirs. A tag seen for the first time later than its machine's other tags gets a new
+column (NaN for the polls before it; the machine's arrays are copied once per batch that brings
+new tags); a tag that disappears keeps its column, and its points age out of the window.
 
 A query returns coarse points up to where the fine ring begins, then the fine points, so a
 chart is exact for the recent minutes and smooth beyond. Only good, finite numeric values go
 into the rings (a bad reading has no value to draw; booleans become 0/1). Points are placed at
 the time the agent read them (``Batch.polled_at_ns``, the agent's clock), not the machine's
 source timestamp: a PLC whose clock is an hour off must still draw a trend of the last hour.
-Two reads at the same instant are one point. The newest sample
-of every tag (any quality, with its reason) and every machine's connection state with its
+Two reads at the same instant are one point; a poll older than the machine's last one is not
+drawn, unless the clock went back by more than the window, which restarts the machine's trends.
+The newest sample of every tag (any quality, with its reason) and every machine's connection state with its
 reason and since-when are kept too, so the page can say *why* a value is missing.
 
 Everything runs on the event loop and ``submit`` is a few array writes per batch, so the poll
@@ -327,6 +330,9 @@ class HistoryBuffer:
     def _record(self, machine: str, t_ns: int, drawn: dict[str, float]) -> None:
         history = self._machines.get(machine)
         if history is None:
+            if self._series_count >= self.max_series:  # no room for any of its tags: no rings either
+                self._reject(machine, list(drawn))
+                return
             history = self._machines[machine] = _MachineHistory(self.fine_points, self.coarse_points, self.step_ns)
         new = [tag for tag in drawn if tag not in history.columns]
         if new:

@@ -127,6 +127,7 @@ async def test_series_beyond_the_cap_are_counted_not_kept_and_logged_once(caplog
     assert history.rejected_series == 3  # every reading that found no room
     assert not history.has_series("m1", "c")
     assert not history.has_series("m2", "x")
+    assert history.memory_bytes == 2 * per_tag_bound(history) + per_machine_bound(history)  # nothing for m2
     assert history.latest("m1")["c"].value == 4.0  # the newest value is still shown
     assert history.points_total == 4
     warnings = [r for r in caplog.records if "max_series" in r.getMessage()]
