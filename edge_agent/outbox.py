@@ -59,7 +59,7 @@ from typing import Literal, TextIO, TypeVar
 from edge_agent import memory
 from edge_agent.errors import ConfigError
 
-__all__ = ["Entry", "Outbox", "OutboxStats", "default_outbox_path", "read_counters"]
+__all__ = ["KEEP_FREE_PAGES", "Entry", "Outbox", "OutboxStats", "default_outbox_path", "read_counters"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ _TIDY_EVERY_S = 1.0
 # Pages handed back per step (8 MiB of 4 KiB pages: tens of ms of the worker thread, so appends wait
 # little), and free pages kept for the next batches instead of growing the file again at once.
 _VACUUM_PAGES_PER_STEP = 2048
-_KEEP_FREE_PAGES = 256
+KEEP_FREE_PAGES = 256
 
 
 def default_outbox_path(client_id: str) -> Path:
@@ -401,7 +401,7 @@ class Outbox:
 
         Runs in the worker thread after removals, at most every ``_TIDY_EVERY_S``, one bounded step
         of ``incremental_vacuum`` at a time so appends never wait long; when the free pages are down
-        to ``_KEEP_FREE_PAGES`` the WAL is truncated and the memory released, once per backlog.
+        to ``KEEP_FREE_PAGES`` the WAL is truncated and the memory released, once per backlog.
         """
         if not self._tidy_due or self.stats.bytes > _TIDY_DRAINED_BYTES:
             return
@@ -412,11 +412,11 @@ class Outbox:
         db = self._require_db()
         try:
             free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
-            if free > _KEEP_FREE_PAGES:
+            if free > KEEP_FREE_PAGES:
                 # sqlite3's execute() steps a statement without result columns once, and each step
                 # frees one page; executescript() runs it to its end (and commits nothing: autocommit).
-                db.executescript(f"PRAGMA incremental_vacuum({min(free - _KEEP_FREE_PAGES, _VACUUM_PAGES_PER_STEP)});")
-                if free - _KEEP_FREE_PAGES > _VACUUM_PAGES_PER_STEP:
+                db.executescript(f"PRAGMA incremental_vacuum({min(free - KEEP_FREE_PAGES, _VACUUM_PAGES_PER_STEP)});")
+                if free - KEEP_FREE_PAGES > _VACUUM_PAGES_PER_STEP:
                     return  # more next time
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             db.execute("PRAGMA shrink_memory")
