@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if web is not None:
-        # Only with a status page: it brings aiohttp and prometheus-client, ~8 MiB of RSS
+        # Only with a status page: it brings aiohttp and prometheus-client, ~11 MiB of RSS
         # (bench/footprint.py --no-web). Imported here, not on the event loop.
         from edge_agent.web import StatusServer
     memory.release_free_memory()  # what the imports and the config parsing left behind
