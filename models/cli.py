@@ -161,23 +161,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress_bars.disable()
     began = time.perf_counter()
     try:
-        if args.influx:
-            table = _read_influx(args)
-        else:
-            table = read_table(
-                args.csv,
-                time_column=args.time_column,
-                sep=args.sep,
-                signals=args.signals,
-                label_column=args.label_column,
-                state_column=args.state_column,
-            )
+        table = _read_influx(args) if args.influx else _read_csv(args.csv, args, args.signals)
         model = _train(table, args)
         version = model.save(args.out)
     except ModelError as exc:
         return _fail(str(exc))
     print(f"wrote {args.out} (version {version}) in {time.perf_counter() - began:.1f} s: {_describe(model)}")
     return 0
+
+
+def _read_csv(path: str, args: argparse.Namespace, signals: list[str] | None, max_rows: int | None = None) -> Table:
+    """A CSV read with the data options every command shares (``_data_options``)."""
+    return read_table(
+        path,
+        time_column=args.time_column,
+        sep=args.sep,
+        signals=signals,
+        label_column=args.label_column,
+        state_column=args.state_column,
+        max_rows=max_rows,
+    )
 
 
 def _read_influx(args: argparse.Namespace) -> Table:
@@ -237,29 +240,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.model:
             model = MachineModel.load(args.model)
         else:
-            table = read_table(
-                args.train,
-                time_column=args.time_column,
-                sep=args.sep,
-                signals=args.signals,
-                label_column=args.label_column,
-                state_column=args.state_column,
-                max_rows=args.train_rows,
-            )
+            table = _read_csv(args.train, args, args.signals, max_rows=args.train_rows)
             model = _train(table, args)
         policy = AlertPolicy(k=args.k, n=args.n)
         files = _test_files(args.test)
-        tests = [
-            read_table(
-                path,
-                time_column=args.time_column,
-                sep=args.sep,
-                signals=model.signals,
-                label_column=args.label_column,
-                state_column=args.state_column,
-            )
-            for path in track(files, desc="reading test files", unit="file")
-        ]
+        tests = [_read_csv(path, args, model.signals) for path in track(files, desc="reading test files", unit="file")]
     except ModelError as exc:
         return _fail(str(exc))
     counts = Counts()
