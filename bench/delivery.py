@@ -44,13 +44,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_agent.config import InfluxConfig, IngestConfig, MqttConfig, OutboxConfig
-from edge_agent.demo import demo_config
-from edge_agent.ingest import IngestBridge, make_writer
-from edge_agent.outbox import KEEP_FREE_PAGES, Outbox, read_counters
-from edge_agent.payloads import Origin, encode_json, sample_line
-from edge_agent.publisher import MqttPublisher
-from edge_agent.samples import Batch, Sample
+from edge_agent.commands.demo import demo_config
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Sample
+from edge_agent.delivery.config import InfluxConfig, MqttConfig, OutboxConfig
+from edge_agent.delivery.influx_writer import make_writer
+from edge_agent.delivery.outbox import KEEP_FREE_PAGES, Outbox, read_counters
+from edge_agent.delivery.payloads import encode_json, sample_line
+from edge_agent.delivery.publisher import MqttPublisher
+from edge_agent.ingest.bridge import IngestBridge
+from edge_agent.ingest.config import IngestConfig
 from simulators import Simulation
 from simulators.durations import parse_duration
 from tests.servers import Mosquitto, VictoriaMetrics

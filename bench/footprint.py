@@ -7,7 +7,7 @@ status page, as deployed; ``--no-mqtt`` / ``--no-web`` measure without them. Pri
 10 s (RSS split into anonymous memory and mapped files, and the thread count) and at the end;
 the target from the issue is <= 100 MB = 95.4 MiB (Neuron asks 128 MB for 100 tags on a Pi 3).
 
-The status page's hour of trend per tag (edge_agent/history.py: 8.4 KB a tag plus 10.6 KB a
+The status page's hour of trend per tag (edge_agent/web/history.py: 8.4 KB a tag plus 10.6 KB a
 machine for the shared times, 7.9 MiB for 952 tags in 20 machines; 21 KB a tag, 20 MiB, while
 every tag kept its own times) is allocated and filled when a machine and its tags are first
 seen, so it is in the RSS from the first polls on: a run of a few minutes sees all of it.
@@ -33,13 +33,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_agent.demo import DEMO_ALERTS, demo_config  # noqa: E402
+from edge_agent.commands.demo import DEMO_ALERTS, demo_config  # noqa: E402
 from simulators import Simulation  # noqa: E402
 from tests.servers import Mosquitto, free_port  # noqa: E402
 
 KINDS = ["pump", "press", "cnc", "conveyor", "compressor"]
 MB_PER_MIB = 1.048576
-POLL_S = 1.0  # edge_agent.demo.DEMO_INTERVAL
+POLL_S = 1.0  # edge_agent.commands.demo.DEMO_INTERVAL
 
 
 def status_mib(pid: int) -> dict[str, float]:

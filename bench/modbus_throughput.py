@@ -46,9 +46,9 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import MAX_REGISTERS_PER_REQUEST, ModbusMachine, ModbusTag
-from edge_agent.config import AgentConfig
-from edge_agent.runtime import Agent
-from edge_agent.samples import Batch, Quality
+from edge_agent.core.samples import Batch, Quality
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 
 DEVICES = 10
 REGISTERS = 1000

@@ -50,9 +50,9 @@ from asyncua.ua.attribute_ids import AttributeIds
 
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
-from edge_agent.payloads import Origin
-from edge_agent.poller import MachinePoller
-from edge_agent.samples import Batch
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch
+from edge_agent.runtime.poller import MachinePoller
 from simulators.physics import MACHINE_KINDS
 from simulators.register_map import NAMESPACE_URI
 
@@ -199,8 +199,8 @@ async def agent_polling(config: OpcUaMachine, counter: Counter, publish: bool) -
         finally:
             await stop(task)
         return
-    from edge_agent.config import AgentConfig
-    from edge_agent.runtime import Agent
+    from edge_agent.runtime.agent import Agent
+    from edge_agent.runtime.config import AgentConfig
     from tests.servers import Mosquitto
 
     with tempfile.TemporaryDirectory(prefix="bench-opcua-") as state, Mosquitto() as broker:

@@ -30,9 +30,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_agent.config import AgentConfig
-from edge_agent.demo import demo_config
-from edge_agent.runtime import Agent
+from edge_agent.commands.demo import demo_config
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from simulators import Simulation
 from tests.servers import Mosquitto
 

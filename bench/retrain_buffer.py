@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_agent import memory  # noqa: E402
+from edge_agent.core import memory  # noqa: E402
 
 FEATURES_PER_TAG = 9
 

@@ -8,36 +8,17 @@ runtime can reconnect with backoff.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from edge_agent.durations import Duration
-from edge_agent.samples import Batch
-
-MACHINE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""Machine ids end up in MQTT topics and InfluxDB tags, so no '/', '+', '#', spaces or commas."""
-
-TAG_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+from edge_agent.core.config_base import MACHINE_ID_PATTERN, StrictModel
+from edge_agent.core.connection import ConnectionState
+from edge_agent.core.durations import Duration
+from edge_agent.core.samples import Batch
 
 POLL_BUDGET = 0.9
 """Share of a machine's ``timeout`` one ``read()`` may use, so its batch is out before the runtime gives up."""
-
-
-class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, never silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConnectionState(StrEnum):
-    """What the status page, logs and metrics say about a machine's link."""
-
-    CONNECTING = "connecting"
-    UP = "up"
-    DOWN = "down"
-    CLOSED = "closed"
 
 
 class MachineConfigBase(StrictModel):

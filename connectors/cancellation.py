@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from edge_agent.errors import ConnectError
+from edge_agent.core.errors import ConnectError
 
 
 @contextmanager

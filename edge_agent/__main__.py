@@ -1,5 +1,5 @@
 """``python -m edge_agent`` is ``edge-agent``."""
 
-from edge_agent.cli import main
+from edge_agent.commands.cli import main
 
 main()

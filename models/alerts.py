@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 
 EventKind = Literal["raised", "escalated", "acknowledged", "cleared"]
 SEVERITIES = ("warning", "alarm", "critical")

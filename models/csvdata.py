@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.operating_state import RUNNING, SIMULATOR_CODES
 
 NOT_SIGNALS = {"time_s", "state", "parts_count", "anomaly", "fault", "fault_intensity"}

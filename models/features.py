@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 
 FloatArray = npt.NDArray[np.float64]
 

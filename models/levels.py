@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.features import CONTEXT, FEATURES, STATS, FloatArray
 
 MODEL_FEATURES: tuple[str, ...] = (*STATS, "level", "trend")

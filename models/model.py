@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models import store
 from models.detectors import DETECTORS, Detector, RobustScaler
 from models.features import FEATURES, FloatArray, Window, WindowSet, WindowSpec

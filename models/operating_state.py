@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 
 RUNNING = "running"
 UNKNOWN = "unknown"

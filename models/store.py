@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.detectors.base import Arrays
 
 FORMAT = "edge-agent-model"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 
 TAIL_FROM = 0.9
 """Quantile above which the tail is modelled."""

@@ -20,7 +20,7 @@ from math import isfinite
 
 from connectors.modbus.config import ModbusTag
 from connectors.modbus.decode import DecodeError, decode_value
-from edge_agent.samples import Value
+from edge_agent.core.samples import Value
 
 Outcome = Value | DecodeError
 """A tag's decoded value, or why it has none (the sample's bad-quality reason)."""

@@ -38,7 +38,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from connectors.base import POLL_BUDGET, ConnectionState
+from connectors.base import POLL_BUDGET
 from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.modbus.config import ModbusMachine
 from connectors.modbus.decode import DecodeError, exception_reason
@@ -46,8 +46,9 @@ from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests, spli
 from connectors.modbus.responses import FAST_RESPONSES
 from connectors.modbus.serial_port import SETTING_ERRORS, diagnose_open_failure, settings_refused
 from connectors.modbus.tcp_link import ModbusTcpLink
-from edge_agent.errors import ConnectError, ReadTimeout
-from edge_agent.samples import Batch, Quality, Sample, Value, now_ns
+from edge_agent.core.connection import ConnectionState
+from edge_agent.core.errors import ConnectError, ReadTimeout
+from edge_agent.core.samples import Batch, Quality, Sample, Value, now_ns
 
 _log = logging.getLogger(__name__)
 

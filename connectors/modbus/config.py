@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
-from connectors.base import POLL_BUDGET, TAG_NAME_PATTERN, MachineConfigBase, StrictModel
-from edge_agent.durations import Duration
+from connectors.base import POLL_BUDGET, MachineConfigBase
+from edge_agent.core.config_base import TAG_NAME_PATTERN, StrictModel
+from edge_agent.core.durations import Duration
 
 if TYPE_CHECKING:
     from connectors.base import Connector

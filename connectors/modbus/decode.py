@@ -18,7 +18,7 @@ import math
 import struct
 from collections.abc import Sequence
 
-from edge_agent.samples import Value
+from edge_agent.core.samples import Value
 
 EXCEPTION_NAMES: dict[int, str] = {
     1: "illegal function",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from edge_agent.samples import Sample
+from edge_agent.core.samples import Sample
 
 
 class ChangeQueue:

@@ -34,7 +34,7 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-from connectors.base import POLL_BUDGET, ConnectionState
+from connectors.base import POLL_BUDGET
 from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.opcua.changes import ChangeQueue
 from connectors.opcua.config import OpcUaMachine, OpcUaTag
@@ -44,8 +44,9 @@ from connectors.opcua.handshake import CertificateRefused, Login, SessionReport,
 from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
 from connectors.opcua.pki import OwnCertificate
 from connectors.opcua.security import mode_name, policy_name
-from edge_agent.errors import ConnectError, DeviceError, ReadTimeout
-from edge_agent.samples import Batch, Sample, now_ns
+from edge_agent.core.connection import ConnectionState
+from edge_agent.core.errors import ConnectError, DeviceError, ReadTimeout
+from edge_agent.core.samples import Batch, Sample, now_ns
 
 _log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ from pydantic import Field, GetJsonSchemaHandler, SecretStr, field_validator, mo
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from connectors.base import TAG_NAME_PATTERN, MachineConfigBase, StrictModel
-from edge_agent.durations import Duration
+from connectors.base import MachineConfigBase
+from edge_agent.core.config_base import TAG_NAME_PATTERN, StrictModel
+from edge_agent.core.durations import Duration
 
 if TYPE_CHECKING:
     from connectors.base import Connector
@@ -335,7 +336,7 @@ class OpcUaMachine(MachineConfigBase):
         A secure handshake (endpoints, channel, session, namespace lookup) takes several round
         trips; holding it to the poll timeout of a fast-polled machine (80 ms at 100 ms) made
         every connect on a busy box or a real network fail, for ever. The poller allows the same
-        (``edge_agent.poller.connect_limit``).
+        (``edge_agent.runtime.poller.connect_limit``).
         """
         if self.connect_timeout is not None:
             return self.connect_timeout

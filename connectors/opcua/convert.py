@@ -9,7 +9,7 @@ from enum import Enum
 from asyncua import ua
 from asyncua.ua.status_codes import StatusCodes
 
-from edge_agent.samples import Quality, Sample, Value
+from edge_agent.core.samples import Quality, Sample, Value
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OPC_NULL_TIME = datetime(1601, 1, 1, tzinfo=UTC)

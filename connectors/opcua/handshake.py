@@ -47,7 +47,7 @@ from connectors.opcua.security import (
     token_names,
     user_token_types,
 )
-from edge_agent.errors import ConnectError
+from edge_agent.core.errors import ConnectError
 
 _log = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ class PkiError(Exception):
 def state_directory() -> Path:
     """The agent's state folder: ``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/edge-agent``.
 
-    The same rule as the outbox's default location (``edge_agent.outbox.default_outbox_path``).
+    The same rule as the outbox's default location (``edge_agent.delivery.outbox.default_outbox_path``).
     """
     state = os.environ.get("STATE_DIRECTORY")
     if state:

@@ -15,7 +15,7 @@ The command topic is one level below ``.../alerts``, so a subscriber to ``+/+/+/
 business: limit write access to it in the broker's ACL (deploy/mosquitto/acl.example).
 
 Everything here is pure (bytes in, request or ``CommandError`` out), so the checks are tested
-without a broker; ``edge_agent.runtime`` wires it to the publisher's subscription.
+without a broker; ``edge_agent.runtime.agent`` wires it to the publisher's subscription.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from edge_agent.payloads import Origin
+from edge_agent.core.origin import Origin
 
 ACK_KIND = "alerts/ack"
 REPLY_KIND = "alerts/ack/reply"

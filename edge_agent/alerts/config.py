@@ -33,7 +33,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge_agent.durations import Duration
+from edge_agent.core.durations import Duration
 
 
 class _Strict(BaseModel):

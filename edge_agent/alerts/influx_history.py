@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.csvdata import Table
 from models.operating_state import RUNNING, SIMULATOR_CODES
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.alerts.training import FeatureFile, FloatArray, chunk_rows, feature_row, warn_in_memory
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.features import Window
 
 log = logging.getLogger(__name__)

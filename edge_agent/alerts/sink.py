@@ -48,10 +48,10 @@ from edge_agent.alerts import versions
 from edge_agent.alerts.config import AlertsConfig, MachineAlertsConfig
 from edge_agent.alerts.recent import RECENT_FILE, RecentWindows
 from edge_agent.alerts.training import TRAINING_FILE, TrainingBuffer
-from edge_agent.errors import ModelError
-from edge_agent.memory import release_free_memory
-from edge_agent.payloads import Origin
-from edge_agent.samples import Batch, Quality
+from edge_agent.core.errors import ModelError
+from edge_agent.core.memory import release_free_memory
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality
 from models.alerts import AlertPolicy, AlertState, Transition
 from models.explain import explain, iso
 from models.features import Window, Windower, WindowSet, WindowSpec
@@ -470,7 +470,7 @@ class AlertSink:
         self._use(m, model)
         m.last_train_s = windows[-1].end_s
         # Training freed its matrices (feature stack, covariance, forest) back to malloc, which
-        # keeps them; hand them to the kernel. A few ms, once per (re)training: see edge_agent/memory.py.
+        # keeps them; hand them to the kernel. A few ms, once per (re)training: see edge_agent/core/memory.py.
         release_free_memory()
         log.info(
             "alerts: machine %r: learned %s model %s from %d windows (states %s)",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.model import MachineModel
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ How nothing gets lost (DESIGN.md invariant 2) and nothing duplicates (invariant 
   expires) with a QoS 1 subscription, so the broker keeps every message for it while it is away.
 - It acknowledges manually (paho ``manual_ack=True``): a PUBACK goes out only after the message's
   points were written, so a message in flight when the bridge or InfluxDB dies is redelivered.
-- Every point carries its sample timestamp and full identity (see ``edge_agent.payloads``), so a
+- Every point carries its sample timestamp and full identity (see ``edge_agent.delivery.payloads``), so a
   redelivered message overwrites itself in InfluxDB instead of adding a second copy.
 - While InfluxDB is down, writes are retried with capped, jittered backoff and the messages stay
   unacked. The broker stops sending once the client's receive window is full, so memory stays
@@ -17,7 +17,7 @@ How nothing gets lost (DESIGN.md invariant 2) and nothing duplicates (invariant 
   acked only once the broker acknowledged that copy; counted, logged once per kind per minute.
 
 Besides telemetry the bridge reads alert events (``…/alerts``) and anomaly scores (``…/scores``)
-and writes them as the ``alerts`` and ``anomaly_score`` measurements (``edge_agent.event_lines``).
+and writes them as the ``alerts`` and ``anomaly_score`` measurements (``edge_agent.alerts.events``).
 
 MQTT 5 is used always, not only for shared subscriptions: it lets the bridge set the session
 expiry explicitly and announce a Receive Maximum, the number of unacked messages the broker may
@@ -59,14 +59,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.config import AgentConfig, IngestConfig, MqttConfig
-from edge_agent.errors import ConfigError
+from edge_agent.core.errors import ConfigError
+from edge_agent.delivery.config import MqttConfig
+from edge_agent.delivery.influx_writer import InfluxWriter, RejectedPoints, WriteFailed, make_writer
+from edge_agent.delivery.payloads import MAX_PAYLOAD_BYTES
+from edge_agent.ingest.config import IngestConfig
 from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_topic
 from edge_agent.ingest.deadletter import dead_letter_prefix as _dead_letter_prefix
 from edge_agent.ingest.parsing import TOPIC_KINDS, ParsedPayload, parse_many, parse_payload
 from edge_agent.ingest.problems import ProblemLog, problem_kind
-from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
-from edge_agent.payloads import MAX_PAYLOAD_BYTES
+from edge_agent.runtime.config import AgentConfig
 
 __all__ = [
     "TOPIC_KINDS",

@@ -1,6 +1,6 @@
 """The bridge's hot path: a JSON schema-1 telemetry payload to line protocol, as fast as Python allows.
 
-Same contract as ``edge_agent.payloads.json_to_line_protocol``, the careful path (same lines, same
+Same contract as ``edge_agent.delivery.payloads.json_to_line_protocol``, the careful path (same lines, same
 ``PayloadError`` for every payload; ``tests/ingest/test_fast_paths.py`` checks it on a seeded
 stream of mostly broken messages), about three times as fast on well-formed messages. It is the
 only fast path: whatever it doubts goes straight to the careful path, never through a second one.
@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from edge_agent.payloads import (
+from edge_agent.delivery.payloads import (
     _QUALITY_FIELDS,
     MAX_PAYLOAD_BYTES,
     MEASUREMENT,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from edge_agent.errors import PayloadError
-from edge_agent.event_lines import alert_payload_to_lines, score_payload_to_lines
+from edge_agent.alerts.events import alert_payload_to_lines, score_payload_to_lines
+from edge_agent.core.errors import PayloadError
 from edge_agent.ingest.fastjson import telemetry_lines
 from edge_agent.ingest.lineproto import check_line_protocol
 

@@ -14,7 +14,7 @@ from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from connectors.base import StrictModel
+from edge_agent.core.config_base import StrictModel
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 MIN_TOKEN_LENGTH = 16

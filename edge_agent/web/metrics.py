@@ -18,12 +18,12 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from connectors.base import ConnectionState
+from edge_agent.core.connection import ConnectionState
 from edge_agent.web.snapshot import delivery_sinks, numeric_fields, outbox_json, replay_json
 
 if TYPE_CHECKING:
-    from edge_agent.history import HistoryBuffer
-    from edge_agent.runtime import Agent
+    from edge_agent.runtime.agent import Agent
+    from edge_agent.web.history import HistoryBuffer
     from edge_agent.web.snapshot import AlertsProvider
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

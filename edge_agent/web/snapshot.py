@@ -18,16 +18,16 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from connectors.base import ConnectionState
 from edge_agent import __version__
-from edge_agent.samples import Quality, Sample
+from edge_agent.core.connection import ConnectionState
+from edge_agent.core.samples import Quality, Sample
 
 if TYPE_CHECKING:
-    from edge_agent.alerts import AlertSink
-    from edge_agent.history import HistoryBuffer
-    from edge_agent.poller import MachinePoller
-    from edge_agent.runtime import Agent
-    from edge_agent.sinks import Sink
+    from edge_agent.alerts.sink import AlertSink
+    from edge_agent.core.sinks import Sink
+    from edge_agent.runtime.agent import Agent
+    from edge_agent.runtime.poller import MachinePoller
+    from edge_agent.web.history import HistoryBuffer
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def outbox_json(sink: object, now_ns: int) -> dict[str, Any] | None:
 
 
 def replay_json(sink: object) -> dict[str, Any] | None:
-    """The sink's current (or last) backlog replay (``edge_agent.replay``): total, done, active, rate.
+    """The sink's current (or last) backlog replay (``edge_agent.delivery.replay``): total, done, active, rate.
 
     None before the first replay, and for a sink that does not replay.
     """

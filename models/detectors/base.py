@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.levels import MODEL_FEATURES
 
 FloatArray = npt.NDArray[np.float64]

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.detectors.base import Arrays, FloatArray, RobustScaler, Score, check_shape, need_arrays, per_signal
 from models.levels import MODEL_FEATURES
 

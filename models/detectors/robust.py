@@ -36,7 +36,7 @@ class RobustBaseline:
 
     def _scaler(self) -> RobustScaler:
         if self.scaler is None:
-            from edge_agent.errors import ModelError
+            from edge_agent.core.errors import ModelError
 
             raise ModelError("robust detector scored before fit")
         return self.scaler

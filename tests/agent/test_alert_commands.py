@@ -18,12 +18,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.alerts import AlertsConfig, AlertSink
 from edge_agent.alerts.commands import AckRequest, CommandError, parse_ack
-from edge_agent.config import AgentConfig
-from edge_agent.demo import DEMO_ALERTS
-from edge_agent.payloads import Origin
-from edge_agent.runtime import Agent
+from edge_agent.alerts.config import AlertsConfig
+from edge_agent.alerts.sink import AlertSink
+from edge_agent.commands.demo import DEMO_ALERTS
+from edge_agent.core.origin import Origin
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from models.alerts import AlertState
 from simulators import Simulation
 from tests.agent.test_alert_retained import retained

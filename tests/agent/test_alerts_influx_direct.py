@@ -2,7 +2,7 @@
 
 The whole agent runs against a simulated pump and a real InfluxDB 1.x; an injected fault must
 appear as an ``alerts`` point next to the ``anomaly_score`` points of every scored window, the
-same points the ingest bridge writes from MQTT (edge_agent/event_lines.py).
+same points the ingest bridge writes from MQTT (edge_agent/alerts/events.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from edge_agent.config import AgentConfig
-from edge_agent.demo import DEMO_ALERTS
-from edge_agent.runtime import Agent
+from edge_agent.commands.demo import DEMO_ALERTS
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from simulators import Simulation
 from tests.servers import InfluxDB1, unique_name
 from tests.waiting import eventually

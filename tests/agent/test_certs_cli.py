@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from connectors.opcua import pki as pki_module
 from connectors.opcua.pki import TrustStore, own_certificate
-from edge_agent.cli import main
+from edge_agent.commands.cli import main
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 

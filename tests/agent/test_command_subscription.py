@@ -13,9 +13,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.config import MqttConfig, OutboxConfig
-from edge_agent.payloads import Origin
-from edge_agent.publisher import MqttPublisher
+from edge_agent.core.origin import Origin
+from edge_agent.delivery.config import MqttConfig, OutboxConfig
+from edge_agent.delivery.publisher import MqttPublisher
 from tests.servers import Mosquitto, unique_name
 from tests.waiting import eventually
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.errors import ConfigError
-from edge_agent.loader import load_config, parse_config
+from edge_agent.core.errors import ConfigError
+from edge_agent.runtime.loader import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -226,7 +226,7 @@ def test_json_schema_accepts_the_example_and_catches_a_typo(tmp_path: Path) -> N
 
 def test_commented_sections_of_the_example_are_valid_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """Optional sections are shown commented out; uncommented, they must validate as they stand."""
-    from edge_agent.config import AgentConfig
+    from edge_agent.runtime.config import AgentConfig
 
     monkeypatch.setenv("EDGE_WEB_PASSWORD", "example-password")
     monkeypatch.setenv("EDGE_WEB_TOKEN", "example-token-of-16-chars")

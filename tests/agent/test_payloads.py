@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from edge_agent.errors import PayloadError
-from edge_agent.payloads import Origin, decode_json, encode_json, encode_line_protocol, to_line_protocol
-from edge_agent.samples import Batch, Quality, Sample
+from edge_agent.core.errors import PayloadError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality, Sample
+from edge_agent.delivery.payloads import decode_json, encode_json, encode_line_protocol, to_line_protocol
 
 ORIGIN = Origin("site a", "hall,1", "line=2", "pump-1")
 T = 1_763_800_000_123_456_789

@@ -14,11 +14,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from connectors.base import ConnectionState
-from edge_agent.config import AgentConfig
-from edge_agent.demo import demo_config
-from edge_agent.live_view import LiveView
-from edge_agent.runtime import Agent
+from edge_agent.commands.demo import demo_config
+from edge_agent.commands.live_view import LiveView
+from edge_agent.core.connection import ConnectionState
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from simulators import Simulation
 from tests.servers import Mosquitto, free_port, unique_name
 from tests.waiting import eventually

@@ -31,9 +31,10 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.demo import demo_config
-from edge_agent.payloads import Origin, encode_json
-from edge_agent.samples import Batch, Sample
+from edge_agent.commands.demo import demo_config
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Sample
+from edge_agent.delivery.payloads import encode_json
 from simulators import Simulation
 from tests.servers import InfluxDB1, Mosquitto, unique_name
 from tests.waiting import eventually

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_agent.demo import demo_config
-from edge_agent.outbox import read_counters
+from edge_agent.commands.demo import demo_config
+from edge_agent.delivery.outbox import read_counters
 from simulators import Simulation
 from tests.servers import InfluxDB1, unique_name
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.modbus.config import ModbusMachine
-from edge_agent.samples import Quality
+from edge_agent.core.samples import Quality
 from simulators import Simulation
 from simulators.errors import SimulatorError
 

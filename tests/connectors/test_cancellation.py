@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from connectors.cancellation import stray_cancellation_is_a_lost_link
-from edge_agent.errors import ConnectError
+from edge_agent.core.errors import ConnectError
 
 
 async def test_a_stray_cancellation_becomes_connect_error() -> None:

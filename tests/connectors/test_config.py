@@ -42,7 +42,7 @@ def test_sample_yaml_validates(folder: str) -> None:
 
 @pytest.mark.parametrize("folder", ["modbus", "opcua"])
 def test_sample_yaml_loads_as_a_machine_of_an_agent_config(folder: str) -> None:
-    from edge_agent.loader import parse_config
+    from edge_agent.runtime.loader import parse_config
 
     sample = (ROOT / folder / "sample.yaml").read_text()
     indented = "\n".join(f"    {line}" if line.strip() else line for line in sample.splitlines())

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from connectors import MACHINE_TYPES
-from connectors.base import ConnectionState, Connector
-from edge_agent.errors import ConnectorError
-from edge_agent.samples import Quality
+from connectors.base import Connector
+from edge_agent.core.connection import ConnectionState
+from edge_agent.core.errors import ConnectorError
+from edge_agent.core.samples import Quality
 from simulators import Simulation
 from tests.connectors.simconfig import modbus_machine, opcua_machine
 

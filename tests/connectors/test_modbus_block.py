@@ -17,7 +17,7 @@ from connectors.modbus.config import ModbusMachine, ModbusTag
 from connectors.modbus.decode import DecodeError, decode_value
 from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests
 from connectors.modbus.responses import FastHoldingRegistersResponse, FastInputRegistersResponse
-from edge_agent.samples import Quality, Sample
+from edge_agent.core.samples import Quality, Sample
 
 ORDERS = ("ABCD", "DCBA", "BADC", "CDAB")
 NUMBERS = ("int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64")

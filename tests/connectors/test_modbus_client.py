@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.base import ConnectionState, Connector
+from connectors.base import Connector
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
-from edge_agent.errors import ConnectError
-from edge_agent.samples import Quality, Sample
+from edge_agent.core.connection import ConnectionState
+from edge_agent.core.errors import ConnectError
+from edge_agent.core.samples import Quality, Sample
 from simulators import Simulation
 from tests.connectors.simconfig import modbus_machine
 from tests.servers import free_port

@@ -13,8 +13,8 @@ from pymodbus import FramerType
 
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
-from edge_agent.errors import ReadTimeout
-from edge_agent.samples import Quality, Sample
+from edge_agent.core.errors import ReadTimeout
+from edge_agent.core.samples import Quality, Sample
 from tests.connectors.modbus_device import ModbusTestDevice, UnitImage
 from tests.waiting import eventually
 

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
-from edge_agent.errors import ConfigError, ConnectError, ReadTimeout
-from edge_agent.loader import parse_config
-from edge_agent.samples import Quality, Sample
+from edge_agent.core.errors import ConfigError, ConnectError, ReadTimeout
+from edge_agent.core.samples import Quality, Sample
+from edge_agent.runtime.loader import parse_config
 from simulators import Simulation
 from tests.waiting import eventually, eventually_sync
 

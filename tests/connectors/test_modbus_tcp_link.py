@@ -13,8 +13,8 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
 from connectors.modbus.tcp_link import ModbusTcpLink
-from edge_agent.errors import ConnectError
-from edge_agent.samples import Quality
+from edge_agent.core.errors import ConnectError
+from edge_agent.core.samples import Quality
 
 Reply = Callable[[int, int, int, int, int], list[bytes]]
 """(transaction id, unit, function code, start, count) -> the chunks to send back."""

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from connectors.base import ConnectionState, Connector
+from connectors.base import Connector
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
-from edge_agent.errors import ConnectError
-from edge_agent.samples import Quality
+from edge_agent.core.connection import ConnectionState
+from edge_agent.core.errors import ConnectError
+from edge_agent.core.samples import Quality
 from simulators import Simulation
 from tests.connectors.simconfig import NAMESPACE, opcua_machine
 from tests.servers import free_port

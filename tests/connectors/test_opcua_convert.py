@@ -21,7 +21,7 @@ from connectors.opcua.convert import (
     to_value,
 )
 from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
-from edge_agent.samples import Quality, Sample
+from edge_agent.core.samples import Quality, Sample
 
 SOURCE = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 SERVER = SOURCE + timedelta(milliseconds=5)

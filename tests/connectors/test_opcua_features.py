@@ -12,8 +12,8 @@ import pytest_asyncio
 
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
-from edge_agent.errors import ConnectError
-from edge_agent.samples import Quality, Sample
+from edge_agent.core.errors import ConnectError
+from edge_agent.core.samples import Quality, Sample
 from tests.connectors.opcua_device import COUNTER_NODES, NODES, OpcUaTestDevice
 from tests.waiting import eventually
 

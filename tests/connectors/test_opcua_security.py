@@ -27,12 +27,12 @@ from cryptography import x509
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
 from connectors.opcua.pki import TrustStore
-from edge_agent.backoff import Backoff
-from edge_agent.errors import ConnectError
-from edge_agent.logs import NOISY_LOGGERS
-from edge_agent.payloads import Origin
-from edge_agent.poller import MachinePoller
-from edge_agent.samples import Batch, Quality
+from edge_agent.commands.logs import NOISY_LOGGERS
+from edge_agent.core.backoff import Backoff
+from edge_agent.core.errors import ConnectError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality
+from edge_agent.runtime.poller import MachinePoller
 from simulators import Simulation
 from simulators.opcua_security import make_certificate
 from tests.servers import free_port
@@ -87,7 +87,7 @@ def config(endpoint: str, pki: Path, **keys: Any) -> OpcUaMachine:
 def agent_logging(caplog: pytest.LogCaptureFixture) -> None:
     """Capture what the agent logs at its most verbose (DEBUG), libraries capped as the agent caps them.
 
-    (asyncua's own DEBUG lines dump whole requests, so edge_agent/logs.py never lets them out.)
+    (asyncua's own DEBUG lines dump whole requests, so edge_agent/commands/logs.py never lets them out.)
     """
     caplog.set_level(logging.DEBUG)
     for noisy in NOISY_LOGGERS:

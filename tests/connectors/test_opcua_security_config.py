@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.opcua.config import OpcUaMachine
-from edge_agent.errors import ConfigError
-from edge_agent.loader import parse_config
+from edge_agent.core.errors import ConfigError
+from edge_agent.runtime.loader import parse_config
 
 
 def opcua(**machine: Any) -> OpcUaMachine:

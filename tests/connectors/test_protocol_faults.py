@@ -10,8 +10,8 @@ import pytest_asyncio
 
 from connectors.modbus.client import ModbusConnector
 from connectors.opcua.client import OpcUaConnector
-from edge_agent.errors import ConnectError, ConnectorError, ReadTimeout
-from edge_agent.samples import Quality
+from edge_agent.core.errors import ConnectError, ConnectorError, ReadTimeout
+from edge_agent.core.samples import Quality
 from simulators import Simulation
 from tests.connectors.simconfig import modbus_machine, opcua_machine
 

@@ -36,13 +36,13 @@ from asyncua import ua
 from asyncua.client.client import Client
 
 from connectors import MachineConfig
-from connectors.base import ConnectionState
 from connectors.modbus.config import ModbusMachine
 from connectors.opcua.config import OpcUaMachine
-from edge_agent.backoff import Backoff
-from edge_agent.payloads import Origin
-from edge_agent.poller import MachinePoller, connect_limit
-from edge_agent.samples import Batch, Quality
+from edge_agent.core.backoff import Backoff
+from edge_agent.core.connection import ConnectionState
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality
+from edge_agent.runtime.poller import MachinePoller, connect_limit
 from simulators import Simulation
 from simulators.register_map import ENDPOINT_PATH, NAMESPACE_URI, describe
 from tests.chaos.conftest import TcpProxy

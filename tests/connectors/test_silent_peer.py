@@ -13,7 +13,7 @@ from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
-from edge_agent.errors import ConnectError, ReadTimeout
+from edge_agent.core.errors import ConnectError, ReadTimeout
 from tests.waiting import eventually
 
 

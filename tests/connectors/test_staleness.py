@@ -17,9 +17,9 @@ import pytest
 
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.convert import silence_of
-from edge_agent.payloads import Origin
-from edge_agent.poller import MachinePoller
-from edge_agent.samples import Batch, Quality, Sample
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality, Sample
+from edge_agent.runtime.poller import MachinePoller
 from simulators import Simulation
 from tests.connectors.simconfig import opcua_machine
 from tests.waiting import eventually

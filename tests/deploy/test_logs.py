@@ -1,4 +1,4 @@
-"""edge_agent.logs: coloured lines on a terminal, plain lines when piped, JSON under systemd."""
+"""edge_agent.commands.logs: coloured lines on a terminal, plain lines when piped, JSON under systemd."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge_agent.logs import choose_format, setup_logging
+from edge_agent.commands.logs import choose_format, setup_logging
 
 
 class Tty(io.StringIO):
@@ -62,14 +62,14 @@ def test_json_lines_under_systemd(monkeypatch: pytest.MonkeyPatch, variable: str
     monkeypatch.setenv(variable, "8:12345")
     out = Tty()  # even if the stream claims to be a terminal
     assert setup_logging("INFO", stream=out) == "json"
-    logging.getLogger("edge_agent.outbox").error(
+    logging.getLogger("edge_agent.delivery.outbox").error(
         "dropped %d batch(es)", 3, extra={"machine": "pump-1", "dropped": 3, "since": object()}
     )
     lines = out.getvalue().splitlines()
     assert len(lines) == 1
     entry = json.loads(lines[0])
     assert entry["level"] == "ERROR"
-    assert entry["logger"] == "edge_agent.outbox"
+    assert entry["logger"] == "edge_agent.delivery.outbox"
     assert entry["message"] == "dropped 3 batch(es)"
     assert entry["machine"] == "pump-1"
     assert entry["dropped"] == 3

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from edge_agent.cli import build_parser
-from edge_agent.loader import load_config
+from edge_agent.commands.cli import build_parser
+from edge_agent.runtime.loader import load_config
 from simulators.cli import build_parser as build_sim_parser
 
 REPO = Path(__file__).resolve().parents[2]

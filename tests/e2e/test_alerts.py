@@ -17,9 +17,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.config import AgentConfig
-from edge_agent.demo import DEMO_ALERTS, demo_config
-from edge_agent.runtime import Agent
+from edge_agent.commands.demo import DEMO_ALERTS, demo_config
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from simulators import Simulation
 from tests.servers import Mosquitto, unique_name
 from tests.waiting import eventually

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_agent.cli import build_parser
-from edge_agent.loader import parse_config
+from edge_agent.commands.cli import build_parser
+from edge_agent.runtime.loader import parse_config
 from simulators import Simulation
 from tests.servers import free_port
 
@@ -29,7 +29,7 @@ def _command() -> list[str]:
     for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction) and "discover" in action.choices:
             return ["-m", "edge_agent", "discover"]
-    return ["-m", "edge_agent.discover"]
+    return ["-m", "edge_agent.commands.discover"]
 
 
 async def discover(*argv: str) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from connectors.opcua.pki import TrustStore
-from edge_agent.loader import parse_config
+from edge_agent.runtime.loader import parse_config
 from simulators import Simulation
 from tests.e2e.test_discover import discover
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from edge_agent.demo import demo_config
+from edge_agent.commands.demo import demo_config
 from simulators import Simulation
 from tests.servers import InfluxDB1, Mosquitto, free_port, unique_name
 

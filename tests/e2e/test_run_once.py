@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from edge_agent.demo import demo_config
+from edge_agent.commands.demo import demo_config
 from simulators import Simulation
 from tests.servers import free_port
 

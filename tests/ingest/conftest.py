@@ -12,8 +12,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.config import InfluxConfig, IngestConfig, MqttConfig
-from edge_agent.ingest import InfluxWriter, IngestBridge, make_writer
+from edge_agent.delivery.config import InfluxConfig, MqttConfig
+from edge_agent.delivery.influx_writer import InfluxWriter, make_writer
+from edge_agent.ingest.bridge import IngestBridge
+from edge_agent.ingest.config import IngestConfig
 from tests.servers import Mosquitto, unique_name
 
 WAIT = 15.0

@@ -1,6 +1,6 @@
 """The ingest bridge end to end: real Mosquitto → IngestBridge → real InfluxDB 1.x, read back with InfluxQL.
 
-Payloads are built with ``edge_agent.payloads.encode_json`` (the publisher's own encoder), so the
+Payloads are built with ``edge_agent.delivery.payloads.encode_json`` (the publisher's own encoder), so the
 tests check the contract between the agent and the bridge, not a copy of it.
 """
 
@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import AgentConfig, InfluxConfig, TlsConfig
-from edge_agent.errors import ConfigError
-from edge_agent.ingest import IngestBridge, make_writer, run_ingest
-from edge_agent.payloads import Origin, encode_json, encode_line_protocol
-from edge_agent.samples import Batch, Quality, Sample
+from edge_agent.core.errors import ConfigError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality, Sample
+from edge_agent.delivery.config import InfluxConfig, TlsConfig
+from edge_agent.delivery.influx_writer import make_writer
+from edge_agent.delivery.payloads import encode_json, encode_line_protocol
+from edge_agent.ingest.bridge import IngestBridge, run_ingest
+from edge_agent.runtime.config import AgentConfig
 from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until
 from tests.servers import InfluxDB1, Mosquitto, unique_name
 

@@ -18,11 +18,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.config import InfluxConfig
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Sample
+from edge_agent.delivery.config import InfluxConfig
+from edge_agent.delivery.payloads import MAX_PAYLOAD_BYTES, encode_json
 from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_prefix, dead_letter_topic
 from edge_agent.ingest.problems import ProblemLog
-from edge_agent.payloads import MAX_PAYLOAD_BYTES, Origin, encode_json
-from edge_agent.samples import Batch, Sample
 from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until
 from tests.servers import InfluxDB1, Mosquitto, unique_name
 

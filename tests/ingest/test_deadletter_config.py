@@ -12,10 +12,10 @@ import contextlib
 
 import pytest
 
-from edge_agent.errors import ConfigError
+from edge_agent.core.errors import ConfigError
+from edge_agent.core.origin import Origin
 from edge_agent.ingest.bridge import run_ingest
-from edge_agent.loader import parse_config
-from edge_agent.payloads import Origin
+from edge_agent.runtime.loader import parse_config
 from tests.ingest.conftest import Publisher, wait_until
 from tests.ingest.test_deadletter import DeadLetters, count_points, good
 from tests.servers import InfluxDB1, Mosquitto, unique_name

@@ -1,4 +1,4 @@
-"""edge_agent.event_lines: alert events and scores as line protocol, without servers."""
+"""edge_agent.alerts.events: alert events and scores as line protocol, without servers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.errors import PayloadError
-from edge_agent.event_lines import (
+from edge_agent.alerts.events import (
     alert_event_to_line,
     alert_payload_to_lines,
     iso_to_ns,
@@ -18,6 +17,7 @@ from edge_agent.event_lines import (
     score_to_line,
     signals_text,
 )
+from edge_agent.core.errors import PayloadError
 from edge_agent.ingest.lineproto import check_line_protocol
 from tests.ingest.alert_events import SINCE_S, alert_event, score_message
 

@@ -14,10 +14,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.config import InfluxConfig
-from edge_agent.event_lines import iso_to_ns
-from edge_agent.payloads import Origin, encode_json
-from edge_agent.samples import Batch, Sample
+from edge_agent.alerts.events import iso_to_ns
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Sample
+from edge_agent.delivery.config import InfluxConfig
+from edge_agent.delivery.payloads import encode_json
 from tests.ingest.alert_events import SINCE_S, alert_event, score_message
 from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until
 from tests.ingest.test_deadletter import DeadLetters

@@ -19,17 +19,12 @@ from collections.abc import Callable
 
 import pytest
 
-from edge_agent.errors import PayloadError
+from edge_agent.core.errors import PayloadError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality, Sample
+from edge_agent.delivery.payloads import decode_json, encode_json, encode_line_protocol, to_line_protocol
 from edge_agent.ingest.fastjson import format_floats, telemetry_lines
 from edge_agent.ingest.lineproto import _SIMPLE_LINE, MIN_TIMESTAMP_NS, _check_line, check_line_protocol
-from edge_agent.payloads import (
-    Origin,
-    decode_json,
-    encode_json,
-    encode_line_protocol,
-    to_line_protocol,
-)
-from edge_agent.samples import Batch, Quality, Sample
 
 T = 1_763_800_000_123_456_789
 VALUES: list[object] = [1, 0, -5, 2**70, 10**400, 1.5, -0.0, 1e308, True, False, 'a b"c\\d\ne', "", None, [1], {"a": 1}]

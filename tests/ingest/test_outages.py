@@ -12,10 +12,12 @@ import time
 
 import pytest
 
-from edge_agent.config import InfluxConfig
-from edge_agent.ingest import IngestBridge, make_writer
-from edge_agent.payloads import Origin, encode_json
-from edge_agent.samples import Batch, Sample
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Sample
+from edge_agent.delivery.config import InfluxConfig
+from edge_agent.delivery.influx_writer import make_writer
+from edge_agent.delivery.payloads import encode_json
+from edge_agent.ingest.bridge import IngestBridge
 from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until
 from tests.servers import InfluxDB1, Mosquitto, unique_name
 

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.config import IngestConfig, MqttConfig
+from edge_agent.delivery.config import MqttConfig
+from edge_agent.delivery.influx_writer import WriteFailed
 from edge_agent.ingest.bridge import IngestBridge, _Message
-from edge_agent.ingest.writers import WriteFailed
+from edge_agent.ingest.config import IngestConfig
 
 T = 1_763_800_000_000_000_000
 

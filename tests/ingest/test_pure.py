@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.errors import PayloadError
+from edge_agent.core.errors import PayloadError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Sample
+from edge_agent.delivery.payloads import encode_line_protocol
 from edge_agent.ingest.bridge import backoff_delay, parse_payload, problem_kind
 from edge_agent.ingest.lineproto import check_line_protocol
-from edge_agent.payloads import Origin, encode_line_protocol
-from edge_agent.samples import Batch, Sample
 
 T = "1763800000000000000"
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import InfluxConfig
-from edge_agent.errors import SinkError
-from edge_agent.ingest import InfluxV1Writer, InfluxV2Writer, RejectedPoints, WriteFailed, make_writer
-from edge_agent.payloads import Origin, decode_json, encode_json, to_line_protocol
-from edge_agent.samples import Batch, Sample
+from edge_agent.core.errors import SinkError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Sample
+from edge_agent.delivery.config import InfluxConfig
+from edge_agent.delivery.influx_writer import InfluxV1Writer, InfluxV2Writer, RejectedPoints, WriteFailed, make_writer
+from edge_agent.delivery.payloads import decode_json, encode_json, to_line_protocol
 from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until
 from tests.servers import InfluxDB1, Mosquitto, VictoriaMetrics, free_port, unique_name
 

@@ -17,7 +17,7 @@ import pytest
 
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
-from edge_agent.samples import Quality
+from edge_agent.core.samples import Quality
 from tests.interop.libmodbus import EVERY_TYPE, HOLE, LibmodbusServer, SerialGateway, SerialPair
 
 UNIT = 3

@@ -21,7 +21,7 @@ import pytest
 
 from connectors.modbus.client import ModbusConnector
 from connectors.modbus.config import ModbusMachine
-from edge_agent.samples import Batch, Quality
+from edge_agent.core.samples import Batch, Quality
 from tests.interop.libmodbus import EVERY_TYPE, HOLE, LibmodbusServer
 
 ILLEGAL_ADDRESS = "Modbus exception 2: illegal data address"

@@ -19,7 +19,7 @@ import pytest
 
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
-from edge_agent.samples import Batch, Quality, Sample
+from edge_agent.core.samples import Batch, Quality, Sample
 from tests.interop.node_opcua import CLOCK_NODE, INDEXES, NAMESPACE, SERVED, UNITS, NodeOpcUaServer
 
 NO_SECURITY = {"policy": "None", "mode": "None"}

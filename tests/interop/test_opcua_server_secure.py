@@ -20,8 +20,8 @@ import pytest
 
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
-from edge_agent.errors import ConnectError
-from edge_agent.samples import Quality
+from edge_agent.core.errors import ConnectError
+from edge_agent.core.samples import Quality
 from tests.interop.conftest import run_client
 from tests.interop.node_opcua import INDEXES, PASSWORD, SERVED, USERNAME, NodeOpcUaServer
 

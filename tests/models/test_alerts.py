@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.alerts import AlertPolicy, AlertState
 
 POLICY = AlertPolicy(k=3, n=5, clear_after=3, clear_level=0.7, cooldown_s=600, span_s=180)

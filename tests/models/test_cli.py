@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models.cli import register
+from edge_agent.commands.model import register
 from simulators.record import record
 from simulators.scenario import parse_scenario
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models import store
 from models.detectors import DETECTORS
 from models.detectors.forest import IsolationForestDetector

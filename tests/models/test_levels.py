@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.features import WindowSpec, windows_from_arrays
 from models.levels import MIN_SPAN_S, MODEL_FEATURES, LevelModel
 

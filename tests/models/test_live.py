@@ -11,8 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from edge_agent.alerts import AlertsConfig, AlertSink
-from edge_agent.payloads import Origin
+from edge_agent.alerts.config import AlertsConfig
+from edge_agent.alerts.sink import AlertSink
+from edge_agent.core.origin import Origin
 from simulators import Simulation
 from tests.connectors.simconfig import modbus_machine
 from tests.waiting import eventually

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.progress import wanted
-from models.cli import featurise
+from edge_agent.commands.model import featurise
+from edge_agent.commands.progress import wanted
 from models.features import WindowSpec, windows_from_arrays
 from simulators.record import record
 from simulators.scenario import parse_scenario

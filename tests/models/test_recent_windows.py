@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.alerts import AlertSink
 from edge_agent.alerts.recent import RECENT_FILE, RecentWindows
+from edge_agent.alerts.sink import AlertSink
 from edge_agent.alerts.training import chunk_rows
-from edge_agent.errors import ModelError
-from edge_agent.payloads import Origin
+from edge_agent.core.errors import ModelError
+from edge_agent.core.origin import Origin
 from models.features import Window
 from simulators.dataset import Dataset
 

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.alerts import AlertsConfig, AlertSink
+from edge_agent.alerts.config import AlertsConfig
+from edge_agent.alerts.sink import AlertSink
 from edge_agent.alerts.versions import MODEL_FILE, VERSIONS_DIR, stored_models
-from edge_agent.payloads import Origin
-from models.cli import register
+from edge_agent.commands.model import register
+from edge_agent.core.origin import Origin
 from simulators.dataset import Dataset
 from tests.waiting import eventually
 

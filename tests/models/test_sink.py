@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from edge_agent.alerts import AlertsConfig, AlertSink
-from edge_agent.payloads import Origin
-from edge_agent.samples import Batch, Quality, Sample
-from edge_agent.sinks import Sink
+from edge_agent.alerts.config import AlertsConfig
+from edge_agent.alerts.sink import AlertSink
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality, Sample
+from edge_agent.core.sinks import Sink
 from simulators.dataset import Dataset
 from tests.waiting import eventually
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.errors import ModelError
+from edge_agent.core.errors import ModelError
 from models.features import Window, WindowSet
 from models.model import MachineModel
 from models.operating_state import SIMULATOR_CODES, StateRule, learn_levels

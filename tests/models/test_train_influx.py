@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.cli import register
+from edge_agent.commands.model import register
 from models.model import MachineModel
 from simulators.dataset import Dataset
 from tests.servers import InfluxDB1, http_request, unique_name

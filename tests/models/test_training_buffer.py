@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.alerts import AlertSink
+from edge_agent.alerts.sink import AlertSink
 from edge_agent.alerts.training import CHUNK_BYTES, TRAINING_FILE, TrainingBuffer
 from models.features import Window
 from simulators.dataset import Dataset

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.backoff import Backoff
-from edge_agent.config import AgentConfig, InfluxConfig, OutboxConfig
-from edge_agent.influx_sink import InfluxSink
-from edge_agent.payloads import Origin
-from edge_agent.runtime import Agent
-from edge_agent.samples import Batch, Sample
+from edge_agent.core.backoff import Backoff
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Sample
+from edge_agent.delivery.config import InfluxConfig, OutboxConfig
+from edge_agent.delivery.influx_sink import InfluxSink
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from tests.servers import InfluxDB1, unique_name
 from tests.waiting import eventually
 
@@ -101,8 +102,8 @@ def test_direct_influxdb_needs_the_influxdb_section() -> None:
 
 
 def test_outbox_keys_parse_sizes_and_durations_and_refuse_a_useless_bound() -> None:
-    from edge_agent.errors import ConfigError
-    from edge_agent.loader import parse_config
+    from edge_agent.core.errors import ConfigError
+    from edge_agent.runtime.loader import parse_config
 
     config = parse_config("outbox:\n  max_bytes: 64MiB\n  max_age: 2d\n  synchronous: full\n", "plant.yaml")
     assert (config.outbox.max_bytes, config.outbox.max_age, config.outbox.synchronous) == (64 * 2**20, 172800.0, "full")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.errors import ConfigError
-from edge_agent.outbox import Outbox
+from edge_agent.core.errors import ConfigError
+from edge_agent.delivery.outbox import Outbox
 
 
 def make(path: Path, **options: object) -> Outbox:
@@ -66,7 +66,7 @@ async def test_sequence_numbers_are_never_reused_after_a_restart(tmp_path: Path)
 WRITER = textwrap.dedent(
     """
     import asyncio, sys
-    from edge_agent.outbox import Outbox
+    from edge_agent.delivery.outbox import Outbox
 
     async def main() -> None:
         box = Outbox(sys.argv[1], max_bytes=10**9, max_age=0, synchronous=sys.argv[2])
@@ -312,7 +312,7 @@ def file_and_wal_bytes(path: Path) -> int:
 
 async def test_the_file_shrinks_back_after_a_backlog_drains(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An outage's backlog grows the file; once delivered, the space goes back to the disk, entries intact."""
-    caplog.set_level(logging.INFO, logger="edge_agent.outbox")
+    caplog.set_level(logging.INFO, logger="edge_agent.delivery.outbox")
     path = tmp_path / "o.sqlite"
     box = make(path, max_bytes=100_000_000)
     await box.open()

@@ -17,10 +17,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.config import MqttConfig, OutboxConfig
-from edge_agent.payloads import Origin
-from edge_agent.publisher import MqttPublisher
-from edge_agent.samples import Batch, Sample
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Sample
+from edge_agent.delivery.config import MqttConfig, OutboxConfig
+from edge_agent.delivery.publisher import MqttPublisher
 from tests.servers import Mosquitto, tcp_accepts, unique_name
 from tests.waiting import eventually
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.backoff import Backoff
-from edge_agent.config import InfluxConfig, MqttConfig, OutboxConfig
-from edge_agent.influx_sink import InfluxSink
-from edge_agent.outbox import Outbox
-from edge_agent.payloads import Origin
-from edge_agent.publisher import MqttPublisher
-from edge_agent.replay import BacklogReplay
+from edge_agent.core.backoff import Backoff
+from edge_agent.core.origin import Origin
+from edge_agent.delivery.config import InfluxConfig, MqttConfig, OutboxConfig
+from edge_agent.delivery.influx_sink import InfluxSink
+from edge_agent.delivery.outbox import Outbox
+from edge_agent.delivery.publisher import MqttPublisher
+from edge_agent.delivery.replay import BacklogReplay
 from tests.outbox.test_influx_sink import batch as influx_batch
 from tests.outbox.test_influx_sink import count as influx_count
 from tests.outbox.test_publisher import T0, Subscriber, batch
@@ -41,7 +41,7 @@ def number(text: str) -> int:
 
 
 def backlog_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "edge_agent.replay"]
+    return [r for r in caplog.records if r.name == "edge_agent.delivery.replay"]
 
 
 @pytest.fixture

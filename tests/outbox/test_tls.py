@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import MqttConfig, OutboxConfig, TlsConfig
-from edge_agent.publisher import MqttPublisher
+from edge_agent.delivery.config import MqttConfig, OutboxConfig, TlsConfig
+from edge_agent.delivery.publisher import MqttPublisher
 from tests.servers import Mosquitto, tcp_accepts, unique_name
 from tests.waiting import eventually
 

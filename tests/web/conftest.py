@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest_asyncio
 
-from edge_agent.config import AgentConfig
-from edge_agent.demo import demo_config, machine_faults
-from edge_agent.history import HistoryBuffer
-from edge_agent.runtime import Agent
+from edge_agent.alerts.board import AlertBoard
+from edge_agent.commands.demo import demo_config, machine_faults
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from edge_agent.web import StatusServer, WebConfig
-from edge_agent.web.alerts import AlertBoard
+from edge_agent.web.history import HistoryBuffer
 from simulators import Simulation
 from tests.waiting import eventually
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_agent.web.alerts import AlertBoard
+from edge_agent.alerts.board import AlertBoard
 
 
 def event(kind: str, machine: str = "pump-1", alert_id: str = "a1", **extra: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from edge_agent.errors import ConfigError
+from edge_agent.core.errors import ConfigError
 from edge_agent.web import StatusServer, WebConfig
 from edge_agent.web.snapshot import dumps
 from tests.waiting import eventually

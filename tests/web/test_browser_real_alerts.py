@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from edge_agent.config import AgentConfig
-from edge_agent.demo import CLEAR_FAULTS, DEMO_ALERTS, demo_config, fault_control
-from edge_agent.history import HistoryBuffer
-from edge_agent.runtime import Agent
+from edge_agent.commands.demo import CLEAR_FAULTS, DEMO_ALERTS, demo_config, fault_control
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from edge_agent.web import StatusServer, WebConfig
+from edge_agent.web.history import HistoryBuffer
 from simulators import Simulation
 from tests.waiting import eventually
 from tests.web.conftest import ARTIFACTS

@@ -11,10 +11,10 @@ from statistics import fmean
 import numpy as np
 import pytest
 
-from edge_agent.history import NS, HistoryBuffer
-from edge_agent.payloads import Origin
-from edge_agent.samples import Batch, Quality, Sample
-from edge_agent.sinks import Sink
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality, Sample
+from edge_agent.core.sinks import Sink
+from edge_agent.web.history import NS, HistoryBuffer
 from tests.waiting import eventually
 from tests.web.conftest import Plant
 
@@ -347,7 +347,7 @@ async def test_the_clock_going_back_restarts_the_machines_trends_once(caplog: py
     await history.submit(poll("m1", now - 12, a=99.0), ORIGIN)  # a little back: that poll is not drawn
     assert history.series("m1", "a").values.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert history.latest("m1")["a"].value == 99.0
-    with caplog.at_level(logging.WARNING, logger="edge_agent.history"):
+    with caplog.at_level(logging.WARNING, logger="edge_agent.web.history"):
         await history.submit(poll("m1", now - 7200, a=7.0, b=8.0), ORIGIN)  # more than the window back
     warnings = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
     assert len(warnings) == 1

@@ -11,11 +11,11 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge_agent.config import AgentConfig
-from edge_agent.demo import demo_config
-from edge_agent.history import HistoryBuffer
-from edge_agent.runtime import Agent
+from edge_agent.commands.demo import demo_config
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from edge_agent.web import StatusServer, WebConfig
+from edge_agent.web.history import HistoryBuffer
 from edge_agent.web.snapshot import numeric_fields
 from simulators import Simulation
 from tests.servers import free_port

@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 from playwright.async_api import expect
 
-from edge_agent.config import AgentConfig
-from edge_agent.demo import DEMO_ALERTS, demo_config
-from edge_agent.history import HistoryBuffer
-from edge_agent.runtime import Agent
+from edge_agent.commands.demo import DEMO_ALERTS, demo_config
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from edge_agent.web import StatusServer, WebConfig
+from edge_agent.web.history import HistoryBuffer
 from simulators import Simulation
 from tests.waiting import eventually
 from tests.web.conftest import ARTIFACTS

@@ -16,12 +16,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge_agent.config import AgentConfig
-from edge_agent.demo import demo_config
-from edge_agent.history import HistoryBuffer
-from edge_agent.publisher import MqttPublisher
-from edge_agent.runtime import Agent
+from edge_agent.commands.demo import demo_config
+from edge_agent.delivery.publisher import MqttPublisher
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from edge_agent.web import StatusServer, WebConfig
+from edge_agent.web.history import HistoryBuffer
 from simulators import Simulation
 from tests.servers import Mosquitto
 from tests.waiting import eventually

@@ -24,10 +24,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from connectors import MachineConfig
 from connectors.base import Connector
 from connectors.opcua.config import OpcUaMachine
-from edge_agent.config import AgentConfig, InfluxConfig, MqttConfig
-from edge_agent.errors import ConnectorError, SinkError
-from edge_agent.poller import connect_limit
-from edge_agent.samples import Quality
+from edge_agent.core.errors import ConnectorError, SinkError
+from edge_agent.core.samples import Quality
+from edge_agent.delivery.config import InfluxConfig, MqttConfig
+from edge_agent.runtime.config import AgentConfig
+from edge_agent.runtime.poller import connect_limit
 
 ROUND_TRIP_TIMEOUT = 10.0
 
@@ -223,7 +224,7 @@ def _auth_fix(reason: str) -> str:
 
 async def check_influx(config: InfluxConfig) -> Check:
     """Ping InfluxDB and write one point, which proves the credentials and write permission."""
-    from edge_agent.ingest.writers import make_writer
+    from edge_agent.delivery.influx_writer import make_writer
 
     target = config.database if config.version == 1 else f"{config.org}/{config.bucket}"
     name = f"InfluxDB {config.version}.x {config.url} ({target})"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from edge_agent.payloads import Origin
-from edge_agent.samples import Batch
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch
 
 
 class Sink(Protocol):

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent import progress as progress_bars
-from edge_agent.durations import parse_duration
-from edge_agent.errors import ModelError
-from edge_agent.progress import progress, track
+from edge_agent.commands import progress as progress_bars
+from edge_agent.commands.progress import progress, track
+from edge_agent.core.durations import parse_duration
+from edge_agent.core.errors import ModelError
 from models.alerts import AlertPolicy
 from models.csvdata import Table, check_trainable, read_table
 from models.detectors import DETECTORS

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from connectors import MachineConfig
-from connectors.base import ConnectionState, Connector
-from edge_agent.backoff import Backoff
-from edge_agent.errors import ConnectorError, ReadTimeout
-from edge_agent.payloads import Origin
-from edge_agent.samples import Batch
-from edge_agent.sinks import Sink
+from connectors.base import Connector
+from edge_agent.core.backoff import Backoff
+from edge_agent.core.connection import ConnectionState
+from edge_agent.core.errors import ConnectorError, ReadTimeout
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch
+from edge_agent.core.sinks import Sink
 
 log = logging.getLogger(__name__)
 

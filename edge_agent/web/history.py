@@ -51,8 +51,8 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.payloads import Origin
-from edge_agent.samples import Batch, Quality, Sample
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality, Sample
 
 log = logging.getLogger(__name__)
 

@@ -24,26 +24,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.errors import PayloadError
-from edge_agent.samples import Batch, Quality, Sample, Value
+from edge_agent.core.errors import PayloadError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality, Sample, Value
 
 SCHEMA_VERSION = 1
 MEASUREMENT = "telemetry"
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a batch comes from in the plant hierarchy; names the topic and the point tags."""
-
-    site: str
-    area: str
-    line: str
-    machine: str
-
-    def topic(self, prefix: str, kind: str) -> str:
-        """``{prefix}/{site}/{area}/{line}/{machine}/{kind}``."""
-        return f"{prefix}/{self.site}/{self.area}/{self.line}/{self.machine}/{kind}"
 
 
 def _finite(sample: Sample) -> Sample:

@@ -1,9 +1,9 @@
 """Direct InfluxDB sink for single-box installs: agent → outbox → InfluxDB, no broker in between.
 
-The same durable outbox as the MQTT path (``edge_agent.outbox``) holds every batch, encoded as the
-line protocol of ``edge_agent.payloads`` (the very points the ingest bridge would write), until
+The same durable outbox as the MQTT path (``edge_agent.delivery.outbox``) holds every batch, encoded as the
+line protocol of ``edge_agent.delivery.payloads`` (the very points the ingest bridge would write), until
 InfluxDB has answered the write with success. The writer is the ingest bridge's own
-(``edge_agent.ingest.writers.make_writer``), so retries, error classes and credential handling are
+(``edge_agent.delivery.influx_writer.make_writer``), so retries, error classes and credential handling are
 the same on both paths:
 
 - ``WriteFailed`` (unreachable, 5xx, 401/403, 404): nothing is removed; the write is retried with
@@ -15,7 +15,7 @@ the same on both paths:
 Entries are written oldest first, many per request (up to ``MAX_POINTS`` points), so a backlog
 drains in large batches while new batches keep being appended behind it. The replay of a backlog
 (after an outage, or left by a previous run) is reported like the MQTT publisher's
-(``edge_agent.replay``): a start line at the first successful write, progress at most every
+(``edge_agent.delivery.replay``): a start line at the first successful write, progress at most every
 10 s, an end line.
 """
 
@@ -28,15 +28,16 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent import event_lines
-from edge_agent.backoff import Backoff
-from edge_agent.config import InfluxConfig, OutboxConfig
-from edge_agent.errors import PayloadError
-from edge_agent.ingest.writers import InfluxWriter, RejectedPoints, WriteFailed, make_writer
-from edge_agent.outbox import Entry, Outbox, default_outbox_path
-from edge_agent.payloads import Origin, encode_line_protocol
-from edge_agent.replay import BacklogReplay
-from edge_agent.samples import Batch
+from edge_agent.alerts import events as event_lines
+from edge_agent.core.backoff import Backoff
+from edge_agent.core.errors import PayloadError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch
+from edge_agent.delivery.config import InfluxConfig, OutboxConfig
+from edge_agent.delivery.influx_writer import InfluxWriter, RejectedPoints, WriteFailed, make_writer
+from edge_agent.delivery.outbox import Entry, Outbox, default_outbox_path
+from edge_agent.delivery.payloads import encode_line_protocol
+from edge_agent.delivery.replay import BacklogReplay
 
 __all__ = ["InfluxSink", "InfluxSinkStats"]
 
@@ -124,7 +125,7 @@ class InfluxSink:
         """Store an alert event (``kind="alerts"``) or an anomaly score (``"scores"``) as its InfluxDB point.
 
         The same points the ingest bridge writes from ``.../alerts`` and ``.../scores``
-        (``edge_agent.event_lines``: measurements ``alerts`` and ``anomaly_score``), through the
+        (``edge_agent.alerts.events``: measurements ``alerts`` and ``anomaly_score``), through the
         same outbox as the telemetry, so they survive an InfluxDB outage too. An event the
         conversion refuses is a bug of the agent: logged, counted in ``rejected``, not stored.
         """

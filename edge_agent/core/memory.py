@@ -7,7 +7,7 @@ Three things cost RSS without doing any work for the agent, measured with bench/
   matrices of a machine model are small (tens of signals), so more threads buy nothing; one
   costs a thread stack and its buffer. ``OPENBLAS_NUM_THREADS`` is read only when OpenBLAS
   loads, so importing this module sets it (unless the user already did): import it before
-  numpy, as ``edge_agent.cli`` does first thing.
+  numpy, as ``edge_agent.commands.cli`` does first thing.
 * **glibc malloc arenas.** glibc gives each thread that allocates its own arena (up to 8 per
   core), and freed memory stays in the arena it came from. :func:`limit_arenas` caps them at
   two before the agent starts its threads.

@@ -56,8 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO, TypeVar
 
-from edge_agent import memory
-from edge_agent.errors import ConfigError
+from edge_agent.core import memory
+from edge_agent.core.errors import ConfigError
 
 __all__ = ["KEEP_FREE_PAGES", "Entry", "Outbox", "OutboxStats", "default_outbox_path", "read_counters"]
 

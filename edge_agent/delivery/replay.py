@@ -17,7 +17,7 @@ connection starts a new one with what is left.
 
 Progress is logged at most every ``every_s`` (10 s), at INFO, so the journal and JSON logs
 (Loki) get a handful of lines per replay, never one per batch. No progress bar is drawn, even on
-a terminal (``edge_agent.progress``): a replay happens inside the long-running agent, whose
+a terminal (``edge_agent.commands.progress``): a replay happens inside the long-running agent, whose
 stderr is shared by every logger of the process (pollers, paho's thread, the outbox thread). A
 bar redraws its line with carriage returns, and each log line written meanwhile would cut it
 into pieces; keeping a bar intact would mean routing every handler through tqdm for minutes.
@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edge_agent.outbox import Outbox
+    from edge_agent.delivery.outbox import Outbox
 
 __all__ = ["MIN_ENTRIES", "PROGRESS_EVERY_S", "BacklogReplay"]
 

@@ -22,7 +22,7 @@ from typing import Any, TextIO, TypeVar
 
 from tqdm import tqdm
 
-from edge_agent.logs import under_systemd
+from edge_agent.commands.logs import under_systemd
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from edge_agent.payloads import Origin
-from edge_agent.samples import Batch, Quality, Sample
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch, Quality, Sample
 
 
 def format_value(sample: Sample) -> str:

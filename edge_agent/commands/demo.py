@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from connectors.opcua.pki import TrustStore, own_certificate
-from edge_agent.config import AgentConfig
-from edge_agent.history import HistoryBuffer
-from edge_agent.live_view import LiveView
-from edge_agent.runtime import Agent
+from edge_agent.commands.live_view import LiveView
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.config import AgentConfig
 from edge_agent.web import StatusServer, WebConfig
+from edge_agent.web.history import HistoryBuffer
 from simulators import Simulation
 from simulators.faults import FAULT_KINDS
 

@@ -30,8 +30,8 @@ from influxdb_client.client.write_api_async import WriteApiAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from edge_agent.config import InfluxConfig
-from edge_agent.errors import SinkError
+from edge_agent.core.errors import SinkError
+from edge_agent.delivery.config import InfluxConfig
 
 __all__ = ["InfluxV1Writer", "InfluxV2Writer", "InfluxWriter", "RejectedPoints", "WriteFailed", "make_writer"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.opcua.pki import PkiError, StoredCert, TrustStore, default_pki_dir, with_colons
-from edge_agent.errors import ConfigError
+from edge_agent.core.errors import ConfigError
 
 EPILOG = """\
 examples:
@@ -44,7 +44,7 @@ def stores(args: argparse.Namespace) -> list[TrustStore]:
     if args.pki_dir:
         return [TrustStore(args.pki_dir)]
     if args.config:
-        from edge_agent.loader import load_config
+        from edge_agent.runtime.loader import load_config
 
         try:
             config = load_config(args.config)

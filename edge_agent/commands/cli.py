@@ -14,10 +14,11 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from edge_agent import __version__, memory  # memory first: it limits OpenBLAS threads before numpy loads
-from edge_agent.config import AgentConfig
-from edge_agent.errors import ConfigError
-from edge_agent.loader import load_config
+from edge_agent import __version__
+from edge_agent.core import memory  # memory first: it limits OpenBLAS threads before numpy loads
+from edge_agent.core.errors import ConfigError
+from edge_agent.runtime.config import AgentConfig
+from edge_agent.runtime.loader import load_config
 
 log = logging.getLogger("edge_agent")
 
@@ -36,8 +37,8 @@ examples:
 
 
 def _setup_logging(level: str = "INFO") -> None:
-    """Coloured lines on a terminal, plain when piped, JSON under systemd (see edge_agent/logs.py)."""
-    from edge_agent.logs import setup_logging
+    """Coloured lines on a terminal, plain when piped, JSON under systemd (see edge_agent/commands/logs.py)."""
+    from edge_agent.commands.logs import setup_logging
 
     setup_logging(level)
 
@@ -84,9 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(config.logging.level)
     if args.once:
         return _run_once(config)
-    memory.limit_arenas()  # before any thread starts: see edge_agent/memory.py
-    from edge_agent.history import HistoryBuffer
-    from edge_agent.runtime import Agent
+    memory.limit_arenas()  # before any thread starts: see edge_agent/core/memory.py
+    from edge_agent.runtime.agent import Agent
+    from edge_agent.web.history import HistoryBuffer
 
     web = config.web if config.web is not None and config.web.enabled else None
     history = HistoryBuffer()
@@ -125,8 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_once(config: AgentConfig) -> int:
-    from edge_agent.live_view import format_value
-    from edge_agent.runtime import poll_once
+    from edge_agent.commands.live_view import format_value
+    from edge_agent.runtime.agent import poll_once
 
     results = asyncio.run(poll_once(config))
     failed = 0
@@ -144,7 +145,7 @@ def _run_once(config: AgentConfig) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulated machines and the agent in one process."""
     _setup_logging("WARNING" if not args.verbose else "INFO")
-    from edge_agent.demo import run_demo
+    from edge_agent.commands.demo import run_demo
 
     mqtt = None
     if args.mqtt:
@@ -192,7 +193,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     config = _load(args.config)
     print(f"PASS  config {args.config}: {len(config.machines)} machine(s)")
     _setup_logging("ERROR")
-    from edge_agent.doctor import render, run_checks
+    from edge_agent.commands.doctor import render, run_checks
 
     checks = asyncio.run(run_checks(config))
     print(render(checks))
@@ -274,15 +275,15 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
 
     if extensions:
-        from models.cli import register as register_model_commands
+        from edge_agent.commands.model import register as register_model_commands
 
         register_model_commands(sub)
 
-        from edge_agent.discover import register as register_discover_commands
+        from edge_agent.commands.discover import register as register_discover_commands
 
         register_discover_commands(sub)
 
-        from edge_agent.certs import register as register_certs_commands
+        from edge_agent.commands.certs import register as register_certs_commands
 
         register_certs_commands(sub)
 

@@ -13,13 +13,13 @@ The path of one batch (docs/delivery.md has the whole contract):
 
 A backlog left by an outage (or by a previous run of the agent) is simply the front of the outbox:
 it drains in order, a window of messages at a time, while new batches keep being appended behind
-it, so polling never stops and nothing overtakes. Its replay is reported (``edge_agent.replay``:
+it, so polling never stops and nothing overtakes. Its replay is reported (``edge_agent.delivery.replay``:
 a start line, progress at most every 10 s, an end line; the same figures in the status payload).
 While the broker is away paho keeps the in-flight window in memory and re-sends it after
 reconnecting (DUP flag); everything else waits on disk.
 
 The session is persistent (MQTT 3.1.1, clean session off, fixed client id). Reconnects use capped,
-jittered backoff (``edge_agent.backoff``): paho's own delay is replaced before each wait, so a
+jittered backoff (``edge_agent.core.backoff``): paho's own delay is replaced before each wait, so a
 hundred agents restarted together do not reconnect in step.
 
 Connection problems are logged once per outage, in words that say the fix: a refused login (never
@@ -56,13 +56,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent import __version__
-from edge_agent.backoff import Backoff
-from edge_agent.config import MqttConfig, OutboxConfig
-from edge_agent.errors import ConfigError
-from edge_agent.outbox import Outbox, default_outbox_path
-from edge_agent.payloads import Origin, encode_json, encode_line_protocol
-from edge_agent.replay import BacklogReplay
-from edge_agent.samples import Batch
+from edge_agent.core.backoff import Backoff
+from edge_agent.core.errors import ConfigError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch
+from edge_agent.delivery.config import MqttConfig, OutboxConfig
+from edge_agent.delivery.outbox import Outbox, default_outbox_path
+from edge_agent.delivery.payloads import encode_json, encode_line_protocol
+from edge_agent.delivery.replay import BacklogReplay
 
 log = logging.getLogger(__name__)
 

@@ -151,14 +151,14 @@ def shortest_float32(value: float) -> str:
 
 
 class _Progress:
-    """One self-overwriting status line on stderr, where a bar is wanted (``edge_agent.progress.wanted``).
+    """One self-overwriting status line on stderr, where a bar is wanted (``edge_agent.commands.progress.wanted``).
 
     Browsing has no known total, so it is a line that counts, not a bar; a register dump, whose
     total is known, gets a real bar (``dump_modbus``).
     """
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
-        from edge_agent.progress import wanted
+        from edge_agent.commands.progress import wanted
 
         self._stream = stream
         self._on = wanted(stream)
@@ -466,7 +466,7 @@ async def _open_session(
     from connectors.opcua.config import OpcUaSecurity
     from connectors.opcua.handshake import Login, SessionReport, Target, prepare_own, secure
     from connectors.opcua.security import EndpointChoiceError
-    from edge_agent.errors import ConnectError
+    from edge_agent.core.errors import ConnectError
 
     target = Target("discover", url, security or OpcUaSecurity(), Login(), limit)
     report = SessionReport()
@@ -714,7 +714,7 @@ async def dump_modbus(
     upto = min(last + 1, LAST_ADDRESS)
     total = upto - first + 1
     progress.done()
-    from edge_agent.progress import progress as bar_for
+    from edge_agent.commands.progress import progress as bar_for
 
     bar = bar_for(total=total, desc=f"reading {host}:{port} unit {unit}", unit="reg")
 
@@ -832,7 +832,7 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m edge_agent.discover URL ...``: the same command without the rest of the CLI."""
+    """``python -m edge_agent.commands.discover URL ...``: the same command without the rest of the CLI."""
     parser = argparse.ArgumentParser(prog="edge-agent")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["discover", *(sys.argv[1:] if argv is None else argv)])

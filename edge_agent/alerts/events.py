@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from edge_agent.errors import PayloadError
-from edge_agent.payloads import MAX_PAYLOAD_BYTES
+from edge_agent.core.errors import PayloadError
+from edge_agent.delivery.payloads import MAX_PAYLOAD_BYTES
 
 __all__ = [
     "ALERT_MEASUREMENT",

@@ -15,19 +15,19 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from connectors import MachineConfig
-from edge_agent.alerts import AlertSink
+from edge_agent.alerts.board import AlertBoard
 from edge_agent.alerts.commands import ACK_KIND, REPLY_KIND, CommandError, parse_ack, reply, request_id_of
-from edge_agent.config import AgentConfig
-from edge_agent.errors import ConnectorError
-from edge_agent.payloads import Origin
-from edge_agent.poller import MachinePoller, connect_limit
-from edge_agent.publisher import MqttPublisher
-from edge_agent.samples import Batch
-from edge_agent.sinks import Sink
-from edge_agent.web.alerts import AlertBoard
+from edge_agent.alerts.sink import AlertSink
+from edge_agent.core.errors import ConnectorError
+from edge_agent.core.origin import Origin
+from edge_agent.core.samples import Batch
+from edge_agent.core.sinks import Sink
+from edge_agent.delivery.publisher import MqttPublisher
+from edge_agent.runtime.config import AgentConfig
+from edge_agent.runtime.poller import MachinePoller, connect_limit
 
 if TYPE_CHECKING:
-    from edge_agent.influx_sink import InfluxSink
+    from edge_agent.delivery.influx_sink import InfluxSink
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Agent:
         self.publisher: MqttPublisher | None = None
         self.influx_sink: InfluxSink | None = None  # imported only when used: influxdb-client costs ~25 MB
         if config.outbox.deliver_to == "influxdb" and config.influxdb is not None:
-            from edge_agent.influx_sink import InfluxSink
+            from edge_agent.delivery.influx_sink import InfluxSink
 
             self.influx_sink = InfluxSink(config.influxdb, config.site.name, config.outbox)
             self.sinks.append(self.influx_sink)

@@ -22,8 +22,8 @@ from pydantic_core import ErrorDetails
 
 from connectors.modbus.config import ModbusTag
 from connectors.opcua.config import OpcUaTag
-from edge_agent.config import AgentConfig
-from edge_agent.errors import ConfigError
+from edge_agent.core.errors import ConfigError
+from edge_agent.runtime.config import AgentConfig
 
 Location = tuple[str | int, ...]
 _REFERENCE = re.compile(r"\$\{([^}]*)\}")

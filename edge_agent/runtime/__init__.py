@@ -1,0 +1,1 @@
+"""Runtime: the supervisor (``Agent``), one poller per machine, and loading the config file."""
