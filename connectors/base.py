@@ -51,6 +51,15 @@ class MachineConfigBase(StrictModel):
         return self.timeout if self.timeout is not None else self.interval * 0.8
 
 
+class TagConfig(Protocol):
+    """What every protocol's tag model has, for checks across protocols (unique names per machine)."""
+
+    @property
+    def name(self) -> str:
+        """The tag's name, unique within its machine."""
+        ...
+
+
 class Connector(Protocol):
     """One machine's link. Created closed; the runtime calls connect, read (repeatedly), close."""
 

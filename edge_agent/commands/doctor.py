@@ -21,9 +21,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from connectors import MachineConfig
+from connectors import PROTOCOLS, MachineConfig
 from connectors.base import Connector
-from connectors.opcua.config import OpcUaMachine
 from edge_agent.core.errors import ConnectorError, SinkError
 from edge_agent.core.samples import Quality
 from edge_agent.delivery.config import InfluxConfig, MqttConfig
@@ -46,9 +45,10 @@ class Check:
 async def check_machine(machine: MachineConfig) -> list[Check]:
     """Connect and read every tag once; a machine passes when it answers and every tag is good.
 
-    An OPC UA machine gets rows for its security too (offered and chosen policy, the server
-    certificate's trust state, the login). The doctor stores nothing in the trust store except
-    an unknown server certificate in rejected/, exactly as the agent would.
+    Its protocol may add rows (an OPC UA machine's security: offered and chosen policy, the
+    server certificate's trust state, the login) and makes the connector: one that changes
+    nothing on disk the agent relies on (an OPC UA probe stores only an unknown server
+    certificate, in rejected/, exactly as the agent would).
     """
     name = f"machine {machine.id} ({machine.type})"
     if not machine.enabled:
@@ -89,22 +89,14 @@ async def check_machine(machine: MachineConfig) -> list[Check]:
 
 
 def _connector(machine: MachineConfig) -> Connector:
-    """The machine's connector; an OPC UA one in probe mode (never trusts on first use, makes no key)."""
-    if isinstance(machine, OpcUaMachine):
-        from connectors.opcua.client import OpcUaConnector
-
-        return OpcUaConnector(machine, probe=True)
-    return machine.build_connector()
+    """The machine's connector as its protocol's doctor makes it (one that changes nothing on disk)."""
+    return PROTOCOLS[machine.type].doctor.probe(machine)
 
 
 def _extra_rows(machine: MachineConfig, connector: Connector, connected: bool, failure: str | None) -> list[Check]:
-    """Protocol-specific rows (OPC UA security) from what the connect attempt saw."""
-    report = getattr(connector, "report", None)
-    if not isinstance(machine, OpcUaMachine) or report is None:
-        return []
-    from connectors.opcua.diagnose import security_rows
-
-    return [Check(r.name, r.ok, r.detail, r.fix) for r in security_rows(machine, report, connected, failure)]
+    """The protocol's own rows (OPC UA security) from what the connect attempt saw."""
+    rows = PROTOCOLS[machine.type].doctor.rows(machine, connector, connected, failure)
+    return [Check(row.name, row.ok, row.detail, row.fix) for row in rows]
 
 
 def _first_sentence(text: str, limit: int = 100) -> str:
@@ -114,9 +106,11 @@ def _first_sentence(text: str, limit: int = 100) -> str:
 
 
 def _machine_fix(machine: MachineConfig, reason: str) -> str:
-    if isinstance(machine, OpcUaMachine) and "Fix:" in reason:  # its messages carry their own fix
-        return reason.split("Fix:", 1)[1].strip()
-    where = getattr(machine, "endpoint", None) or f"{getattr(machine, 'host', '?')}:{getattr(machine, 'port', '?')}"
+    doctor = PROTOCOLS[machine.type].doctor
+    own = doctor.fix(machine, reason)
+    if own is not None:
+        return own
+    where = doctor.where(machine)
     lowered = reason.lower()
     if "refused" in lowered:
         return f"nothing listens at {where}: check host/port or endpoint, and that the device or simulator runs"

@@ -20,8 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from connectors.modbus.config import ModbusTag
-from connectors.opcua.config import OpcUaTag
+from connectors import TagConfig
 from edge_agent.core.errors import ConfigError
 from edge_agent.runtime.config import AgentConfig
 
@@ -244,7 +243,7 @@ def _semantic_problems(config: AgentConfig) -> list[tuple[Location, str]]:
             )
         first_seen.setdefault(machine.id, index)
         names: dict[str, int] = {}
-        tags: Sequence[OpcUaTag | ModbusTag] = machine.tags
+        tags: Sequence[TagConfig] = machine.tags
         for tag_index, tag in enumerate(tags):
             if tag.name in names:
                 problems.append(

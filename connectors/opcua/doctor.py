@@ -1,28 +1,50 @@
-"""What ``edge-agent doctor`` shows about an OPC UA machine's security, from one connect attempt.
+"""What ``edge-agent doctor`` checks of an OPC UA machine beyond "connects and reads": its security.
 
-Rows: the policies the server offers, the one chosen, the trust state of the server's
-certificate (with the exact ``edge-agent certs trust …`` command when it is not trusted) and the
-login. Pure: it reads the ``SessionReport`` the connect attempt filled in.
+Rows from one connect attempt: the policies the server offers, the one chosen, the trust state
+of the server's certificate (with the exact ``edge-agent certs trust …`` command when it is not
+trusted) and the login. The rows are pure: they read the ``SessionReport`` the attempt filled in.
+The attempt itself uses a probe connector, which stores nothing but a refused certificate in
+rejected/ (no trust on first use, no key of its own), so running the doctor changes nothing the
+agent relies on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from connectors.diagnosis import Row
 from connectors.opcua.config import OpcUaMachine
 from connectors.opcua.handshake import SessionReport, trust_command
 from connectors.opcua.pki import TrustStore
 from connectors.opcua.security import list_offers
 
+if TYPE_CHECKING:
+    from connectors.base import Connector
 
-@dataclass(frozen=True)
-class Row:
-    """One line of the doctor's table."""
 
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
+class OpcUaDoctor:
+    """The OPC UA part of the doctor (``connectors.diagnosis.MachineDoctor``)."""
+
+    def probe(self, machine: OpcUaMachine) -> Connector:
+        """A connector in probe mode: it never trusts on first use and makes no key."""
+        from connectors.opcua.client import OpcUaConnector
+
+        return OpcUaConnector(machine, probe=True)
+
+    def rows(self, machine: OpcUaMachine, connector: Connector, connected: bool, failure: str | None) -> list[Row]:
+        """The security rows, from the report the connect attempt filled in."""
+        report = getattr(connector, "report", None)
+        if not isinstance(report, SessionReport):
+            return []
+        return security_rows(machine, report, connected, failure)
+
+    def fix(self, machine: OpcUaMachine, reason: str) -> str | None:
+        """The connector's messages carry their own fix."""
+        return reason.split("Fix:", 1)[1].strip() if "Fix:" in reason else None
+
+    def where(self, machine: OpcUaMachine) -> str:
+        """The endpoint URL."""
+        return machine.endpoint
 
 
 def security_rows(machine: OpcUaMachine, report: SessionReport, connected: bool, failure: str | None) -> list[Row]:
