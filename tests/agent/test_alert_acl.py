@@ -24,7 +24,7 @@ from tests.waiting import eventually
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl.example"
 USERS = {"edge-agent": "a-secret", "maintenance": "m-secret", "dashboard": "d-secret", "ingest": "i-secret"}
-ORIGIN = Origin("s", "a", "l", "pump-1")
+ORIGIN = Origin("fieldlab", "a", "l", "pump-1")  # the agent account's site in acl.example
 
 
 @pytest.fixture
@@ -44,7 +44,8 @@ def client(broker: Mosquitto, user: str) -> mqtt.Client:
 
 async def test_only_the_maintenance_user_can_acknowledge(broker: Mosquitto, tmp_path: Path) -> None:
     config = MqttConfig(host=broker.host, port=broker.port, username="edge-agent", password=USERS["edge-agent"])
-    pub = MqttPublisher(config, "s", client_id=unique_name("agent"), outbox=OutboxConfig(path=str(tmp_path / "o.db")))
+    outbox = OutboxConfig(path=str(tmp_path / "o.db"))
+    pub = MqttPublisher(config, ORIGIN.site, client_id=unique_name("agent"), outbox=outbox)
     commands: list[bytes] = []
     ack_topic = ORIGIN.topic("edge", "alerts/ack")
     pub.subscribe(ack_topic, lambda _topic, payload: commands.append(payload))

@@ -22,7 +22,7 @@ from tests.servers import Mosquitto, unique_name
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ACL = DEPLOY / "mosquitto" / "acl.example"
-ACK = "edge/plant/hall-1/line-2/pump-1/alerts/ack"
+ACK = "edge/fieldlab/hall-1/line-2/pump-1/alerts/ack"  # the agent's site in acl.example
 USERS = {"edge-agent": "agent-secret", "maintenance": "maint-secret", "dashboard": "dash-secret"}
 
 
@@ -30,8 +30,8 @@ def test_compose_mounts_the_acl_where_mosquitto_conf_names_it() -> None:
     compose: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     mounts = dict(v.split(":")[:2][::-1] for v in compose["services"]["mosquitto"]["volumes"] if v.startswith("./"))
     conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
-    named = re.search(r"^#?acl_file (\S+)$", conf, re.M)
-    assert named is not None, "mosquitto.conf names the ACL file (acl_file)"
+    named = re.search(r"^acl_file (\S+)$", conf, re.M)
+    assert named is not None, "mosquitto.conf turns the ACL on (acl_file, not commented out)"
     assert mounts.get(named[1]) == "./mosquitto/acl.example"
     assert (DEPLOY / mounts[named[1]]).is_file()
 

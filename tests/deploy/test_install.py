@@ -91,7 +91,7 @@ def test_prefix_install_then_rerun_keeps_config_and_secrets(tmp_path: Path, whee
 
     venv = root / "opt/edge-agent/venv"
     assert (venv / "bin/edge-agent").is_file()
-    assert list((venv / "lib").glob("python3*/site-packages/edge_agent/logs.py"))
+    assert list((venv / "lib").glob("python3*/site-packages/edge_agent/commands/logs.py"))
     etc = root / "etc/edge-agent"
     config, env = etc / "config.yaml", etc / "env"
     assert mode(etc) == 0o750
