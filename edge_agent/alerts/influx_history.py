@@ -1,35 +1,29 @@
 """Training data from InfluxDB history: a machine's good ``telemetry`` points as a table of rows.
 
 ``edge-agent model train --influx URL --database DB --machine M --since 24h`` uses it, so a model
-can be learned from what the agent already stored instead of a CSV export. It speaks the
-InfluxDB 1.x query API (``GET /query``, InfluxQL), which InfluxDB 2.x also serves for a bucket
-mapped to a database (DBRP) with a token, so one reader covers both.
+can be learned from what the agent already stored instead of a CSV export. The query is InfluxQL
+for the InfluxDB 1.x query API (``GET /query``), which InfluxDB 2.x also serves for a bucket
+mapped to a database (DBRP) with a token, so one reader covers both. This module builds the query
+and turns the answer into a table; the HTTP conversation is the InfluxDB client's
+(``edge_agent.delivery.influx_writer``), which the command joins to this (alerts sits below
+delivery and does not talk to the network).
 
 What is read: measurement ``telemetry`` (docs/payloads.md), tag ``machine``, field ``value``
 (numeric readings), only points whose ``quality`` field is ``good`` (an uncertain reading is not
-normal data), one series per ``tag``. The response is chunked (``chunked=true``) and parsed a
-chunk at a time, so a day of 1 Hz data never sits in memory twice as JSON.
+normal data), one series per ``tag``. The answer arrives in chunks, added to the series one at a
+time (``add_chunk``), so a day of 1 Hz data never sits in memory twice as JSON.
 
 Tags are polled together but an OPC UA source timestamp differs per tag by a few milliseconds:
 samples closer than half the poll interval are one row, so the features see the same rows as
 live scoring does. A tag missing from a row is NaN there (no good reading), as live.
-
-Credentials come from the environment (never the command line, which other users can see in
-``ps``): ``INFLUX_USERNAME`` + ``INFLUX_PASSWORD`` (1.x) or ``INFLUX_TOKEN`` (2.x compat).
 """
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import json
-import os
-import urllib.error
-import urllib.parse
-import urllib.request
 from array import array
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -37,7 +31,6 @@ from edge_agent.core.errors import ModelError
 from models.csvdata import Table
 from models.operating_state import RUNNING, SIMULATOR_CODES
 
-CHUNK_ROWS = 10000
 EXCLUDE = ("*count*", "*counter*")
 """Tags never modelled by default (counters only ever grow), as the agent's ``exclude_signals``."""
 
@@ -58,80 +51,39 @@ def build_query(machine: str, since_s: float, tags: list[str] | None, site: str 
     return f'SELECT "value" FROM "telemetry" WHERE {clause} GROUP BY "tag"'  # noqa: S608
 
 
-def _headers() -> dict[str, str]:
-    token = os.environ.get("INFLUX_TOKEN")
-    if token:
-        return {"Authorization": f"Token {token}"}
-    user = os.environ.get("INFLUX_USERNAME")
-    if user:
-        secret = f"{user}:{os.environ.get('INFLUX_PASSWORD', '')}".encode()
-        return {"Authorization": "Basic " + base64.b64encode(secret).decode()}
-    return {}
+Series: TypeAlias = "dict[str, tuple[array[float], array[float]]]"
+"""Per tag ``(times in s, values)``: packed arrays of doubles (8 bytes a number, not a Python float
+object each), so a day of ten signals at 1 Hz is 14 MB."""
 
 
-def _chunks(url: str, database: str, query: str, timeout: float) -> Iterator[dict[str, Any]]:
-    params = urllib.parse.urlencode(
-        {"db": database, "q": query, "epoch": "ms", "chunked": "true", "chunk_size": str(CHUNK_ROWS)}
-    )
-    where = f"InfluxDB {url} database {database!r}"
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ModelError(f"--influx {url!r}: not an http(s) URL. Fix: write it like http://host:8086")
-    request = urllib.request.Request(f"{url.rstrip('/')}/query?{params}", headers=_headers())  # noqa: S310
+def add_chunk(series: Series, document: bytes, where: str) -> int:
+    """Add one JSON document of a chunked ``/query`` answer to ``series``; the number of rows it held.
+
+    ``where`` names the InfluxDB and database in the ``ModelError`` raised for an error answer.
+    """
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
-            for line in response:
-                if line.strip():
-                    yield json.loads(line)
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace")[:300]
-        if exc.code in (401, 403):
-            raise ModelError(
-                f"{where}: not authorised (HTTP {exc.code}). Fix: set INFLUX_USERNAME and INFLUX_PASSWORD "
-                "(InfluxDB 1.x) or INFLUX_TOKEN (2.x) in the environment"
-            ) from None
-        raise ModelError(f"{where}: the query failed with HTTP {exc.code}: {body}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ModelError(f"{where}: cannot reach it ({reason}). Fix: check --influx (http://host:8086)") from None
+        chunk = json.loads(document)
     except json.JSONDecodeError as exc:
         raise ModelError(f"{where}: the answer is not InfluxDB JSON ({exc}). Fix: check --influx") from None
+    if "error" in chunk:
+        raise ModelError(f"{where}: {chunk['error']}. Fix: check --database and the query")
+    added = 0
+    for result in chunk.get("results", []):
+        if "error" in result:
+            raise ModelError(f"{where}: {result['error']}. Fix: check --database (and that it holds telemetry)")
+        for s in result.get("series", []):
+            tag = str(s.get("tags", {}).get("tag", ""))
+            times, values = series.setdefault(tag, (array("d"), array("d")))
+            rows = s.get("values", [])
+            for t, v in rows:
+                if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
+                    times.append(t / 1000.0)
+                    values.append(float(v))
+            added += len(rows)
+    return added
 
 
-def read_series(
-    url: str,
-    database: str,
-    query: str,
-    *,
-    timeout: float = 60.0,
-    on_rows: Callable[[int], object] | None = None,
-) -> dict[str, tuple[array[float], array[float]]]:
-    """Run ``query`` and collect per tag ``(times in s, values)``; ``on_rows(n)`` after each chunk.
-
-    Packed arrays of doubles (8 bytes a number, not a Python float object each): a day of ten
-    signals at 1 Hz is 14 MB here.
-    """
-    series: dict[str, tuple[array[float], array[float]]] = {}
-    where = f"InfluxDB {url} database {database!r}"
-    for chunk in _chunks(url, database, query, timeout):
-        if "error" in chunk:
-            raise ModelError(f"{where}: {chunk['error']}. Fix: check --database and the query")
-        for result in chunk.get("results", []):
-            if "error" in result:
-                raise ModelError(f"{where}: {result['error']}. Fix: check --database (and that it holds telemetry)")
-            for s in result.get("series", []):
-                tag = str(s.get("tags", {}).get("tag", ""))
-                times, values = series.setdefault(tag, (array("d"), array("d")))
-                rows = s.get("values", [])
-                for t, v in rows:
-                    if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
-                        times.append(t / 1000.0)
-                        values.append(float(v))
-                if on_rows is not None:
-                    on_rows(len(rows))
-    return series
-
-
-def rows_from_series(series: dict[str, tuple[array[float], array[float]]], tags: list[str]) -> tuple[Any, Any]:
+def rows_from_series(series: Series, tags: list[str]) -> tuple[Any, Any]:
     """Align tags into rows: samples within half the typical interval of each other share a row.
 
     Returns ``(time_s, values)`` with ``values[i, j]`` = tag j in row i, NaN when it has none.
@@ -150,22 +102,23 @@ def rows_from_series(series: dict[str, tuple[array[float], array[float]]], tags:
     return time_s, values
 
 
-def read_table(
-    url: str,
-    database: str,
-    machine: str,
+def wanted_tags(signals: list[str] | None, state_signal: str | None) -> list[str] | None:
+    """The tags to query: the signals and the state signal, or all (None) when no signals are named."""
+    return None if signals is None else [*signals, *([state_signal] if state_signal else [])]
+
+
+def table_from_series(
+    series: Series,
+    where: str,
     since_s: float,
     *,
     signals: list[str] | None = None,
     state_signal: str | None = "state_code",
-    site: str | None = None,
-    timeout: float = 60.0,
-    on_rows: Callable[[int], object] | None = None,
 ) -> Table:
-    """A machine's good history as a ``Table`` (the CSV reader's type), checked like a CSV."""
-    where = f"InfluxDB {url} database {database!r} machine {machine!r}"
-    wanted = None if signals is None else [*signals, *([state_signal] if state_signal else [])]
-    series = read_series(url, database, build_query(machine, since_s, wanted, site), timeout=timeout, on_rows=on_rows)
+    """A machine's good history as a ``Table`` (the CSV reader's type), checked like a CSV.
+
+    ``where`` names InfluxDB, database and machine, in errors and as the table's origin.
+    """
     if not series:
         raise ModelError(
             f"{where}: no good numeric telemetry in the last {since_s:g} s. "

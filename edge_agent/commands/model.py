@@ -14,15 +14,20 @@ then.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import glob
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import numpy as np
+from pydantic import SecretStr
 
 from edge_agent.commands import progress as progress_bars
 from edge_agent.commands.progress import progress, track
@@ -34,6 +39,11 @@ from models.detectors import DETECTORS
 from models.evaluate import Counts, replay
 from models.features import FEATURES, Window, Windower, WindowSet, WindowSpec
 from models.model import MIN_WINDOWS, MachineModel
+
+if TYPE_CHECKING:
+    from edge_agent.alerts import influx_history
+
+_HISTORY_TIMEOUT_S = 60.0  # per connect and per wait for data: a day of history may take longer in all
 
 
 def register(subparsers: Any) -> None:
@@ -192,19 +202,65 @@ def _read_influx(args: argparse.Namespace) -> Table:
         since = parse_duration(args.since)
     except ValueError as exc:
         raise ModelError(f"--since: {exc}") from None
+    state_signal = args.state_signal or None
+    query = influx_history.build_query(
+        args.machine, since, influx_history.wanted_tags(args.signals, state_signal), args.site
+    )
     with progress(desc="rows read", unit="point") as bar:
-        table = influx_history.read_table(
-            args.influx,
-            args.database,
-            args.machine,
-            since,
-            signals=args.signals,
-            state_signal=args.state_signal or None,
-            site=args.site,
-            on_rows=bar.update,
-        )
+        series = asyncio.run(_query_history(args.influx, args.database, query, bar.update))
+    table = influx_history.table_from_series(
+        series,
+        f"InfluxDB {args.influx} database {args.database!r} machine {args.machine!r}",
+        since,
+        signals=args.signals,
+        state_signal=state_signal,
+    )
     print(f"read {len(table.time_s)} rows of {len(table.signals)} signals from {table.path}")
     return table
+
+
+async def _query_history(
+    url: str, database: str, query: str, on_rows: Callable[[int], object]
+) -> influx_history.Series:
+    """Run the history query through the InfluxDB client, adding each chunk of the answer as it arrives.
+
+    Credentials come from the environment (never the command line, which other users can see in
+    ``ps``): ``INFLUX_TOKEN`` (2.x compat), else ``INFLUX_USERNAME`` + ``INFLUX_PASSWORD`` (1.x).
+    """
+    from edge_agent.alerts import influx_history  # only this command needs it
+    from edge_agent.delivery.config import InfluxConfig
+    from edge_agent.delivery.influx_writer import InfluxV1Writer, QueryFailed
+
+    where = f"InfluxDB {url} database {database!r}"
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ModelError(f"--influx {url!r}: not an http(s) URL. Fix: write it like http://host:8086")
+    token, user = os.environ.get("INFLUX_TOKEN"), os.environ.get("INFLUX_USERNAME")
+    config = InfluxConfig(
+        version=1,
+        url=url,
+        database=database,
+        token=SecretStr(token) if token else None,
+        username=user if user and not token else None,
+        password=SecretStr(os.environ.get("INFLUX_PASSWORD", "")) if user and not token else None,
+        timeout=_HISTORY_TIMEOUT_S,
+    )
+    client = InfluxV1Writer(config)
+    series: influx_history.Series = {}
+    try:
+        async for document in client.query(query):
+            on_rows(influx_history.add_chunk(series, document, where))
+    except QueryFailed as exc:
+        if exc.status in (401, 403):
+            raise ModelError(
+                f"{where}: not authorised (HTTP {exc.status}). Fix: set INFLUX_USERNAME and INFLUX_PASSWORD "
+                "(InfluxDB 1.x) or INFLUX_TOKEN (2.x) in the environment"
+            ) from None
+        if exc.status is not None:
+            raise ModelError(f"{where}: the query failed with HTTP {exc.status}: {exc.detail}") from None
+        raise ModelError(f"{where}: cannot reach it ({exc.detail}). Fix: check --influx (http://host:8086)") from None
+    finally:
+        await client.close()
+    return series
 
 
 def cmd_versions(args: argparse.Namespace) -> int:

@@ -2,15 +2,15 @@
 
 The same durable outbox as the MQTT path (``edge_agent.delivery.outbox``) holds every batch, encoded as the
 line protocol of ``edge_agent.delivery.payloads`` (the very points the ingest bridge would write), until
-InfluxDB has answered the write with success. The writer is the ingest bridge's own
-(``edge_agent.delivery.influx_writer.make_writer``), so retries, error classes and credential handling are
-the same on both paths:
+InfluxDB has answered the write with success. The writer and its retry/isolate loop are the ingest
+bridge's own (``edge_agent.delivery.influx_writer`` and ``edge_agent.delivery.influx_retry``), so
+retries, error classes and credential handling are the same on both paths:
 
 - ``WriteFailed`` (unreachable, 5xx, 401/403, 404): nothing is removed; the write is retried with
   capped, jittered backoff, the backlog waits on disk (bounded by the outbox), polling goes on.
 - ``RejectedPoints`` (400/413/422: the data itself is refused): the chunk is written entry by entry
   to find the culprit, which is counted, logged once at ERROR and removed, so one bad batch cannot
-  block the stream. Re-writing the accepted entries is harmless: same identity, same values.
+  block the stream.
 
 Entries are written oldest first, many per request (up to ``MAX_POINTS`` points), so a backlog
 drains in large batches while new batches keep being appended behind it. The replay of a backlog
@@ -34,6 +34,7 @@ from edge_agent.core.errors import PayloadError
 from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch
 from edge_agent.delivery.config import InfluxConfig, OutboxConfig
+from edge_agent.delivery.influx_retry import InfluxRetryLoop
 from edge_agent.delivery.influx_writer import InfluxWriter, RejectedPoints, WriteFailed, make_writer
 from edge_agent.delivery.outbox import Entry, Outbox, default_outbox_path
 from edge_agent.delivery.payloads import encode_line_protocol
@@ -87,7 +88,10 @@ class InfluxSink:
             max_age=outbox_config.max_age,
             synchronous=outbox_config.synchronous,
         )
-        self.backoff = backoff or Backoff(initial=0.5, cap=30.0)
+        backoff = backoff or Backoff(initial=0.5, cap=30.0)
+        self.writes = InfluxRetryLoop[_EntryPart](
+            self.writer, self, backoff_initial=backoff.initial, backoff_cap=backoff.cap
+        )
         self.stats = InfluxSinkStats()
         self.replay = BacklogReplay(self.outbox, f"InfluxDB {self.writer.target}")
         self._written_once = False
@@ -195,13 +199,10 @@ class InfluxSink:
                 await self._write_chunk(chunk)
 
     async def _write_chunk(self, chunk: list[Entry]) -> None:
-        lines = [line for entry in chunk for line in _lines(entry)]
-        try:
-            await self._write_with_retry(lines)
-        except RejectedPoints as exc:
-            await self._isolate(chunk, exc)
-        else:
-            self._count_written(chunk, len(lines))
+        outcome = await self.writes.write([_EntryPart.of(entry) for entry in chunk])
+        self.stats.written_batches += len(chunk) - len(outcome.refused)
+        for refusal in outcome.refused:
+            self._count_rejected(refusal.part.entry, refusal.error)
         while True:
             try:
                 await self.outbox.remove(entry.seq for entry in chunk)
@@ -225,53 +226,31 @@ class InfluxSink:
                 STORAGE_RETRY_S,
             )
 
-    async def _write_with_retry(self, lines: list[str]) -> None:
-        """Return once written; ``RejectedPoints`` propagates; other failures are retried forever."""
-        while True:
-            try:
-                await self.writer.write(lines)
-            except RejectedPoints:
-                self.stats.write_errors += 1
-                raise
-            except WriteFailed as exc:
-                self.stats.write_errors += 1
-                self.replay.interrupt(f"InfluxDB stopped accepting writes ({exc})")
-                if not self._down:
-                    self._down = True
-                    log.warning(
-                        "InfluxDB sink: %s; retrying with backoff, batches wait in the outbox (%d now)",
-                        exc,
-                        self.outbox.stats.entries,
-                    )
-                await asyncio.sleep(self.backoff.next_delay())
-                continue
-            self.stats.writes += 1
-            first_or_back = self._down or not self._written_once
-            if self._down:
-                self._down = False
-                log.info("InfluxDB sink: %s accepts writes again; sending the backlog", self.writer.target)
-            if first_or_back:  # a backlog now waiting is an outage's (or a previous run's): report its replay
-                self._written_once = True
-                self.replay.begin()  # the chunk just written is still in the outbox, so it counts
-            self.backoff.reset()
+    def write_failed(self, error: WriteFailed) -> None:
+        """``WriteWatcher``: count the failure; a retryable one interrupts the replay and says InfluxDB is down."""
+        self.stats.write_errors += 1
+        if not error.retryable:
             return
+        self.replay.interrupt(f"InfluxDB stopped accepting writes ({error})")
+        if not self._down:
+            self._down = True
+            log.warning(
+                "InfluxDB sink: %s; retrying with backoff, batches wait in the outbox (%d now)",
+                error,
+                self.outbox.stats.entries,
+            )
 
-    async def _isolate(self, chunk: list[Entry], first: RejectedPoints) -> None:
-        if len(chunk) == 1:
-            self._count_rejected(chunk[0], first)
-            return
-        for entry in chunk:
-            lines = _lines(entry)
-            try:
-                await self._write_with_retry(lines)
-            except RejectedPoints as exc:
-                self._count_rejected(entry, exc)
-            else:
-                self._count_written([entry], len(lines))
-
-    def _count_written(self, entries: list[Entry], points: int) -> None:
-        self.stats.written_batches += len(entries)
+    def written(self, points: int, failed_attempts: int) -> None:
+        """``WriteWatcher``: count the write; the first one, or the first after an outage, starts a replay."""
+        self.stats.writes += 1
         self.stats.written_points += points
+        first_or_back = self._down or not self._written_once
+        if self._down:
+            self._down = False
+            log.info("InfluxDB sink: %s accepts writes again; sending the backlog", self.writer.target)
+        if first_or_back:  # a backlog now waiting is an outage's (or a previous run's): report its replay
+            self._written_once = True
+            self.replay.begin()  # the chunk just written is still in the outbox, so it counts
 
     def _count_rejected(self, entry: Entry, exc: RejectedPoints) -> None:
         self.stats.rejected += 1
@@ -285,5 +264,15 @@ class InfluxSink:
             )
 
 
-def _lines(entry: Entry) -> list[str]:
-    return [line for line in entry.payload.decode().split("\n") if line]
+@dataclass(frozen=True, slots=True)
+class _EntryPart:
+    """An outbox entry as a ``WritePart``: refused as a whole when InfluxDB rejects one of its points."""
+
+    entry: Entry
+    body: bytes
+    points: int
+
+    @classmethod
+    def of(cls, entry: Entry) -> _EntryPart:
+        lines = [line for line in entry.payload.split(b"\n") if line]
+        return cls(entry, b"\n".join(lines), len(lines))

@@ -12,7 +12,9 @@ need to know is whether a failed write is worth retrying:
   same bytes again can never succeed, so the bridge isolates the offending message, counts it
   and acks it, so one bad publisher cannot block the stream.
 
-Both are ``SinkError``s, raised ``from`` the library exception. Messages never contain a token or
+Both are ``SinkError``s, raised ``from`` the library exception. The 1.x client also answers InfluxQL
+queries (``InfluxV1Writer.query``, ``QueryFailed``): the model command reads training history
+through it, so every HTTP conversation with InfluxDB lives in this module. Messages never contain a token or
 password: credentials travel in headers, never in URLs, and are read from ``SecretStr`` only at
 the moment a request is built.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -33,7 +35,15 @@ from influxdb_client.rest import ApiException
 from edge_agent.core.errors import SinkError
 from edge_agent.delivery.config import InfluxConfig
 
-__all__ = ["InfluxV1Writer", "InfluxV2Writer", "InfluxWriter", "RejectedPoints", "WriteFailed", "make_writer"]
+__all__ = [
+    "InfluxV1Writer",
+    "InfluxV2Writer",
+    "InfluxWriter",
+    "QueryFailed",
+    "RejectedPoints",
+    "WriteFailed",
+    "make_writer",
+]
 
 # Statuses with which InfluxDB says "this data is wrong" rather than "try again".
 _DATA_ERROR_STATUSES = frozenset({400, 413, 422})
@@ -65,6 +75,16 @@ class RejectedPoints(WriteFailed):
     def __init__(self, message: str, *, status: int | None = None, detail: str = "") -> None:
         self.detail = detail
         super().__init__(message, status=status)
+
+
+class QueryFailed(SinkError):
+    """An InfluxQL query got no answer: ``status`` is the HTTP status (None when unreachable), ``detail``
+    InfluxDB's text or the connection problem."""
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str = "") -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(message)
 
 
 class InfluxWriter(Protocol):
@@ -121,7 +141,8 @@ def _http_failure(status: int, body: str, target: str, fix_auth: str, fix_missin
 
 
 class InfluxV1Writer:
-    """InfluxDB 1.x ``POST /write?db=&rp=&precision=ns`` with aiohttp; basic auth when configured.
+    """InfluxDB 1.x ``POST /write?db=&rp=&precision=ns`` with aiohttp; basic auth when configured, else
+    the token (the 1.x-compatible API of InfluxDB 2.x). Also runs InfluxQL queries (``query``).
 
     The HTTP session is created on first use, inside the running event loop (aiohttp requires it).
     """
@@ -145,6 +166,8 @@ class InfluxV1Writer:
     def _headers(self) -> dict[str, str]:
         """Basic auth built by hand: aiohttp.BasicAuth is deprecated in newer aiohttp, its successor is new."""
         if not self._config.username:
+            if self._config.token is not None:
+                return {"Authorization": f"Token {self._config.token.get_secret_value()}"}
             return {}
         password = self._config.password.get_secret_value() if self._config.password else ""
         token = base64.b64encode(f"{self._config.username}:{password}".encode()).decode("ascii")
@@ -186,6 +209,41 @@ class InfluxV1Writer:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise WriteFailed(f"InfluxDB at {self.target} is unreachable: {_describe(exc)}") from exc
         raise WriteFailed(f"InfluxDB at {self.target} answered /ping with HTTP {status}", status=status)
+
+    async def query(self, influxql: str, *, chunk_rows: int = 10000) -> AsyncIterator[bytes]:
+        """Run ``influxql`` (``GET /query``, chunked): yield each JSON document of the answer as it arrives.
+
+        Chunked, so a day of 1 Hz data is never held twice as JSON. ``influxdb.timeout`` bounds the
+        connect and each wait for data, not the whole answer, which may take long. Raises ``QueryFailed``.
+        """
+        params = {"db": self._database, "q": influxql, "epoch": "ms", "chunked": "true", "chunk_size": str(chunk_rows)}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._config.timeout, sock_read=self._config.timeout)
+        try:
+            async with self._http().get(
+                f"{self._base}/query", params=params, headers=self._headers(), timeout=timeout
+            ) as response:
+                if response.status != 200:
+                    detail = (await response.text(errors="replace"))[:_MAX_DETAIL]
+                    raise QueryFailed(
+                        f"InfluxDB at {self.target} answered the query with HTTP {response.status}: {detail}",
+                        status=response.status,
+                        detail=detail,
+                    )
+                pending = bytearray()
+                async for data in response.content.iter_any():
+                    pending += data
+                    end = pending.rfind(b"\n")
+                    if end < 0:
+                        continue
+                    for line in bytes(pending[:end]).split(b"\n"):
+                        if line.strip():
+                            yield line
+                    del pending[: end + 1]
+                if pending.strip():
+                    yield bytes(pending)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = _describe(exc)
+            raise QueryFailed(f"InfluxDB at {self.target} is unreachable: {reason}", detail=reason) from exc
 
     async def close(self) -> None:
         if self._session is not None:

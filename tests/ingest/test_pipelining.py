@@ -17,8 +17,9 @@ import paho.mqtt.client as mqtt
 
 from edge_agent.delivery.config import MqttConfig
 from edge_agent.delivery.influx_writer import WriteFailed
-from edge_agent.ingest.bridge import IngestBridge, _Message
+from edge_agent.ingest.bridge import IngestBridge
 from edge_agent.ingest.config import IngestConfig
+from edge_agent.ingest.stats import Message
 
 T = 1_763_800_000_000_000_000
 
@@ -76,9 +77,9 @@ class AckRecorder:
         return info
 
 
-def message(mid: int, payload: bytes | None = None) -> _Message:
+def message(mid: int, payload: bytes | None = None) -> Message:
     body = payload if payload is not None else f"m,k=v f={mid} {T + mid}".encode()
-    return _Message(mid, 1, "edge/s/a/l/m/telemetry", body, 0)
+    return Message(mid, 1, "edge/s/a/l/m/telemetry", body, 0)
 
 
 async def settle() -> None:
@@ -98,7 +99,7 @@ def make_bridge(writer: HeldWriter, writes_in_flight: int = 2) -> tuple[IngestBr
     )
     bridge.receive_maximum = 100  # the broker's window: more than the batches of these tests hold
     client = AckRecorder()
-    bridge._client = client  # type: ignore[assignment]
+    bridge.subscriber._client = client  # type: ignore[assignment]
     return bridge, client
 
 
@@ -130,7 +131,7 @@ async def test_writes_overlap_but_acks_follow_arrival_order() -> None:
         writer.release(3)
         await settle()
         assert client.acked == [1, 2, 3, 4, 5, 6]  # 7 waits for the broker to acknowledge its dead letter
-        bridge._dead_letter_acked(1001, False, "Success")
+        bridge.dead_letters.acked(1001, False, "Success")
         await settle()
         assert client.acked == [1, 2, 3, 4, 5, 6, 7, 8, 9]
         assert bridge.stats.malformed == 1
@@ -239,9 +240,9 @@ async def test_a_dead_letter_lost_to_a_reconnect_does_not_stall_the_stream() -> 
         bridge._inbox.put_nowait(message(1, b"not line protocol"))
         await settle()
         assert len(client.published) == 1  # the dead letter, waiting for its PUBACK
-        bridge._generation += 1  # reconnected (paho's thread does this in on_connect) ...
-        bridge._forget_dead_letters()  # ... and tells the event loop
-        new = [_Message(mid, 1, "edge/s/a/l/m/telemetry", message(mid).payload, 1) for mid in (2, 3)]
+        bridge.subscriber._generation += 1  # reconnected (paho's thread does this in on_connect) ...
+        bridge.dead_letters.forget()  # ... and tells the event loop
+        new = [Message(mid, 1, "edge/s/a/l/m/telemetry", message(mid).payload, 1) for mid in (2, 3)]
         for item in new:
             bridge._inbox.put_nowait(item)
         await settle()
@@ -249,7 +250,7 @@ async def test_a_dead_letter_lost_to_a_reconnect_does_not_stall_the_stream() -> 
         await settle()
         assert client.acked == [2, 3]
         assert bridge.stats.dead_lettered == 0
-        bridge._dead_letter_acked(1001, False, "Success")  # a late PUBACK of the old connection: ignored
+        bridge.dead_letters.acked(1001, False, "Success")  # a late PUBACK of the old connection: ignored
         assert bridge.stats.dead_lettered == 0
     finally:
         consumer.cancel()

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import pytest
 
+from edge_agent.core.backoff import Backoff
 from edge_agent.core.errors import PayloadError
 from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.payloads import encode_line_protocol
-from edge_agent.ingest.bridge import backoff_delay, parse_payload, problem_kind
 from edge_agent.ingest.lineproto import check_line_protocol
+from edge_agent.ingest.parsing import parse_payload
+from edge_agent.ingest.problems import problem_kind
 
 T = "1763800000000000000"
 
@@ -82,6 +84,14 @@ def test_problem_kinds_group_messages_that_differ_only_in_particulars() -> None:
 
 def test_backoff_doubles_up_to_the_cap_with_jitter_and_never_overflows() -> None:
     for attempt, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (6, 30.0), (5000, 30.0)]:
-        delays = [backoff_delay(attempt, 0.5, 30.0) for _ in range(50)]
+        delays = [_delay_after(attempt, 0.5, 30.0) for _ in range(50)]
         assert all(ceiling * 0.5 <= d <= ceiling for d in delays), (attempt, delays)
         assert len(set(delays)) > 1  # jittered
+
+
+def _delay_after(failures: int, initial: float, cap: float) -> float:
+    """The delay the bridge's write loop waits after ``failures`` + 1 failed attempts in a row."""
+    backoff = Backoff(initial, cap)
+    for _ in range(failures):
+        backoff.next_delay()
+    return backoff.next_delay()
