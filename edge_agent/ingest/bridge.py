@@ -46,22 +46,20 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.core.errors import ConfigError
 from edge_agent.delivery.config import MqttConfig
 from edge_agent.delivery.influx_writer import InfluxWriter, RejectedPoints, WriteFailed, make_writer
+from edge_agent.delivery.mqtt_session import STOP_TIMEOUT_S, MqttSession
 from edge_agent.delivery.payloads import MAX_PAYLOAD_BYTES
 from edge_agent.ingest.config import IngestConfig
 from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_topic
@@ -84,13 +82,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 MAX_RECEIVE_MAXIMUM = 65535
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
 _STABLE_CONNECTION = 10.0  # seconds; a connection dropped sooner counts as a quick drop
 _FLAPS_BEFORE_ERROR = 3
 _FINAL_FLUSH_TIMEOUT = 2.0
-_THREAD_STOP_TIMEOUT = 2.0
 
 
 @dataclass
@@ -224,7 +220,7 @@ class IngestBridge:
         self._arrivals: deque[_Message] = deque()
         self._wake_pending = False
         self._ready = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: MqttSession | None = None
         self._client: mqtt.Client | None = None
         self._generation = 0  # bumped on every (re)connect, in paho's thread
         self._stopping = asyncio.Event()
@@ -241,9 +237,7 @@ class IngestBridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Bridge until ``stop`` is set or the task is cancelled."""
-        self._loop = asyncio.get_running_loop()
-        self._client = self._make_client()
-        self._start_client(self._client)
+        self._start_client()
         # The health check only reports (a dead database shows at start-up); it must not delay or
         # block the start, so it runs beside the consumer.
         health = asyncio.create_task(self._health_check(), name="ingest-health-check")
@@ -267,55 +261,20 @@ class IngestBridge:
             await asyncio.gather(health, consumer, stopper, return_exceptions=True)
             await self._stop_client()
 
-    # ------------------------------------------------------------------ MQTT (paho thread)
-    def _make_client(self) -> mqtt.Client:
-        config = self.mqtt_config
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.ingest.client_id,
-            protocol=mqtt.MQTTv5,
+    # ------------------------------------------------------------------ MQTT (SessionHandler: paho's thread)
+    def _start_client(self) -> None:
+        # Persistent MQTT 5 session (clean start off, never expires), acked by hand; connect_async
+        # does no network I/O here, paho's thread connects and reconnects.
+        session = MqttSession(
+            self.mqtt_config,
+            self.ingest.client_id,
+            self,
+            protocol=5,
             manual_ack=True,
+            receive_maximum=self.receive_maximum,
         )
-        if config.username:
-            password = config.password.get_secret_value() if config.password else None
-            client.username_pw_set(config.username, password)
-        if config.tls is not None:
-            try:
-                client.tls_set(
-                    ca_certs=config.tls.ca_file,
-                    certfile=config.tls.cert_file,
-                    keyfile=config.tls.key_file,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    "configuration",
-                    [f"mqtt.tls: cannot load the certificates: {exc}. Fix: check ca_file, cert_file and key_file"],
-                ) from exc
-            client.tls_insecure_set(config.tls.insecure_skip_hostname_check)
-        client.connect_timeout = config.connect_timeout
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
-        return client
-
-    def _start_client(self, client: mqtt.Client) -> None:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
-        properties.ReceiveMaximum = self.receive_maximum
-        # connect_async does no network I/O here; paho's thread connects and reconnects.
-        client.connect_async(
-            self.mqtt_config.host,
-            self.mqtt_config.port,
-            keepalive=round(self.mqtt_config.keepalive),
-            clean_start=False,
-            properties=properties,
-        )
-        client.loop_start()
+        self._session, self._client = session, session.client
+        session.start()
         log.info(
             "ingest: connecting to MQTT broker %s:%d as %r, subscribing to %s; malformed payloads go to %s/…",
             self.mqtt_config.host,
@@ -326,28 +285,18 @@ class IngestBridge:
         )
 
     async def _stop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
+        session, self._client = self._session, None
+        if session is None:
             return
-
-        def stop() -> None:
-            client.disconnect()
-            client.loop_stop()
-
-        try:
-            async with asyncio.timeout(_THREAD_STOP_TIMEOUT):
-                await asyncio.to_thread(stop)
-        except TimeoutError:
-            log.warning("ingest: MQTT network thread did not stop within %.0f s", _THREAD_STOP_TIMEOUT)
+        if not await session.stop():
+            log.warning("ingest: MQTT network thread did not stop within %.0f s", STOP_TIMEOUT_S)
         self.stats.connected = False
 
-    def _call_in_loop(self, callback: Any, *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # loop closed between the check and the call
-                loop.call_soon_threadsafe(callback, *args)
+    def _call_in_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        if self._session is not None:
+            self._session.call_in_loop(callback, *args)
 
-    def _on_connect(
+    def on_connect(
         self,
         client: mqtt.Client,
         _userdata: object,
@@ -383,7 +332,7 @@ class IngestBridge:
             log.log(level, "ingest: connected to MQTT broker (session present: %s)", flags.session_present)
         client.subscribe([(topic, 1) for topic in self.topics])
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+    def on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
         self.stats.connected = False
         if not self._broker_down_logged:
             self._broker_down_logged = True
@@ -393,7 +342,7 @@ class IngestBridge:
                 self.mqtt_config.port,
             )
 
-    def _on_disconnect(
+    def on_disconnect(
         self,
         _client: mqtt.Client,
         _userdata: object,
@@ -432,7 +381,7 @@ class IngestBridge:
                 reason,
             )
 
-    def _on_subscribe(
+    def on_subscribe(
         self,
         _client: mqtt.Client,
         _userdata: object,
@@ -450,7 +399,7 @@ class IngestBridge:
             return
         self._call_in_loop(self._ready.set)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+    def on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         self._arrivals.append(
             _Message(message.mid, message.qos, message.topic, bytes(message.payload), self._generation)
         )
@@ -465,7 +414,7 @@ class IngestBridge:
         while arrivals:
             put(arrivals.popleft())
 
-    def _on_publish(
+    def on_publish(
         self,
         _client: mqtt.Client,
         _userdata: object,
