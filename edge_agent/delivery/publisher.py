@@ -176,15 +176,7 @@ class MqttPublisher:
         topic = origin.topic(self.config.topic_prefix, "telemetry")
         payload = encode(batch, origin)
         self.stats.submitted += 1
-        try:
-            seq = await self.outbox.append(topic, payload, len(batch.samples))
-        except RuntimeError as exc:  # outbox closed: the agent is shutting down
-            log.debug("MQTT: batch of %s not stored: %s", origin.machine, exc)
-            seq = None
-        if seq is None:
-            self.stats.dropped += 1
-        self._pump.wake()
-        self._status_dirty.set()
+        await self._store(topic, payload, len(batch.samples), "batch", origin.machine)
 
     async def submit_message(self, origin: Origin, kind: str, payload: bytes, *, retain: bool = False) -> None:
         """Send any other message of a machine (e.g. ``kind="alerts"``) through the outbox, QoS 1, in order.
@@ -196,10 +188,17 @@ class MqttPublisher:
         ``cleared`` event that closed the last one). The machine's up/down status is retained by
         ``machine_state_changed`` instead (it is not worth a disk write).
         """
+        topic = origin.topic(self.config.topic_prefix, kind)
+        await self._store(topic, payload, 0, f"{kind} message", origin.machine, retain=retain)
+
+    async def _store(
+        self, topic: str, payload: bytes, samples: int, what: str, machine: str, *, retain: bool = False
+    ) -> None:
+        """Append to the outbox (counted as dropped when it cannot keep it) and wake the pump."""
         try:
-            seq = await self.outbox.append(origin.topic(self.config.topic_prefix, kind), payload, 0, retain=retain)
-        except RuntimeError as exc:
-            log.debug("MQTT: %s message of %s not stored: %s", kind, origin.machine, exc)
+            seq = await self.outbox.append(topic, payload, samples, retain=retain)
+        except RuntimeError as exc:  # outbox closed: the agent is shutting down
+            log.debug("MQTT: %s of %s not stored: %s", what, machine, exc)
             seq = None
         if seq is None:
             self.stats.dropped += 1
