@@ -45,16 +45,16 @@ class Agent:
     def __init__(self, config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> None:
         self.config = config
         self.sinks: list[Sink] = list(extra_sinks)
-        self.publisher: MqttPublisher | None = None  # also receives commands (alert acknowledge)
+        self.delivery: DeliverySink | None = None
+        """Where batches, alert events and scores leave the box; None when the agent only polls."""
+        self.publisher: MqttPublisher | None = None  # the delivery sink with MQTT; also receives commands
         self.influx_sink: InfluxSink | None = None  # imported only when used: influxdb-client costs ~25 MB
         if config.outbox.deliver_to == "influxdb" and config.influxdb is not None:
             from edge_agent.delivery.influx_sink import InfluxSink
 
-            self.influx_sink = InfluxSink(config.influxdb, config.site.name, config.outbox)
+            self.influx_sink = self.delivery = InfluxSink(config.influxdb, config.site.name, config.outbox)
         elif config.mqtt is not None:
-            self.publisher = MqttPublisher(config.mqtt, config.site.name, outbox=config.outbox)
-        self.delivery: DeliverySink | None = self.publisher or self.influx_sink
-        """Where batches, alert events and scores leave the box; None when the agent only polls."""
+            self.publisher = self.delivery = MqttPublisher(config.mqtt, config.site.name, outbox=config.outbox)
         if self.delivery is not None:
             self.sinks.append(self.delivery)
         self.alert_board = AlertBoard()
