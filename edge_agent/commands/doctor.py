@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from connectors import PROTOCOLS, MachineConfig
 from connectors.base import Connector
-from edge_agent.core.errors import ConnectorError, SinkError
+from edge_agent.core.errors import ConfigError, ConnectorError, SinkError
 from edge_agent.core.samples import Quality
 from edge_agent.delivery.config import InfluxConfig, MqttConfig
+from edge_agent.delivery.mqtt_session import MqttSession
 from edge_agent.runtime.config import AgentConfig
 from edge_agent.runtime.poller import connect_limit
 
@@ -127,19 +127,12 @@ def check_broker(config: MqttConfig, site: str) -> Check:
     connected = threading.Event()
     received = threading.Event()
     refused: list[str] = []
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"edge-agent-doctor-{uuid.uuid4().hex[:8]}"
-    )
-    if config.username is not None:
-        client.username_pw_set(config.username, config.password.get_secret_value() if config.password else None)
-    if config.tls is not None:
-        client.tls_set(
-            ca_certs=config.tls.ca_file,
-            certfile=config.tls.cert_file,
-            keyfile=config.tls.key_file,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        client.tls_insecure_set(config.tls.insecure_skip_hostname_check)
+    try:  # the agent's own session set-up: what passes here is what the agent will use
+        session = MqttSession(config, f"edge-agent-doctor-{uuid.uuid4().hex[:8]}", persistent=False)
+    except ConfigError as exc:  # a TLS file that cannot be loaded
+        detail = "; ".join(problem.split(". Fix:", 1)[0] for problem in exc.problems)
+        return Check(name, False, detail, "check mqtt.tls: ca_file, cert_file and key_file")
+    client = session.client
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
         if reason.is_failure:
@@ -160,7 +153,7 @@ def check_broker(config: MqttConfig, site: str) -> Check:
     client.on_message = on_message
     started = time.monotonic()
     try:
-        client.connect(config.host, config.port, keepalive=30)
+        session.connect()
     except ssl.SSLCertVerificationError as exc:
         return Check(name, False, f"TLS certificate not accepted: {exc.verify_message}", _tls_fix(exc.verify_message))
     except ssl.SSLError as exc:
@@ -174,13 +167,11 @@ def check_broker(config: MqttConfig, site: str) -> Check:
             f"cannot connect: {exc.strerror or exc}",
             "check mqtt.host and mqtt.port, and that the broker runs",
         )
-    client.loop_start()
     try:
         failure = _wait_round_trip(name, config, connected, received, refused)
     finally:
-        client.loop_stop()
         with contextlib.suppress(Exception):
-            client.disconnect()
+            session.stop_blocking()
     return failure or Check(
         name, True, f"connected and round-tripped a message in {(time.monotonic() - started) * 1000:.0f} ms"
     )

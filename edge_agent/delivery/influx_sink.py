@@ -37,6 +37,7 @@ from edge_agent.delivery.config import InfluxConfig, OutboxConfig
 from edge_agent.delivery.influx_retry import InfluxRetryLoop
 from edge_agent.delivery.influx_writer import InfluxWriter, RejectedPoints, WriteFailed, make_writer
 from edge_agent.delivery.outbox import Entry, Outbox, default_outbox_path
+from edge_agent.delivery.output import url_address
 from edge_agent.delivery.payloads import encode_line_protocol
 from edge_agent.delivery.replay import BacklogReplay
 
@@ -66,7 +67,10 @@ class InfluxSinkStats:
 
 
 class InfluxSink:
-    """Writes batches through the outbox straight into InfluxDB (v1 or v2, per the influxdb section)."""
+    """Writes batches through the outbox straight into InfluxDB (v1 or v2, per the influxdb section).
+
+    A ``DeliverySink`` (``edge_agent.delivery.output``).
+    """
 
     name = "influxdb"
 
@@ -105,6 +109,16 @@ class InfluxSink:
     def influx_ok(self) -> bool:
         """False while writes fail."""
         return not self._down
+
+    @property
+    def target(self) -> str:
+        """The InfluxDB server, without credentials (``DeliverySink``)."""
+        return url_address(self.config.url)
+
+    @property
+    def connected(self) -> None:
+        """Writes are single requests, not a lasting link: nothing to tell (``DeliverySink``)."""
+        return None
 
     async def start(self) -> None:
         """Open the outbox and start the writer task; a down InfluxDB only delays the writes."""

@@ -18,22 +18,18 @@ event loop with ``call_soon_threadsafe``, and the loop is woken once per burst, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.core.errors import ConfigError
 from edge_agent.delivery.config import MqttConfig
+from edge_agent.delivery.mqtt_session import STOP_TIMEOUT_S, MqttSession
 from edge_agent.ingest.config import IngestConfig
 from edge_agent.ingest.parsing import TOPIC_KINDS
 from edge_agent.ingest.stats import IngestStats, Message
@@ -42,12 +38,10 @@ __all__ = ["MAX_RECEIVE_MAXIMUM", "Subscriber", "subscriptions", "telemetry_subs
 
 log = logging.getLogger(__name__)
 
-SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 MAX_RECEIVE_MAXIMUM = 65535
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
 _STABLE_CONNECTION = 10.0  # seconds; a connection dropped sooner counts as a quick drop
 _FLAPS_BEFORE_ERROR = 3
-_THREAD_STOP_TIMEOUT = 2.0
 
 
 def telemetry_subscription(topic_prefix: str, share_group: str | None, kind: str = "telemetry") -> str:
@@ -97,7 +91,7 @@ class Subscriber:
         self._arrivals: deque[Message] = deque()
         self._wake_pending = False
         self._ready = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: MqttSession | None = None
         self._client: mqtt.Client | None = None
         self._generation = 0  # bumped on every (re)connect, in paho's thread
         self._broker_down_logged = False
@@ -117,9 +111,7 @@ class Subscriber:
 
     def start(self) -> None:
         """Create the client and let paho's thread connect (no network I/O in the event loop)."""
-        self._loop = asyncio.get_running_loop()
-        self._client = self._make_client()
-        self._start_client(self._client)
+        self._start_client()
 
     async def stop(self) -> None:
         """Disconnect and stop paho's thread; unacked messages are redelivered to the next session."""
@@ -145,54 +137,19 @@ class Subscriber:
                 self.stats.acked += 1
             # else: the connection just dropped; the broker redelivers the message and it is acked then.
 
-    def _make_client(self) -> mqtt.Client:
-        config = self.mqtt_config
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.ingest.client_id,
-            protocol=mqtt.MQTTv5,
+    def _start_client(self) -> None:
+        # Persistent MQTT 5 session (clean start off, never expires), acked by hand; connect_async
+        # does no network I/O here, paho's thread connects and reconnects.
+        session = MqttSession(
+            self.mqtt_config,
+            self.ingest.client_id,
+            self,
+            protocol=5,
             manual_ack=True,
+            receive_maximum=self.receive_maximum,
         )
-        if config.username:
-            password = config.password.get_secret_value() if config.password else None
-            client.username_pw_set(config.username, password)
-        if config.tls is not None:
-            try:
-                client.tls_set(
-                    ca_certs=config.tls.ca_file,
-                    certfile=config.tls.cert_file,
-                    keyfile=config.tls.key_file,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    "configuration",
-                    [f"mqtt.tls: cannot load the certificates: {exc}. Fix: check ca_file, cert_file and key_file"],
-                ) from exc
-            client.tls_insecure_set(config.tls.insecure_skip_hostname_check)
-        client.connect_timeout = config.connect_timeout
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
-        return client
-
-    def _start_client(self, client: mqtt.Client) -> None:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
-        properties.ReceiveMaximum = self.receive_maximum
-        # connect_async does no network I/O here; paho's thread connects and reconnects.
-        client.connect_async(
-            self.mqtt_config.host,
-            self.mqtt_config.port,
-            keepalive=round(self.mqtt_config.keepalive),
-            clean_start=False,
-            properties=properties,
-        )
-        client.loop_start()
+        self._session, self._client = session, session.client
+        session.start()
         log.info(
             "ingest: connecting to MQTT broker %s:%d as %r, subscribing to %s; malformed payloads go to %s/…",
             self.mqtt_config.host,
@@ -203,28 +160,18 @@ class Subscriber:
         )
 
     async def _stop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
+        session, self._client = self._session, None
+        if session is None:
             return
-
-        def stop() -> None:
-            client.disconnect()
-            client.loop_stop()
-
-        try:
-            async with asyncio.timeout(_THREAD_STOP_TIMEOUT):
-                await asyncio.to_thread(stop)
-        except TimeoutError:
-            log.warning("ingest: MQTT network thread did not stop within %.0f s", _THREAD_STOP_TIMEOUT)
+        if not await session.stop():
+            log.warning("ingest: MQTT network thread did not stop within %.0f s", STOP_TIMEOUT_S)
         self.stats.connected = False
 
-    def _call_in_loop(self, callback: Any, *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # loop closed between the check and the call
-                loop.call_soon_threadsafe(callback, *args)
+    def _call_in_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        if self._session is not None:
+            self._session.call_in_loop(callback, *args)
 
-    def _on_connect(
+    def on_connect(
         self,
         client: mqtt.Client,
         _userdata: object,
@@ -260,7 +207,7 @@ class Subscriber:
             log.log(level, "ingest: connected to MQTT broker (session present: %s)", flags.session_present)
         client.subscribe([(topic, 1) for topic in self.topics])
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+    def on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
         self.stats.connected = False
         if not self._broker_down_logged:
             self._broker_down_logged = True
@@ -270,7 +217,7 @@ class Subscriber:
                 self.mqtt_config.port,
             )
 
-    def _on_disconnect(
+    def on_disconnect(
         self,
         _client: mqtt.Client,
         _userdata: object,
@@ -309,7 +256,7 @@ class Subscriber:
                 reason,
             )
 
-    def _on_subscribe(
+    def on_subscribe(
         self,
         _client: mqtt.Client,
         _userdata: object,
@@ -327,7 +274,7 @@ class Subscriber:
             return
         self._call_in_loop(self._ready.set)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+    def on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         self._arrivals.append(
             Message(message.mid, message.qos, message.topic, bytes(message.payload), self._generation)
         )
@@ -342,7 +289,7 @@ class Subscriber:
         while arrivals:
             put(arrivals.popleft())
 
-    def _on_publish(
+    def on_publish(
         self,
         _client: mqtt.Client,
         _userdata: object,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from edge_agent.core.errors import ConnectorError
 from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch
 from edge_agent.core.sinks import Sink
+from edge_agent.delivery.output import DeliverySink
 from edge_agent.delivery.publisher import MqttPublisher
 from edge_agent.runtime.config import AgentConfig
 from edge_agent.runtime.poller import MachinePoller, connect_limit
@@ -45,16 +45,18 @@ class Agent:
     def __init__(self, config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> None:
         self.config = config
         self.sinks: list[Sink] = list(extra_sinks)
-        self.publisher: MqttPublisher | None = None
+        self.delivery: DeliverySink | None = None
+        """Where batches, alert events and scores leave the box; None when the agent only polls."""
+        self.publisher: MqttPublisher | None = None  # the delivery sink with MQTT; also receives commands
         self.influx_sink: InfluxSink | None = None  # imported only when used: influxdb-client costs ~25 MB
         if config.outbox.deliver_to == "influxdb" and config.influxdb is not None:
             from edge_agent.delivery.influx_sink import InfluxSink
 
-            self.influx_sink = InfluxSink(config.influxdb, config.site.name, config.outbox)
-            self.sinks.append(self.influx_sink)
+            self.influx_sink = self.delivery = InfluxSink(config.influxdb, config.site.name, config.outbox)
         elif config.mqtt is not None:
-            self.publisher = MqttPublisher(config.mqtt, config.site.name, outbox=config.outbox)
-            self.sinks.append(self.publisher)
+            self.publisher = self.delivery = MqttPublisher(config.mqtt, config.site.name, outbox=config.outbox)
+        if self.delivery is not None:
+            self.sinks.append(self.delivery)
         self.alert_board = AlertBoard()
         self.alerts: AlertSink | None = None
         self._alert_sends: set[asyncio.Task[None]] = set()
@@ -103,19 +105,13 @@ class Agent:
         self.alert_board.record(event)
         level = logging.WARNING if event.get("event") in ("raised", "escalated") else logging.INFO
         log.log(level, "alert %s on %s: %s", event.get("event"), origin.machine, event.get("summary"))
-        if self.publisher is not None:
-            payload = json.dumps(event, allow_nan=False).encode()
-            self._send(self.publisher.submit_message(origin, "alerts", payload, retain=True), "alert:send")
-        elif self.influx_sink is not None:
-            self._send(self.influx_sink.submit_event(origin, "alerts", event), "alert:send")
+        if self.delivery is not None:
+            self._send(self.delivery.submit_event(origin, "alerts", event), "alert:send")
 
     def _on_score(self, origin: Origin, score: dict[str, Any]) -> None:
         """A window was scored: send the score (for plotting; MQTT QoS 1, not retained, or InfluxDB) durably."""
-        if self.publisher is not None:
-            payload = json.dumps(score, allow_nan=False).encode()
-            self._send(self.publisher.submit_message(origin, "scores", payload), "score:send")
-        elif self.influx_sink is not None:
-            self._send(self.influx_sink.submit_event(origin, "scores", score), "score:send")
+        if self.delivery is not None:
+            self._send(self.delivery.submit_event(origin, "scores", score), "score:send")
 
     def _send(self, sending: Coroutine[Any, Any, None], name: str) -> None:
         """Run one durable append as a task (kept referenced until done; appends keep their order)."""

@@ -166,20 +166,16 @@ class AgentCollector(Collector):
         now_ns = time.time_ns()
         for sink in delivery_sinks(self.agent):
             name = [sink.name]
-            link = getattr(sink, "connected", None)
-            if isinstance(link, bool):
-                connected.add_metric(name, 1.0 if link else 0.0)
+            if sink.connected is not None:
+                connected.add_metric(name, 1.0 if sink.connected else 0.0)
             replay = replay_json(sink)
-            if getattr(sink, "replay", None) is not None:
-                replaying.add_metric(name, 1.0 if replay is not None and replay["active"] else 0.0)
-                replay_total.add_metric(name, replay["total"] if replay is not None else 0.0)
-                replay_done.add_metric(name, replay["done"] if replay is not None else 0.0)
-            for field, value in numeric_fields(getattr(sink, "stats", None)).items():
+            replaying.add_metric(name, 1.0 if replay is not None and replay["active"] else 0.0)
+            replay_total.add_metric(name, replay["total"] if replay is not None else 0.0)
+            replay_done.add_metric(name, replay["done"] if replay is not None else 0.0)
+            for field, value in numeric_fields(sink.stats).items():
                 doc = f"Delivery counter {field!r} of the sink (see its module)."
                 family(f"edge_agent_delivery_{field}", doc, CounterMetricFamily).add_metric(name, value)
             outbox = outbox_json(sink, now_ns)
-            if outbox is None:
-                continue
             for field, value in outbox["stats"].items():
                 if field == "oldest_created_ns":
                     continue

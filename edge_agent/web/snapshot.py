@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 from edge_agent import __version__
 from edge_agent.core.connection import ConnectionState
@@ -24,7 +23,7 @@ from edge_agent.core.samples import Quality, Sample
 
 if TYPE_CHECKING:
     from edge_agent.alerts.sink import AlertSink
-    from edge_agent.core.sinks import Sink
+    from edge_agent.delivery.output import DeliverySink
     from edge_agent.runtime.agent import Agent
     from edge_agent.runtime.poller import MachinePoller
     from edge_agent.web.history import HistoryBuffer
@@ -79,72 +78,43 @@ def numeric_fields(stats: object) -> dict[str, float]:
     }
 
 
-def delivery_sinks(agent: Agent) -> list[Sink]:
-    """The sinks that deliver data onwards (MQTT publisher, direct InfluxDB): those whose ``stats`` is a record.
-
-    A sink whose ``stats`` is a method (the alert sink's per-machine counters) is not one.
-    """
-    return [sink for sink in agent.sinks if _is_record(getattr(sink, "stats", None))]
+def delivery_sinks(agent: Agent) -> list[DeliverySink]:
+    """The sink that delivers data onwards (MQTT publisher or direct InfluxDB); none when the agent only polls."""
+    return [] if agent.delivery is None else [agent.delivery]
 
 
-def _is_record(value: object) -> bool:
-    return dataclasses.is_dataclass(value) and not isinstance(value, type)
-
-
-def _target(config: object) -> str | None:
-    """Where a sink sends to, without any credential: ``host:port`` or the URL's host part."""
-    host, port, url = (getattr(config, key, None) for key in ("host", "port", "url"))
-    if isinstance(host, str) and isinstance(port, int):
-        return f"{host}:{port}"
-    if isinstance(url, str):
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return None
-
-
-def outbox_json(sink: object, now_ns: int) -> dict[str, Any] | None:
+def outbox_json(sink: DeliverySink, now_ns: int) -> dict[str, Any]:
     """The sink's durable outbox: what waits (entries, bytes, oldest age) and what was given up."""
-    outbox = getattr(sink, "outbox", None)
-    stats = getattr(outbox, "stats", None)
-    if stats is None:
-        return None
-    oldest = getattr(stats, "oldest_created_ns", None)
+    outbox = sink.outbox
+    oldest = outbox.stats.oldest_created_ns
     return {
-        "path": str(getattr(outbox, "path", "")) or None,
-        "stats": numeric_fields(stats),
-        "oldest_age_s": round((now_ns - oldest) / 1e9, 1) if isinstance(oldest, int) else None,
+        "path": str(outbox.path) or None,
+        "stats": numeric_fields(outbox.stats),
+        "oldest_age_s": round((now_ns - oldest) / 1e9, 1) if oldest is not None else None,
     }
 
 
-def replay_json(sink: object) -> dict[str, Any] | None:
+def replay_json(sink: DeliverySink) -> dict[str, Any] | None:
     """The sink's current (or last) backlog replay (``edge_agent.delivery.replay``): total, done, active, rate.
 
-    None before the first replay, and for a sink that does not replay.
+    None before the first replay.
     """
-    replay = getattr(sink, "replay", None)
-    state = getattr(replay, "state", None)
-    if not callable(state):
-        return None
-    value = state()
-    return value if isinstance(value, dict) else None
+    return sink.replay.state()
 
 
 def delivery_json(agent: Agent, now_ns: int) -> list[dict[str, Any]]:
     """Broker / database / outbox state for the page: name, target, link, counters; never credentials."""
-    result = []
-    for sink in delivery_sinks(agent):
-        connected = getattr(sink, "connected", None)
-        result.append(
-            {
-                "name": sink.name,
-                "target": _target(getattr(sink, "config", None)),
-                "connected": connected if isinstance(connected, bool) else None,
-                "stats": numeric_fields(getattr(sink, "stats", None)),
-                "outbox": outbox_json(sink, now_ns),
-                "replay": replay_json(sink),
-            }
-        )
-    return result
+    return [
+        {
+            "name": sink.name,
+            "target": sink.target,
+            "connected": sink.connected,
+            "stats": numeric_fields(sink.stats),
+            "outbox": outbox_json(sink, now_ns),
+            "replay": replay_json(sink),
+        }
+        for sink in delivery_sinks(agent)
+    ]
 
 
 def sample_json(sample: Sample, unit: str | None = None) -> dict[str, Any]:

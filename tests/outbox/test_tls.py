@@ -1,5 +1,8 @@
 """TLS towards a real Mosquitto: one clear message per kind of certificate problem, retries go on.
 
+The publisher, the ingest bridge and ``edge-agent doctor`` share one session set-up
+(``edge_agent.delivery.mqtt_session``); each is checked against the same TLS broker here.
+
 Certificates are made for the test with the ``openssl`` command line: a CA, a broker certificate
 for the name ``broker.example`` only, and a second CA that signed nothing of the broker's.
 """
@@ -13,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.delivery.config import MqttConfig, OutboxConfig, TlsConfig
+from edge_agent.commands.doctor import check_broker
+from edge_agent.delivery.config import InfluxConfig, MqttConfig, OutboxConfig, TlsConfig
+from edge_agent.delivery.influx_writer import make_writer
 from edge_agent.delivery.publisher import MqttPublisher
-from tests.servers import Mosquitto, tcp_accepts, unique_name
+from edge_agent.ingest.bridge import IngestBridge
+from edge_agent.ingest.config import IngestConfig
+from tests.servers import Mosquitto, free_port, tcp_accepts, unique_name
 from tests.waiting import eventually
 
 # paho 2.2 does not close the socket of a connection attempt whose TLS handshake failed; the garbage
@@ -150,3 +157,48 @@ async def test_trusted_certificate_connects(tls_broker: TlsMosquitto, tmp_path: 
             await pub.close()
     finally:
         await asyncio.to_thread(tls_broker.close)
+
+
+async def test_the_bridge_subscribes_over_tls(tls_broker: TlsMosquitto, tmp_path: Path) -> None:
+    """The bridge's MQTT 5 session over TLS; no InfluxDB is needed to see the subscription confirmed."""
+    config = MqttConfig(
+        host="127.0.0.1",
+        port=tls_broker.port,
+        tls=TlsConfig(ca_file=str(tmp_path / "ca.pem"), insecure_skip_hostname_check=True),
+    )
+    writer = make_writer(InfluxConfig(version=1, url=f"http://127.0.0.1:{free_port()}", database="unused"))
+    bridge = IngestBridge(config, IngestConfig(client_id=unique_name("bridge")), writer)
+    stop = asyncio.Event()
+    run = asyncio.create_task(bridge.run(stop), name="test:bridge")
+    try:
+        async with asyncio.timeout(15):
+            await bridge.wait_ready()
+        assert bridge.stats.connected
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await run
+        await writer.close()
+        await asyncio.to_thread(tls_broker.close)
+
+
+async def test_the_doctor_checks_tls_as_the_agent_connects(tls_broker: TlsMosquitto, tmp_path: Path) -> None:
+    def tls(ca: Path, skip_hostname: bool = True) -> MqttConfig:
+        settings = TlsConfig(ca_file=str(ca), insecure_skip_hostname_check=skip_hostname)
+        return MqttConfig(host="127.0.0.1", port=tls_broker.port, topic_prefix=unique_name("doc"), tls=settings)
+
+    try:
+        good = await asyncio.to_thread(check_broker, tls(tmp_path / "ca.pem"), "s")
+        untrusted = await asyncio.to_thread(check_broker, tls(tmp_path / "other-ca.pem"), "s")
+        wrong_name = await asyncio.to_thread(check_broker, tls(tmp_path / "ca.pem", skip_hostname=False), "s")
+        missing = await asyncio.to_thread(check_broker, tls(tmp_path / "no-such-ca.pem"), "s")
+    finally:
+        await asyncio.to_thread(tls_broker.close)
+    assert good.ok, good
+    assert not untrusted.ok
+    assert "TLS certificate not accepted" in untrusted.detail
+    assert "tls.ca_file" in untrusted.fix
+    assert not wrong_name.ok
+    assert "host name" in wrong_name.fix
+    assert not missing.ok
+    assert "cannot load the certificates" in missing.detail
