@@ -60,9 +60,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.core.errors import ConfigError
+from edge_agent.core.payload_json import MAX_PAYLOAD_BYTES
 from edge_agent.delivery.config import MqttConfig
 from edge_agent.delivery.influx_writer import InfluxWriter, RejectedPoints, WriteFailed, make_writer
-from edge_agent.delivery.payloads import MAX_PAYLOAD_BYTES
 from edge_agent.ingest.config import IngestConfig
 from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_topic
 from edge_agent.ingest.deadletter import dead_letter_prefix as _dead_letter_prefix

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
+from edge_agent.core.payload_json import MAX_PAYLOAD_BYTES
 from edge_agent.delivery.payloads import (
     _QUALITY_FIELDS,
-    MAX_PAYLOAD_BYTES,
     MEASUREMENT,
     SCHEMA_VERSION,
     _escape_key,
