@@ -41,13 +41,13 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from connectors.base import POLL_BUDGET
 from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.modbus.config import ModbusMachine
-from connectors.modbus.decode import DecodeError, exception_reason
+from connectors.modbus.decode import exception_reason
 from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests, split_request
 from connectors.modbus.responses import FAST_RESPONSES
 from connectors.modbus.serial_port import SETTING_ERRORS, diagnose_open_failure, settings_refused
 from connectors.modbus.tcp_link import ModbusTcpLink
 from edge_agent.core.connection import ConnectionState
-from edge_agent.core.errors import ConnectError, ReadTimeout
+from edge_agent.core.errors import ConnectError, DecodeError, ReadTimeout
 from edge_agent.core.samples import Batch, Quality, Sample, Value, now_ns
 
 _log = logging.getLogger(__name__)

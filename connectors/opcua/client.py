@@ -40,12 +40,12 @@ from connectors.opcua.changes import ChangeQueue
 from connectors.opcua.config import OpcUaMachine, OpcUaTag
 from connectors.opcua.convert import apply_max_age, silence_of, status_name, to_sample
 from connectors.opcua.deadline import until, within
-from connectors.opcua.handshake import CertificateRefused, Login, SessionReport, Target, prepare_own, secure
+from connectors.opcua.handshake import Login, SessionReport, Target, prepare_own, secure
 from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
 from connectors.opcua.pki import OwnCertificate
 from connectors.opcua.security import mode_name, policy_name
 from edge_agent.core.connection import ConnectionState
-from edge_agent.core.errors import ConnectError, DeviceError, ReadTimeout
+from edge_agent.core.errors import CertificateRefused, ConnectError, DeviceError, ReadTimeout
 from edge_agent.core.samples import Batch, Sample, now_ns
 
 _log = logging.getLogger(__name__)

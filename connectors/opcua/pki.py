@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from edge_agent.core.errors import PkiError
+
 CertState = Literal["trusted", "rejected", "own"]
 OWN_CERT = "cert.der"
 OWN_KEY = "key.pem"
@@ -45,10 +47,6 @@ enough that an abandoned key does not stay valid forever (Kepware and Prosys use
 MIN_PREFIX = 8
 _HEX = re.compile(r"^[0-9a-f]+$")
 _lock = threading.Lock()
-
-
-class PkiError(Exception):
-    """A trust-store operation that cannot be done; the message says why and what to do."""
 
 
 def state_directory() -> Path:

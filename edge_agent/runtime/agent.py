@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from connectors import MachineConfig
 from edge_agent.alerts.board import AlertBoard
-from edge_agent.alerts.commands import ACK_KIND, REPLY_KIND, CommandError, parse_ack, reply, request_id_of
+from edge_agent.alerts.commands import ACK_KIND, REPLY_KIND, parse_ack, reply, request_id_of
 from edge_agent.alerts.sink import AlertSink
-from edge_agent.core.errors import ConnectorError
+from edge_agent.core.errors import CommandError, ConnectorError
 from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch
 from edge_agent.core.sinks import Sink
