@@ -14,9 +14,9 @@ read splits it into one read per tag from then on); a lost connection raises ``C
 in which no request was answered raises ``ReadTimeout``. Device quirks (pauses, closing after each
 poll, one request per tag, smaller requests) come from the machine config.
 
-Links: Modbus TCP goes through the connector's own lean client (``tcp_link.py``: a poll costs half
-the CPU it did through pymodbus, which is what lets a flat-out poll reach 80 % of a raw pymodbus
-loop; measured with pymodbus below the connector it was 60-67 %); ``tcp_client: pymodbus`` brings
+Links: Modbus TCP goes through the connector's own lean client (``tcp_link.py``: a poll costs about half
+the CPU it did through pymodbus, which is what lets a flat-out poll keep up with a raw pymodbus loop;
+see README.md, Performance); ``tcp_client: pymodbus`` brings
 pymodbus back for a device the lean client does not get along with. RTU framing, over TCP or a
 serial line, always goes through pymodbus.
 

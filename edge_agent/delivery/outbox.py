@@ -15,7 +15,7 @@ survive a crash of the process, because the WAL is in the kernel's page cache th
 returns; ``synchronous=FULL`` also fsyncs the WAL on every commit, so an append survives a power cut
 of the whole box, at a cost measured in docs/delivery.md.
 
-Bounds (DESIGN.md invariants 2 and 4): the payload bytes held are capped by ``max_bytes`` and each
+Bounds (every loss counted, memory and disk bounded): the payload bytes held are capped by ``max_bytes`` and each
 entry's age by ``max_age``. At a bound the *oldest* entries that are not in flight are deleted, and
 counted (batches and samples); the first drop of an episode is logged at ERROR, the end of the
 episode at INFO, and the counters are kept in the file so they survive restarts. An entry already
@@ -30,7 +30,7 @@ A file that is not a readable SQLite database at start (torn by a dying disk, ov
 mistake) is renamed to ``<path>.corrupt-<UTC time>`` with an ERROR that says so, and a fresh outbox
 is started: the agent keeps working and the old file stays for a post-mortem.
 
-After a backlog (DESIGN.md invariant 4: memory and disk stay bounded, and go back down): a long
+After a backlog (memory and disk stay bounded, and go back down): a long
 outage grows the file and SQLite's page cache, and SQLite on its own never gives either back.
 Files are created with ``auto_vacuum=INCREMENTAL`` (an older file is converted at the first start
 that finds it empty), and once a backlog of at least ``_TIDY_BACKLOG_BYTES`` has drained, the

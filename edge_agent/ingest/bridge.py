@@ -1,6 +1,6 @@
 """The ingest bridge: telemetry from MQTT into InfluxDB, acknowledged only once it is stored.
 
-How nothing gets lost (DESIGN.md invariant 2) and nothing duplicates (invariant 3):
+How nothing gets lost and nothing duplicates:
 
 - The bridge holds a persistent MQTT session (fixed client id, clean start off, session never
   expires) with a QoS 1 subscription, so the broker keeps every message for it while it is away.

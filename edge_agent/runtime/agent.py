@@ -46,7 +46,7 @@ class Agent:
         self.config = config
         self.sinks: list[Sink] = list(extra_sinks)
         self.publisher: MqttPublisher | None = None
-        self.influx_sink: InfluxSink | None = None  # imported only when used: influxdb-client costs ~25 MB
+        self.influx_sink: InfluxSink | None = None  # imported only when used: influxdb-client is heavy
         if config.outbox.deliver_to == "influxdb" and config.influxdb is not None:
             from edge_agent.delivery.influx_sink import InfluxSink
 
