@@ -15,7 +15,7 @@ import stat
 
 import serial
 
-from connectors.modbus.config import SerialLine
+from connectors.modbus.serial_line import SerialLine
 
 
 def _setting_errors() -> tuple[type[Exception], ...]:

@@ -25,17 +25,8 @@ from cryptography import x509
 from pydantic import SecretStr
 
 from connectors.opcua.config import OpcUaSecurity
-from connectors.opcua.pki import (
-    CertInfo,
-    OwnCertificate,
-    TrustStore,
-    describe,
-    existing_own_certificate,
-    first_certificate,
-    load_pair,
-    own_certificate,
-    pin_key,
-)
+from connectors.opcua.own_cert import OwnCertificate, existing_own_certificate, load_pair, own_certificate
+from connectors.opcua.pki import CertInfo, TrustStore, describe, first_certificate, pin_key
 from connectors.opcua.security import (
     POLICY_CLASSES,
     Offer,
