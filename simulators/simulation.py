@@ -53,7 +53,7 @@ PROTOCOLS: tuple[Protocol, ...] = ("opcua", "modbus")
 class Simulation:
     """A running simulated plant. Use as ``async with``; nothing listens before entry or after exit."""
 
-    def __init__(  # noqa: PLR0917 - the positional order is the published issue-2 API
+    def __init__(  # noqa: PLR0917 - the positional order is published API
         self,
         seed: int = 1,
         machines: MachinesArg = None,
