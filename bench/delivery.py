@@ -162,8 +162,8 @@ async def bench_ingest(messages: int, samples_per_message: int, rounds: int) -> 
     none always goes first) and reported as medians:
 
     * ``list``: influxdb-client's write API given each request of 5000 pre-built lines as a list of
-      str, the documented way to write line protocol with it. This is the issue's baseline ("~230k
-      points/s" when it was filed) and the one the 80 % target is measured against;
+      str, the documented way to write line protocol with it. It is the baseline the 80 % target
+      is measured against (docs/delivery.md, Measured);
     * ``body``: the bridge's own writer given the same lines, sending them as one bytes body per
       request: no per-line work in Python at all, only HTTP and the server. A ceiling, not a target:
       anything that has to decode a message costs more;

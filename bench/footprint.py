@@ -5,14 +5,11 @@ Modbus for the rest); the agent runs as ``edge-agent run`` in a child process, a
 so its RSS is the agent's alone. By default it publishes to a local Mosquitto and serves its
 status page, as deployed; ``--no-mqtt`` / ``--no-web`` measure without them. Printed every
 10 s (RSS split into anonymous memory and mapped files, and the thread count) and at the end;
-the target from the issue is <= 100 MB = 95.4 MiB (Neuron asks 128 MB for 100 tags on a Pi 3).
+the target is <= 100 MB = 95.4 MiB (Neuron asks 128 MB for 100 tags on a Pi 3).
 
-The status page's hour of trend per tag (edge_agent/web/history.py: 8.4 KB a tag plus 10.6 KB a
-machine for the shared times, 7.9 MiB for 952 tags in 20 machines; 21 KB a tag, 20 MiB, while
-every tag kept its own times) is allocated and filled when a machine and its tags are first
-seen, so it is in the RSS from the first polls on: a run of a few minutes sees all of it.
-Measured here, interleaved, peak with the status page: 117.5 MiB before, 105.7 MiB after
-(89.5 MiB with --no-web).
+The status page's hour of trend per tag (edge_agent/web/history.py) is allocated and filled
+when a machine and its tags are first seen, so it is in the RSS from the first polls on: a run
+of a few minutes sees all of it. The results and where the memory goes: docs/models.md, Footprint.
 
 Run: .venv/bin/python -m bench.footprint [--seconds 60] [--machines 20] [--tags 50] [--no-mqtt] [--no-web]
 """

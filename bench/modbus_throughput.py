@@ -1,4 +1,4 @@
-"""Modbus benchmark (issue 4): 10,000 registers over 10 devices, the agent's CPU at 1 Hz, and flat-out rate.
+"""Modbus benchmark: 10,000 registers over 10 devices, the agent's CPU at 1 Hz, and flat-out rate.
 
 Prints, in one run:
   * plan: requests per cycle the agent sends for the map (10 devices x 1000 input registers, read

@@ -7,7 +7,7 @@ Prints, in one run:
     ``time.process_time`` of this process (all its threads) is the simulator's CPU alone;
   * record: ``edge-sim record`` of 7 simulated days of one pump at 1 Hz (no servers), wall time.
 
-Targets from the issue: serving ≤ 50 % of one core for 20 machines at 10 Hz; record ≤ 30 s.
+Targets: serving ≤ 50 % of one core for 20 machines at 10 Hz; record ≤ 30 s.
 The machine kinds have 4 to 6 signals each plus state and parts counter; ``--tags 50`` (default)
 fills every machine up to 50 tags with the simulator's auxiliary tags (``extra_tags``).
 

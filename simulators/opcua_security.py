@@ -1,6 +1,6 @@
 """OPC UA security for the simulator: a self-signed application certificate and password users.
 
-Issue 4 makes the agent speak Basic256Sha256; the simulator must offer it so that is tested
+The agent speaks Basic256Sha256 by default; the simulator must offer it so that is tested
 against a real server. Keys and certificates are made in memory (no files to clean up or
 leak), in a worker thread because RSA key generation takes a noticeable fraction of a second.
 """

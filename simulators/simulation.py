@@ -53,7 +53,7 @@ PROTOCOLS: tuple[Protocol, ...] = ("opcua", "modbus")
 class Simulation:
     """A running simulated plant. Use as ``async with``; nothing listens before entry or after exit."""
 
-    def __init__(  # noqa: PLR0917 - the positional order is the published issue-2 API
+    def __init__(  # noqa: PLR0917 - the positional order is published API
         self,
         seed: int = 1,
         machines: MachinesArg = None,
@@ -77,7 +77,7 @@ class Simulation:
         the machines, seed, modes, faults and default ``time_scale``; do not pass ``machines`` too.
         A path is read here, synchronously: inside a running loop prefer ``load_scenario`` first.
         ``opcua_security="Basic256Sha256"`` and ``opcua_users={"name": "password"}`` secure the
-        OPC UA server (issue 4); ``sim.opcua.certificate`` is then its certificate (DER).
+        OPC UA server; ``sim.opcua.certificate`` is then its certificate (DER).
         ``modbus_framing="rtu_over_tcp"`` serves RTU frames over TCP (a transparent serial gateway).
         ``modbus_byte_order`` lays the input registers' float32 values out as ABCD (default),
         CDAB, BADC or DCBA, as PLCs of different vendors do. ``extra_tags=N`` gives every machine

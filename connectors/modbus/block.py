@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from math import isfinite
 
 from connectors.modbus.config import ModbusTag
-from connectors.modbus.decode import DecodeError, decode_value
+from connectors.modbus.decode import decode_value
+from edge_agent.core.errors import DecodeError
 from edge_agent.core.samples import Value
 
 Outcome = Value | DecodeError

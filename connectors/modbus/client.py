@@ -14,9 +14,9 @@ read splits it into one read per tag from then on); a lost connection raises ``C
 in which no request was answered raises ``ReadTimeout``. Device quirks (pauses, closing after each
 poll, one request per tag, smaller requests) come from the machine config.
 
-Links: Modbus TCP goes through the connector's own lean client (``tcp_link.py``: a poll costs half
-the CPU it did through pymodbus, which is what lets a flat-out poll reach 80 % of a raw pymodbus
-loop; measured with pymodbus below the connector it was 60-67 %); ``tcp_client: pymodbus`` brings
+Links: Modbus TCP goes through the connector's own lean client (``tcp_link.py``: a poll costs about half
+the CPU it did through pymodbus, which is what lets a flat-out poll keep up with a raw pymodbus loop;
+see README.md, Performance); ``tcp_client: pymodbus`` brings
 pymodbus back for a device the lean client does not get along with. RTU framing, over TCP or a
 serial line, always goes through pymodbus.
 
@@ -41,13 +41,13 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from connectors.base import POLL_BUDGET
 from connectors.cancellation import stray_cancellation_is_a_lost_link
 from connectors.modbus.config import ModbusMachine
-from connectors.modbus.decode import DecodeError, exception_reason
+from connectors.modbus.decode import exception_reason
 from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests, split_request
 from connectors.modbus.responses import FAST_RESPONSES
 from connectors.modbus.serial_port import SETTING_ERRORS, diagnose_open_failure, settings_refused
 from connectors.modbus.tcp_link import ModbusTcpLink
 from edge_agent.core.connection import ConnectionState
-from edge_agent.core.errors import ConnectError, ReadTimeout
+from edge_agent.core.errors import ConnectError, DecodeError, ReadTimeout
 from edge_agent.core.samples import Batch, Quality, Sample, Value, now_ns
 
 _log = logging.getLogger(__name__)

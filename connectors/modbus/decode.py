@@ -18,6 +18,7 @@ import math
 import struct
 from collections.abc import Sequence
 
+from edge_agent.core.errors import DecodeError
 from edge_agent.core.samples import Value
 
 EXCEPTION_NAMES: dict[int, str] = {
@@ -44,10 +45,6 @@ _FORMATS: dict[str, str] = {
     "uint64": ">Q",
     "float64": ">d",
 }
-
-
-class DecodeError(ValueError):
-    """Registers that cannot be turned into a value; the message is the sample's bad-quality reason."""
 
 
 def exception_reason(code: int) -> str:

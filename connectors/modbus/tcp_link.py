@@ -1,10 +1,10 @@
 """A lean Modbus TCP client for the connector's four reads: one request in flight, answers matched by transaction id.
 
-Why not pymodbus here: its client spends about 50 µs of CPU per request in Python (PDU objects,
-framers, logging hooks, a ``wait_for`` per request), as much as the connector's decoding of 62
-values. This link builds the request frame with one ``struct.pack`` and parses the answer with
-one ``struct.unpack``, so a poll reads at least as fast as a raw pymodbus loop. RTU over TCP and
-serial lines still use pymodbus.
+Why not pymodbus here: its client spends as much CPU per request in Python (PDU objects, framers,
+logging hooks, a ``wait_for`` per request) as the connector spends decoding the answer (figures in
+connectors/modbus/README.md, Performance). This link builds the request frame with one
+``struct.pack`` and parses the answer with one ``struct.unpack``, so a poll reads at least as fast
+as a raw pymodbus loop. RTU over TCP and serial lines still use pymodbus.
 
 It speaks the subset the connector needs and nothing else: function codes 1 to 4 (it cannot
 write), the MBAP header, exception answers. An answer whose transaction id is not the one

@@ -300,8 +300,7 @@ async def _open_session(
 
     from connectors.opcua.config import OpcUaSecurity
     from connectors.opcua.handshake import Login, SessionReport, Target, prepare_own, secure
-    from connectors.opcua.security import EndpointChoiceError
-    from edge_agent.core.errors import ConnectError
+    from edge_agent.core.errors import ConnectError, EndpointChoiceError
 
     target = Target("discover", url, security or OpcUaSecurity(), Login(), limit)
     report = SessionReport()

@@ -9,6 +9,7 @@ from enum import Enum
 from asyncua import ua
 from asyncua.ua.status_codes import StatusCodes
 
+from edge_agent.core.errors import UnsupportedValue
 from edge_agent.core.samples import Quality, Sample, Value
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,10 +60,6 @@ def status_name(status: ua.StatusCode) -> str:
     except (KeyError, AttributeError):
         name = None
     return name or f"0x{status.value:08X}"
-
-
-class UnsupportedValue(ValueError):
-    """A value the agent cannot carry (arrays, structures, ...); the message says what it was."""
 
 
 def to_value(raw: object) -> Value:

@@ -25,21 +25,10 @@ from cryptography import x509
 from pydantic import SecretStr
 
 from connectors.opcua.config import OpcUaSecurity
-from connectors.opcua.pki import (
-    CertInfo,
-    OwnCertificate,
-    PkiError,
-    TrustStore,
-    describe,
-    existing_own_certificate,
-    first_certificate,
-    load_pair,
-    own_certificate,
-    pin_key,
-)
+from connectors.opcua.own_cert import OwnCertificate, existing_own_certificate, load_pair, own_certificate
+from connectors.opcua.pki import CertInfo, TrustStore, describe, first_certificate, pin_key
 from connectors.opcua.security import (
     POLICY_CLASSES,
-    EndpointChoiceError,
     Offer,
     choose_endpoint,
     offer_of,
@@ -47,18 +36,9 @@ from connectors.opcua.security import (
     token_names,
     user_token_types,
 )
-from edge_agent.core.errors import ConnectError
+from edge_agent.core.errors import CertificateRefused, ConnectError, EndpointChoiceError, PkiError
 
 _log = logging.getLogger(__name__)
-
-
-class CertificateRefused(ConnectError):
-    """The server's certificate is not trusted; ``detail`` is the message with the command that trusts it."""
-
-    def __init__(self, machine: str, detail: str, fingerprint: str) -> None:
-        super().__init__(machine, detail)
-        self.detail = detail
-        self.fingerprint = fingerprint
 
 
 @dataclass(frozen=True)

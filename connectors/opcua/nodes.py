@@ -1,14 +1,33 @@
-"""Pure helpers for node ids: resolving ``nsu=`` against a namespace array, chunking, browse paths."""
+"""Pure helpers for node ids: resolving ``nsu=`` against a namespace array, chunking, browse paths,
+and the tag-to-node mapping of one connection."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from asyncua import ua
 from asyncua.ua.object_ids import ObjectIds
 
+from connectors.opcua.config import OpcUaTag
+
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTarget:
+    """A configured tag and the node id it resolved to on the current connection (None: unresolved)."""
+
+    tag: OpcUaTag
+    node_id: ua.NodeId | None
+    problem: str | None = None
+    server_unit: str | None = None
+
+    @property
+    def unit(self) -> str | None:
+        """The configured unit, else the one the server names in the node's EngineeringUnits."""
+        return self.tag.unit if self.tag.unit is not None else self.server_unit
 
 
 def resolve_node(node: str, namespaces: Sequence[str]) -> ua.NodeId:

@@ -1,4 +1,4 @@
-"""The agent's OPC UA trust store: its own application certificate and the server certificates it trusts.
+"""The agent's OPC UA trust store: the server certificates it trusts, and where its own certificate lives.
 
 Layout (a plain folder, so an operator or a test can manage it with ``cp`` and ``mv`` too)::
 
@@ -9,46 +9,36 @@ Layout (a plain folder, so an operator or a test can manage it with ``cp`` and `
     <pki>/pins.json          trust_on_first_use: which certificate was first seen at which endpoint
 
 A certificate is identified by the SHA-256 fingerprint of its DER bytes; file names are only for
-people. Every function here does blocking file I/O (and RSA key generation): call it through
-``asyncio.to_thread`` from the event loop.
+people. ``own_cert.py`` makes and loads the agent's own pair in ``<pki>/own/``. Every function here
+does blocking file I/O: call it through ``asyncio.to_thread`` from the event loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import re
-import socket
 import tempfile
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from edge_agent.core.errors import PkiError
 
 CertState = Literal["trusted", "rejected", "own"]
 OWN_CERT = "cert.der"
 OWN_KEY = "key.pem"
-OWN_CERT_DAYS = 5 * 365
-"""Validity of the agent's own certificate: long enough not to break a plant every year, short
-enough that an abandoned key does not stay valid forever (Kepware and Prosys use 1-3 years)."""
 
 MIN_PREFIX = 8
 _HEX = re.compile(r"^[0-9a-f]+$")
-_lock = threading.Lock()
-
-
-class PkiError(Exception):
-    """A trust-store operation that cannot be done; the message says why and what to do."""
+STORE_LOCK = threading.Lock()
+"""Held while a store folder changes, so two threads of one process never interleave there."""
 
 
 def state_directory() -> Path:
@@ -165,7 +155,7 @@ class StoredCert:
     info: CertInfo
 
 
-def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -265,7 +255,7 @@ class TrustStore:
                 return entry.path
         folder = self.trusted_dir if state == "trusted" else self.rejected_dir
         path = folder / _file_name(info)
-        _write_atomically(path, der)
+        write_atomically(path, der)
         return path
 
     def move(self, text: str, to: Literal["trusted", "rejected"]) -> tuple[CertInfo, bool]:
@@ -284,7 +274,7 @@ class TrustStore:
             )
         if not any(m.state == source for m in matches):
             return info, False
-        with _lock:
+        with STORE_LOCK:
             der = next(m for m in matches if m.state == source).path.read_bytes()
             self.save(der, to)
             for match in matches:
@@ -309,160 +299,13 @@ class TrustStore:
 
     def pin(self, endpoint: str, der: bytes) -> None:
         """Record that ``der`` was the certificate first seen at ``endpoint``."""
-        with _lock:
+        with STORE_LOCK:
             pins = self.pins()
             pins[endpoint] = fingerprint(der)
-            _write_atomically(self.pins_file, (json.dumps(pins, indent=2, sort_keys=True) + "\n").encode())
+            write_atomically(self.pins_file, (json.dumps(pins, indent=2, sort_keys=True) + "\n").encode())
 
 
 def pin_key(endpoint: str) -> str:
     """The endpoint as pinned: scheme, host and port, lower case (the path does not change the server)."""
     rest = endpoint.split("://", 1)[-1]
     return "opc.tcp://" + rest.split("/", 1)[0].lower()
-
-
-# the agent's own application certificate ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OwnCertificate:
-    """The agent's application certificate as used for a secure channel."""
-
-    cert_path: Path
-    key_path: Path
-    application_uri: str
-    fingerprint: str
-    cert_der: bytes = field(repr=False)
-    private_key: rsa.RSAPrivateKey = field(repr=False)
-    """Loaded once (loading checks the RSA key, a fifth of a second of CPU): never on the event loop."""
-    ephemeral: bool = False
-    """Made for one session only (``edge-agent doctor`` before the agent made its own)."""
-
-
-def default_application_uri() -> str:
-    """``urn:<hostname>:edge-agent``: unique per box, as the OPC UA spec asks of an ApplicationUri."""
-    return f"urn:{socket.gethostname()}:edge-agent"
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (agent and doctor may start together on a fresh box)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def own_certificate(
-    pki_dir: Path | str, certificate: str | None = None, private_key: str | None = None
-) -> OwnCertificate:
-    """The agent's certificate: the configured files, else ``<pki>/own/``, made there on first use.
-
-    A made certificate has the ApplicationUri ``urn:<hostname>:edge-agent`` and the host name in
-    its SubjectAltName, is valid for ``OWN_CERT_DAYS`` and allows client authentication; its key
-    file is readable by the agent's user only. Blocking (RSA key generation).
-    """
-    if certificate is not None and private_key is not None:
-        return _load_own(Path(certificate).expanduser(), Path(private_key).expanduser(), "security.certificate")
-    store = TrustStore(pki_dir)
-    cert_path, key_path = store.own_dir / OWN_CERT, store.own_dir / OWN_KEY
-    with _lock, _file_lock(store.root / ".own.lock"):
-        if not (cert_path.exists() and key_path.exists()):
-            _make_own(cert_path, key_path)
-    return _load_own(cert_path, key_path, str(cert_path))
-
-
-def existing_own_certificate(
-    pki_dir: Path | str, certificate: str | None = None, private_key: str | None = None
-) -> OwnCertificate:
-    """The agent's certificate if it exists; else a throw-away one that is never written to ``pki_dir``.
-
-    For checks run by another user (``sudo edge-agent doctor``): a key file they created would
-    not be readable by the agent's user.
-    """
-    store = TrustStore(pki_dir)
-    if certificate is not None or (store.own_dir / OWN_CERT).exists():
-        return own_certificate(pki_dir, certificate, private_key)
-    with tempfile.TemporaryDirectory(prefix="edge-agent-probe-") as scratch:
-        made = own_certificate(scratch)
-    return OwnCertificate(
-        store.own_dir / OWN_CERT,
-        store.own_dir / OWN_KEY,
-        made.application_uri,
-        made.fingerprint,
-        made.cert_der,
-        made.private_key,
-        ephemeral=True,
-    )
-
-
-def _make_own(cert_path: Path, key_path: Path) -> None:
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(cert_path.parent, 0o700)
-    from asyncua.crypto.cert_gen import generate_self_signed_app_certificate
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    host = socket.gethostname()
-    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(default_application_uri()), x509.DNSName(host)]
-    if host != "localhost":
-        names.append(x509.DNSName("localhost"))
-    cert = generate_self_signed_app_certificate(
-        key, f"edge-agent@{host}", {}, names, [ExtendedKeyUsageOID.CLIENT_AUTH], days=OWN_CERT_DAYS
-    )
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    _write_atomically(key_path, pem, 0o600)
-    _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.DER))
-
-
-def _load_own(cert_path: Path, key_path: Path, where: str) -> OwnCertificate:
-    cert, key = load_pair(cert_path, key_path, _regenerate(where))
-    der = cert.public_bytes(serialization.Encoding.DER)
-    uri = application_uri_of(cert)
-    if uri is None:
-        raise PkiError(
-            f"{cert_path} has no ApplicationUri (a URI in its SubjectAltName), which OPC UA servers require. "
-            f"Fix: {_regenerate(where)}"
-        )
-    problem = describe(der).validity_problem()
-    if problem is not None:
-        raise PkiError(f"the agent's certificate {cert_path} {problem}. Fix: {_regenerate(where)}")
-    return OwnCertificate(cert_path, key_path, uri, fingerprint(der), der, key)
-
-
-def load_pair(cert_file: Path | str, key_file: Path | str, fix: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    """A certificate (DER or PEM) and its unencrypted RSA key (PEM or DER); ``PkiError`` with ``fix``."""
-    cert_path, key_path = Path(cert_file).expanduser(), Path(key_file).expanduser()
-    try:
-        raw = cert_path.read_bytes()
-        key_bytes = key_path.read_bytes()
-    except OSError as exc:
-        raise PkiError(f"cannot read {exc.filename}: {exc.strerror}. Fix: {fix}") from exc
-    try:
-        cert = x509.load_pem_x509_certificate(raw) if b"-----BEGIN" in raw else x509.load_der_x509_certificate(raw)
-    except ValueError as exc:
-        raise PkiError(f"{cert_path} is not an X.509 certificate (DER or PEM). Fix: {fix}") from exc
-    try:
-        key = (
-            serialization.load_pem_private_key(key_bytes, None)
-            if b"-----BEGIN" in key_bytes
-            else serialization.load_der_private_key(key_bytes, None)
-        )
-    except (ValueError, TypeError) as exc:
-        raise PkiError(f"{key_path} is not an unencrypted private key (PEM or DER). Fix: {fix}") from exc
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise PkiError(f"{key_path} is not an RSA key, which OPC UA security policies need. Fix: {fix}")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
-        raise PkiError(f"{key_path} is not the key of {cert_path}. Fix: {fix}")
-    return cert, key
-
-
-def _regenerate(where: str) -> str:
-    if where.startswith("security."):
-        return "point security.certificate and security.private_key at a valid pair, or remove both"
-    return (
-        f"delete the folder {Path(where).parent} and the agent makes a new certificate at the next connect "
-        "(servers that trusted the old one must then trust the new one)"
-    )

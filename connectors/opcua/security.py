@@ -14,6 +14,7 @@ from asyncua import ua
 from asyncua.crypto import security_policies
 
 from connectors.opcua.config import OpcUaSecurity
+from edge_agent.core.errors import EndpointChoiceError
 
 POLICY_PREFIX = "http://opcfoundation.org/UA/SecurityPolicy#"
 
@@ -37,15 +38,6 @@ _MODES = {
     ua.MessageSecurityMode.Sign: "Sign",
     ua.MessageSecurityMode.SignAndEncrypt: "SignAndEncrypt",
 }
-
-
-class EndpointChoiceError(Exception):
-    """No offered endpoint fits the config; the message lists the offered ones and the fix."""
-
-    def __init__(self, message: str, *, only_none: bool = False) -> None:
-        super().__init__(message)
-        self.only_none = only_none
-        """The server offers only security None (and the config asked for security)."""
 
 
 def policy_name(uri: str | None) -> str:

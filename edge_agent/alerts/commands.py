@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_agent.core.errors import CommandError
 from edge_agent.core.origin import Origin
 
 ACK_KIND = "alerts/ack"
@@ -32,10 +33,6 @@ REPLY_KIND = "alerts/ack/reply"
 REPLY_SCHEMA = 1
 MAX_PAYLOAD = 4096
 MAX_NAME = 100
-
-
-class CommandError(ValueError):
-    """A command that cannot be carried out; the message goes into the reply and the log."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,16 +31,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from edge_agent.core.config_base import StrictModel
 from edge_agent.core.durations import Duration
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StateSignalConfig(_Strict):
+class StateSignalConfig(StrictModel):
     """Which tag tells the operating state, and how: ``codes`` for a code or name, else two levels."""
 
     signal: str = Field(description="tag carrying the state (a code, a name, or a level such as motor current)")
@@ -60,7 +57,7 @@ class StateSignalConfig(_Strict):
         return self
 
 
-class MachineAlertsConfig(_Strict):
+class MachineAlertsConfig(StrictModel):
     """Per-machine overrides."""
 
     enabled: bool = True
@@ -88,7 +85,7 @@ def _known_detector(value: str) -> str:
     return value
 
 
-class AlertsConfig(_Strict):
+class AlertsConfig(StrictModel):
     """Predictive-maintenance alerts: learn each machine's normal, alert on lasting deviations."""
 
     enabled: bool = True

@@ -19,7 +19,6 @@ a reason a person can act on.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.core.errors import PayloadError
-from edge_agent.delivery.payloads import MAX_PAYLOAD_BYTES
+from edge_agent.core.payload_json import load_json
 
 __all__ = [
     "ALERT_MEASUREMENT",
@@ -224,24 +223,11 @@ def score_to_line(score: Mapping[str, Any]) -> str:
     return f"{series} {fields} {timestamp}"
 
 
-def _load(payload: bytes) -> Any:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
-    try:
-        return json.loads(payload, parse_constant=_reject_constant)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise PayloadError(f"not valid JSON: {exc}") from exc
-
-
-def _reject_constant(name: str) -> Any:
-    raise PayloadError(f"{name} is not allowed in a payload: values must be finite numbers")
-
-
 def alert_payload_to_lines(payload: bytes) -> list[str]:
     """An MQTT ``…/alerts`` payload (one JSON event) as line protocol (one line)."""
-    return [alert_event_to_line(_load(payload))]
+    return [alert_event_to_line(load_json(payload))]
 
 
 def score_payload_to_lines(payload: bytes) -> list[str]:
     """An MQTT ``…/scores`` payload (one JSON score) as line protocol (one line)."""
-    return [score_to_line(_load(payload))]
+    return [score_to_line(load_json(payload))]

@@ -3,7 +3,7 @@
 With ``retrain_every`` set, each machine keeps its last ``retrain_on`` (default ``learn_after``)
 of normal windows: 2,880 at the defaults (24 h, a window every 30 s). Kept as ``Window``
 objects that was 2,880 x 1,000 x 9 x 8 bytes, about 200 MB for 1,000 tags, for as long as the
-agent runs: twice its whole footprint budget (issue 6). Here each window's times, sample count
+agent runs: twice its whole footprint budget (docs/models.md, Footprint). Here each window's times, sample count
 and state stay in compact arrays (about 32 bytes a window) and its feature vector goes to
 ``<machine folder>/recent.f64``, a ring of ``capacity`` rows of raw float64 (native byte order)
 that never grows past ``capacity x width x 8`` bytes: the newest window overwrites the oldest.

@@ -3,7 +3,7 @@
 A machine learns after ``learn_after`` of good running data: with the defaults (24 h, a window
 every 30 s) that is 2,880 windows of 9 features per signal. Held in memory as ``Window``
 objects, 1,000 tags took 2,880 x 1,000 x 9 x 8 bytes, about 200 MB, before the first model,
-twice the agent's whole footprint budget (issue 6). Here only each window's times, sample count
+twice the agent's whole footprint budget (docs/models.md, Footprint). Here only each window's times, sample count
 and state stay in memory (about 40 bytes); its feature vector is appended to
 ``<machine folder>/training.f64`` (raw float64, native byte order) in chunks of 64 KiB, read
 back once when the model is learned, and the file is deleted. The writes happen on the alert

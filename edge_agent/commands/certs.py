@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from connectors.opcua.pki import PkiError, StoredCert, TrustStore, default_pki_dir, with_colons
-from edge_agent.core.errors import ConfigError
+from connectors.opcua.pki import StoredCert, TrustStore, default_pki_dir, with_colons
+from edge_agent.core.errors import ConfigError, PkiError
 
 EPILOG = """\
 examples:

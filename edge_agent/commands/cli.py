@@ -97,8 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if web is not None:
-        # Only with a status page: it brings aiohttp and prometheus-client, ~11 MiB of RSS
-        # (bench/footprint.py --no-web). Imported here, not on the event loop.
+        # Only with a status page: it brings aiohttp and prometheus-client and their RSS
+        # (docs/models.md, Footprint). Imported here, not on the event loop.
         from edge_agent.web import StatusServer
     memory.release_free_memory()  # what the imports and the config parsing left behind
 
@@ -219,8 +219,8 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 
 # Commands whose parser needs none of the optional command modules (model, discover, certs).
-# ``run`` is the long-lived process: importing those modules would cost it ~2 MiB of RSS for
-# command-line options it never uses (measured with bench/footprint.py).
+# ``run`` is the long-lived process: importing those modules would cost it RSS for command-line
+# options it never uses (docs/models.md, Footprint).
 LEAN_COMMANDS = frozenset({"run"})
 
 

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from connectors.opcua.pki import TrustStore, own_certificate
+from connectors.opcua.own_cert import own_certificate
+from connectors.opcua.pki import TrustStore
 from edge_agent.commands.live_view import LiveView
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.config import AgentConfig

@@ -26,11 +26,11 @@ from typing import Any
 
 from edge_agent.core.errors import PayloadError
 from edge_agent.core.origin import Origin
+from edge_agent.core.payload_json import load_json
 from edge_agent.core.samples import Batch, Quality, Sample, Value
 
 SCHEMA_VERSION = 1
 MEASUREMENT = "telemetry"
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 
 def _finite(sample: Sample) -> Sample:
@@ -96,18 +96,9 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in _as_tuple(kind))
 
 
-def _load_json(payload: bytes) -> Any:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
-    try:
-        return json.loads(payload, parse_constant=_reject_constant)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
-        raise PayloadError(f"not valid JSON: {exc}") from exc
-
-
 def decode_json(payload: bytes) -> Telemetry:
     """Parse and validate a schema-1 payload. Raises ``PayloadError`` saying what is wrong."""
-    return _validate(_load_json(payload))
+    return _validate(load_json(payload))
 
 
 def _validate(message: Any) -> Telemetry:
@@ -145,10 +136,6 @@ def _validate(message: Any) -> Telemetry:
             raise PayloadError(f"{where}: 'unit' must be a string")
         samples.append(Sample(tag, value, timestamp, quality, reason, unit))
     return Telemetry(origin, polled_at, tuple(samples))
-
-
-def _reject_constant(name: str) -> Any:
-    raise PayloadError(f"{name} is not allowed in a payload: values must be finite numbers")
 
 
 def _escape_key(text: str) -> str:

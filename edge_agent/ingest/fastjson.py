@@ -2,10 +2,10 @@
 
 Same contract as ``edge_agent.delivery.payloads.json_to_line_protocol``, the careful path (same lines, same
 ``PayloadError`` for every payload; ``tests/ingest/test_fast_paths.py`` checks it on a seeded
-stream of mostly broken messages), about three times as fast on well-formed messages. It is the
+stream of mostly broken messages), much faster on well-formed messages (docs/delivery.md). It is the
 only fast path: whatever it doubts goes straight to the careful path, never through a second one.
 
-- ``orjson`` decodes the payload (3x faster than ``json``). Anything orjson refuses (bad JSON,
+- ``orjson`` decodes the payload, faster than ``json``. Anything orjson refuses (bad JSON,
   NaN, integers beyond 64 bits, lone surrogates, ...) goes to ``json_to_line_protocol``, which
   either accepts it the way the agent's encoder expects or raises the precise error, so the two
   decoders can never disagree on the outcome.
@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
+from edge_agent.core.payload_json import MAX_PAYLOAD_BYTES
 from edge_agent.delivery.payloads import (
     _QUALITY_FIELDS,
-    MAX_PAYLOAD_BYTES,
     MEASUREMENT,
     SCHEMA_VERSION,
     _escape_key,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from edge_agent.core.errors import PayloadError
-from edge_agent.delivery.payloads import MAX_PAYLOAD_BYTES
+from edge_agent.core.payload_json import MAX_PAYLOAD_BYTES
 
 __all__ = ["MIN_TIMESTAMP_NS", "check_line_protocol"]
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from connectors import MachineConfig
 from edge_agent.alerts.board import AlertBoard
-from edge_agent.alerts.commands import ACK_KIND, REPLY_KIND, CommandError, parse_ack, reply, request_id_of
+from edge_agent.alerts.commands import ACK_KIND, REPLY_KIND, parse_ack, reply, request_id_of
 from edge_agent.alerts.sink import AlertSink
-from edge_agent.core.errors import ConnectorError
+from edge_agent.core.errors import CommandError, ConnectorError
 from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch
 from edge_agent.core.sinks import Sink
@@ -48,7 +48,7 @@ class Agent:
         self.delivery: DeliverySink | None = None
         """Where batches, alert events and scores leave the box; None when the agent only polls."""
         self.publisher: MqttPublisher | None = None  # the delivery sink with MQTT; also receives commands
-        self.influx_sink: InfluxSink | None = None  # imported only when used: influxdb-client costs ~25 MB
+        self.influx_sink: InfluxSink | None = None  # imported only when used: influxdb-client is heavy
         if config.outbox.deliver_to == "influxdb" and config.influxdb is not None:
             from edge_agent.delivery.influx_sink import InfluxSink
 

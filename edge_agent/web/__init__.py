@@ -3,8 +3,8 @@
 ``StatusServer`` serves it from a running ``Agent`` and a ``HistoryBuffer`` sink; ``WebConfig``
 is the ``web:`` config section. See docs/status-page.md.
 
-The server (and with it aiohttp and prometheus-client: ~11 MiB of RSS on top of the agent's own
-modules, measured by importing it) is imported only when it is used: an agent without a ``web:``
+The server (and with it aiohttp and prometheus-client, a sizeable share of the RSS budget: see
+docs/models.md, Footprint) is imported only when it is used: an agent without a ``web:``
 section must not pay for it on a small box.
 """
 

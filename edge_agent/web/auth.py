@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
+from edge_agent.core.errors import Forbidden, LoginRequired
 from edge_agent.web.config import WebConfig, is_loopback
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,6 @@ REJECTED_WARNING_INTERVAL_S = 60.0
 USER_KEY: web.RequestKey[str | None] = web.RequestKey("edge_agent_user", str | None)  # type: ignore[arg-type]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class LoginRequired(Exception):
-    """The request carries no valid credential; the message says how to give one."""
-
-    def __init__(self, message: str, challenge: str) -> None:
-        super().__init__(message)
-        self.challenge = challenge
-
-
-class Forbidden(Exception):
-    """A state-changing request from another site or not sent as JSON."""
 
 
 def _same(a: str, b: str) -> bool:

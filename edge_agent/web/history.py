@@ -4,7 +4,7 @@
 of a machine are read together and a batch carries one time for all of them
 (``Batch.polled_at_ns``), so the times are kept once per machine and each tag keeps only its
 values. Per machine there are two fixed-size rings, so memory is bounded by tags x points and
-does not grow with uptime (invariant 4):
+does not grow with uptime:
 
 * a *fine* ring with the machine's newest polls at full rate (the last few minutes): one time
   per poll, and one raw value per tag and poll (float64, so a drawn point is exactly the value

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from edge_agent.core.errors import ConfigError
-from edge_agent.web.auth import USER_KEY, Authenticator, Forbidden, LoginRequired, check_same_origin
+from edge_agent.core.errors import ConfigError, Forbidden, LoginRequired
+from edge_agent.web.auth import USER_KEY, Authenticator, check_same_origin
 from edge_agent.web.config import WebConfig
 from edge_agent.web.metrics import CONTENT_TYPE, AgentCollector, Metrics, requests_per_cycle
 from edge_agent.web.snapshot import DEFAULT_FAULTS, AlertsProvider, FaultInjector, dumps, ns_to_ms, state_json

@@ -1,6 +1,6 @@
 """Isolation Forest, fitted by scikit-learn and scored by plain numpy.
 
-scikit-learn costs about 120 MB of memory once imported, too much to keep in an agent on a
+scikit-learn costs more memory once imported than the agent's whole footprint budget allows on a
 Raspberry Pi for the sake of scoring one window every few seconds. So the fit runs in a child
 process (spawned, so the agent never imports scikit-learn) unless scikit-learn is already loaded
 here (the offline CLI), and the fitted trees are exported to padded arrays: child indices,
@@ -94,7 +94,7 @@ class IsolationForestDetector:
         """Fit in a spawned child process unless scikit-learn is already imported in this one.
 
         multiprocessing is imported here, not at module level: an agent that never learns an
-        Isolation Forest does not carry it (about 3 MiB).
+        Isolation Forest does not carry its memory (docs/models.md, Footprint).
         """
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool

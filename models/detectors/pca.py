@@ -63,7 +63,7 @@ class PcaDetector:
             raise ModelError("every training window is identical; PCA needs variation. Fix: train on more data")
         k = int(np.searchsorted(np.cumsum(eigen) / total, self.variance) + 1)
         k = max(1, min(k, len(eigen), len(z) - 1))
-        self.components = vt[:k].copy()  # a view would keep the whole SVD matrix alive (~1.5 MB per machine)
+        self.components = vt[:k].copy()  # a view would keep the whole SVD matrix alive
         self.eigen = np.maximum(eigen[:k], 1e-9 * total)
         t2, q = self._t2_q(z)
         self.t2_ref = float(max(np.quantile(t2, 0.99), 1e-9))

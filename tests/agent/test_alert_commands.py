@@ -18,10 +18,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.alerts.commands import AckRequest, CommandError, parse_ack
+from edge_agent.alerts.commands import AckRequest, parse_ack
 from edge_agent.alerts.config import AlertsConfig
 from edge_agent.alerts.sink import AlertSink
 from edge_agent.commands.demo import DEMO_ALERTS
+from edge_agent.core.errors import CommandError
 from edge_agent.core.origin import Origin
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.config import AgentConfig

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from connectors.opcua import pki as pki_module
-from connectors.opcua.pki import TrustStore, own_certificate
+from connectors.opcua.own_cert import own_certificate
+from connectors.opcua.pki import TrustStore
 from edge_agent.commands.cli import main
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -14,9 +14,10 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInpu
 from bench.modbus_throughput import device_tags, minimum_requests
 from connectors.modbus.client import good_sample
 from connectors.modbus.config import ModbusMachine, ModbusTag
-from connectors.modbus.decode import DecodeError, decode_value
+from connectors.modbus.decode import decode_value
 from connectors.modbus.plan import PlanOptions, ReadRequest, plan_requests
 from connectors.modbus.responses import FastHoldingRegistersResponse, FastInputRegistersResponse
+from edge_agent.core.errors import DecodeError
 from edge_agent.core.samples import Quality, Sample
 
 ORDERS = ("ABCD", "DCBA", "BADC", "CDAB")

@@ -8,7 +8,6 @@ import struct
 import pytest
 
 from connectors.modbus.decode import (
-    DecodeError,
     apply_scale,
     decode_bit,
     decode_raw,
@@ -17,6 +16,7 @@ from connectors.modbus.decode import (
     exception_reason,
     registers_to_bytes,
 )
+from edge_agent.core.errors import DecodeError
 
 BYTE_ORDERS = ("ABCD", "DCBA", "BADC", "CDAB")
 FORMATS = {

@@ -11,7 +11,6 @@ from asyncua.ua.status_codes import StatusCodes
 
 from connectors.opcua.changes import ChangeQueue
 from connectors.opcua.convert import (
-    UnsupportedValue,
     apply_max_age,
     datetime_to_ns,
     quality_of,
@@ -21,6 +20,7 @@ from connectors.opcua.convert import (
     to_value,
 )
 from connectors.opcua.nodes import chunked, engineering_units_path, resolve_node
+from edge_agent.core.errors import UnsupportedValue
 from edge_agent.core.samples import Quality, Sample
 
 SOURCE = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)

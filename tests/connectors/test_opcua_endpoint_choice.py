@@ -9,7 +9,8 @@ from asyncua import ua
 
 from connectors.opcua.config import OpcUaSecurity
 from connectors.opcua.handshake import password_in_clear
-from connectors.opcua.security import POLICY_PREFIX, EndpointChoiceError, choose_endpoint, offer_of
+from connectors.opcua.security import POLICY_PREFIX, choose_endpoint, offer_of
+from edge_agent.core.errors import EndpointChoiceError
 
 MODES = {"None": ua.MessageSecurityMode.None_, "Sign": ua.MessageSecurityMode.Sign}
 MODES["SignAndEncrypt"] = ua.MessageSecurityMode.SignAndEncrypt

@@ -189,7 +189,9 @@ async def test_subscription_queue_is_bounded(device: OpcUaTestDevice) -> None:
     connector = OpcUaConnector(config)
     await connector.connect()
     try:
-        await eventually(lambda: connector.dropped_samples == 0 and len(connector._changes) == 1, 5, "initial value")
+        await eventually(
+            lambda: connector.dropped_samples == 0 and len(connector._feed.changes) == 1, 5, "initial value"
+        )
         for value in (10.0, 11.0, 12.0, 13.0):
             await device.set("double", value)
             await asyncio.sleep(0.15)  # one publish each, so the server does not merge them

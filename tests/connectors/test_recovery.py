@@ -1,4 +1,4 @@
-"""Recovery without restarting the agent (issue 4): the simulator killed mid-run and started again.
+"""Recovery without restarting the agent: the simulator killed mid-run and started again.
 
 The simulator runs as its own process (``edge-sim run`` on fixed ports), so ``kill -9`` is a real
 SIGKILL: no goodbye on any socket. It comes back on the same ports; the OPC UA server also with its

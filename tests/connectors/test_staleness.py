@@ -1,4 +1,4 @@
-"""Per-tag staleness (issue 4): values that stop arriving while the server still answers.
+"""Per-tag staleness: values that stop arriving while the server still answers.
 
 A frozen gateway or a PLC that stopped updating keeps its session alive; nothing fails, the
 values just stop changing. With ``max_age`` on a tag, the agent must say so per tag: poll mode

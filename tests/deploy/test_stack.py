@@ -24,7 +24,7 @@ import yaml
 
 from edge_agent.commands.cli import build_parser
 from edge_agent.runtime.loader import load_config
-from simulators.cli import build_parser as build_sim_parser
+from simulators.arguments import build_parser as build_sim_parser
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

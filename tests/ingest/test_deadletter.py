@@ -19,9 +19,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.core.origin import Origin
+from edge_agent.core.payload_json import MAX_PAYLOAD_BYTES
 from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.config import InfluxConfig
-from edge_agent.delivery.payloads import MAX_PAYLOAD_BYTES, encode_json
+from edge_agent.delivery.payloads import encode_json
 from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_prefix, dead_letter_topic
 from edge_agent.ingest.problems import ProblemLog
 from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until

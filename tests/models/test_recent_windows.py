@@ -1,4 +1,4 @@
-"""Scheduled retraining keeps its recent normal windows in a ring file, not in RSS (issue 6 footprint).
+"""Scheduled retraining keeps its recent normal windows in a ring file, not in RSS (the footprint).
 
 The ring must do exactly what the in-memory ``deque(maxlen=capacity)`` it replaces did: keep the
 newest windows in order, forget the oldest when full, and drop the windows that led up to a

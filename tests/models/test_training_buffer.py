@@ -1,4 +1,4 @@
-"""Training windows wait on disk, not in RSS (issue 6 footprint), and come back exactly as they went in."""
+"""Training windows wait on disk, not in RSS (the footprint), and come back exactly as they went in."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A server that comes back from a restart with its namespace at another index (issue 4, recovery).
+"""A server that comes back from a restart with its namespace at another index (recovery).
 
 Real servers do this after a firmware update or when another namespace is loaded first; clients
 that address nodes by namespace URI must look the index up again. The simulator models it with

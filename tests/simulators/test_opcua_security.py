@@ -1,4 +1,4 @@
-"""Basic256Sha256 and password users on the simulator's OPC UA server (issue 4), with real clients."""
+"""Basic256Sha256 and password users on the simulator's OPC UA server, with real clients."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The write counter sees every client write request and nothing else (invariant 1's witness)."""
+"""The write counter sees every client write request and nothing else (the witness that the agent never writes)."""
 
 from __future__ import annotations
 
