@@ -25,6 +25,8 @@ caught inside one module stay private to it.
 
 from __future__ import annotations
 
+import math
+
 
 class EdgeAgentError(Exception):
     """Base class of every error the agent raises on purpose."""
@@ -115,6 +117,17 @@ class LoginRequired(EdgeAgentError):
 
 class Forbidden(EdgeAgentError):
     """A state-changing request from another site or not sent as JSON."""
+
+
+class TooManyAttempts(EdgeAgentError):
+    """The client guessed wrong too often; it may try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            f"too many wrong logins from this address; try again in {math.ceil(retry_after)} s "
+            "(each further wrong one doubles the wait)"
+        )
+        self.retry_after = retry_after
 
 
 class ModelError(EdgeAgentError):

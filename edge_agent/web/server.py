@@ -5,34 +5,42 @@ so there is nothing to synchronise and nothing to store. Every asset is bundled 
 (``static/``) and the Content-Security-Policy allows this origin only: line PCs are offline, and
 a page that quietly fetches a CDN would show nothing there.
 
-Live updates: one task (``web:updates``) builds the state once per ``update_interval`` while at
-least one browser listens and hands the same bytes to every stream; a slow browser only skips
-intermediate states, never holds the others back. Acknowledge and inject push an update at once.
+Live updates (``live``): the state is built once per ``update_interval`` while a browser listens
+and the same bytes go to every stream. Acknowledge and inject push an update at once.
 
 Errors: every failure is a JSON ``{"error": message}`` with a 4xx status for a bad request
 (malformed JSON, unknown machine or tag, wrong method) and a plain 500 without a traceback for a
 bug (the traceback goes to the agent's log).
+
+Hostile clients: connections are accepted by ``listener`` (a cap, idle ones make room, quiet
+when out of file descriptors), live-update streams are capped and a stream whose browser stops
+reading is dropped, guessed passwords are slowed per address (``auth``), and every query number
+and body is checked by ``params``. A flood on the page must not be felt by the pollers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import math
-import os
+import ssl
+import time
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from edge_agent.core.errors import ConfigError, Forbidden, LoginRequired
+from edge_agent.core.errors import ConfigError, Forbidden, LoginRequired, TooManyAttempts
 from edge_agent.web.auth import USER_KEY, Authenticator, check_same_origin
-from edge_agent.web.config import WebConfig
+from edge_agent.web.config import WebConfig, WebTls
+from edge_agent.web.listener import PROTOCOL_LOG, Busy, Listener, os_reason
+from edge_agent.web.live import LiveUpdates
 from edge_agent.web.metrics import CONTENT_TYPE, AgentCollector, Metrics, requests_per_cycle
+from edge_agent.web.params import MAX_NAME, RequestError, json_object, seconds_param
 from edge_agent.web.snapshot import DEFAULT_FAULTS, AlertsProvider, FaultInjector, dumps, ns_to_ms, state_json
+from edge_agent.web.throttle import Clock
 
 if TYPE_CHECKING:  # the config module imports WebConfig, and the runtime imports the config
     from edge_agent.runtime.agent import Agent
@@ -51,21 +59,23 @@ CSP = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 MAX_BODY = 16 * 1024
-MAX_NAME = 200
 INJECT_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 2.0
 
 
-class RequestError(Exception):
-    """A request the server cannot serve; becomes ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=dumps({"error": message}), content_type="application/json", headers=headers)
+
+
+def _refusal(exc: RequestError | TooManyAttempts | LoginRequired | Forbidden) -> web.Response:
+    """The JSON answer to a request refused on purpose, with the headers that say what to do."""
+    if isinstance(exc, RequestError):
+        return _error(exc.status, str(exc), exc.headers)
+    if isinstance(exc, TooManyAttempts):
+        return _error(429, str(exc), {"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
+    if isinstance(exc, LoginRequired):
+        return _error(401, str(exc), {"WWW-Authenticate": exc.challenge})
+    return _error(403, str(exc))
 
 
 @web.middleware
@@ -73,12 +83,8 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every failure as JSON; no traceback ever reaches the browser."""
     try:
         response: web.StreamResponse = await handler(request)
-    except RequestError as exc:
-        return _error(exc.status, str(exc))
-    except LoginRequired as exc:
-        return _error(401, str(exc), {"WWW-Authenticate": exc.challenge})
-    except Forbidden as exc:
-        return _error(403, str(exc))
+    except (RequestError, TooManyAttempts, LoginRequired, Forbidden) as exc:
+        return _refusal(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -92,41 +98,13 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
-class _Updates:
-    """The latest state bytes and a way to wait for the next ones (no queue per client)."""
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self.payload = b""
-        self.closed = False
-        self.listeners = 0
-        self.kick = asyncio.Event()
-        self._next = asyncio.Event()
-
-    def publish(self, payload: bytes) -> None:
-        self.seq += 1
-        self.payload = payload
-        ready, self._next = self._next, asyncio.Event()
-        ready.set()
-
-    async def after(self, seq: int) -> tuple[int, bytes] | None:
-        """The first state newer than ``seq``; None once the server closes."""
-        while self.seq <= seq and not self.closed:
-            await self._next.wait()
-        return None if self.closed else (self.seq, self.payload)
-
-    def close(self) -> None:
-        self.closed = True
-        self._next.set()
-        self.kick.set()
-
-
 class StatusServer:
     """Serves the status page for ``agent`` from ``history`` (a sink the agent feeds).
 
     ``alerts`` shows an alerts panel with Acknowledge buttons; ``inject_fault`` (demo only)
     shows an "Inject fault" control offering ``fault_choices`` per machine (default: the
-    simulator's machine faults for every machine).
+    simulator's machine faults for every machine). ``clock`` (Unix seconds) times login waits
+    and session cookies.
     """
 
     def __init__(
@@ -139,6 +117,7 @@ class StatusServer:
         *,
         fault_choices: Mapping[str, Sequence[str]] | None = None,
         update_interval: float = 1.0,
+        clock: Clock = time.time,
     ) -> None:
         self.agent = agent
         self.history = history
@@ -153,12 +132,13 @@ class StatusServer:
             self.fault_choices = {m: list(chosen.get(m, ())) for m in machines if chosen.get(m)}
         self.collector = AgentCollector(agent, history, alerts)
         self.metrics = Metrics(self.collector)
-        self._auth = Authenticator(config)
+        self.clock = clock
+        self._auth = Authenticator(config, clock)
         self.collector.rejected_logins = lambda: self._auth.rejected
         self._assets: dict[str, bytes] = {}
         self._runner: web.AppRunner | None = None
-        self._updates: _Updates | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._listener: Listener | None = None
+        self._live: LiveUpdates | None = None
         self._url: str | None = None
 
     @property
@@ -174,8 +154,13 @@ class StatusServer:
         if problem is not None:
             raise ConfigError("web", [problem])
         self._assets = await asyncio.to_thread(_load_assets)
-        app = web.Application(middlewares=[_errors, self._auth.middleware()], client_max_size=MAX_BODY)
+        context = await asyncio.to_thread(_tls_context, self.config.tls) if self.config.tls else None
+        busy = Busy()
+        app = web.Application(
+            middlewares=[busy.middleware(), _errors, self._auth.middleware()], client_max_size=MAX_BODY
+        )
         app.on_response_prepare.append(_security_headers)
+        app.on_response_prepare.append(self._auth.on_prepare)
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/state", self._state)
@@ -185,34 +170,50 @@ class StatusServer:
         app.router.add_post("/api/alerts/{machine}/{alert_id}/ack", self._ack)
         app.router.add_post("/api/inject", self._inject)
         app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        limits = self.config.limits
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            keepalive_timeout=limits.request_timeout,  # also closes connections whose headers do not come
+            logger=PROTOCOL_LOG,
+        )
         await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port)
+        assert runner.server is not None
+        listener = Listener(
+            runner.server,
+            self.config.host,
+            self.config.port,
+            busy=busy,
+            max_connections=limits.connections,
+            handshake_timeout=limits.request_timeout,
+            ssl_context=context,
+        )
         try:
-            await site.start()
+            await listener.start()
         except OSError as exc:
             await runner.cleanup()
-            why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise OSError(
-                f"status page: cannot listen on {self.config.host}:{self.config.port} ({why}). "
+                f"status page: cannot listen on {self.config.host}:{self.config.port} ({os_reason(exc)}). "
                 "Fix: choose another web.port (0 = any free port) or stop what uses it"
             ) from exc
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self._url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-        self._updates = _Updates()
-        self._task = asyncio.create_task(self._push_updates(self._updates), name="web:updates")
+        self._runner, self._listener = runner, listener
+        host, port = listener.addresses[0]
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._url = f"{self.config.scheme}://{where}/"
+        self._live = LiveUpdates(self._state_bytes, self.update_interval, limits, self.clock, self._on_listeners)
+        self._live.start()
         login = "login required" if self.config.login_required else "no login (loopback only)"
         log.info("status page: %s (%s)", self._url, login)
 
     async def close(self) -> None:
         """End the live streams, stop listening. Idempotent."""
-        if self._updates is not None:
-            self._updates.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._live is not None:
+            await self._live.close()
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -233,18 +234,15 @@ class StatusServer:
     def _state_bytes(self) -> bytes:
         return dumps(self.state()).encode()
 
-    async def _push_updates(self, updates: _Updates) -> None:
-        while not updates.closed:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.update_interval):
-                    await updates.kick.wait()
-            updates.kick.clear()
-            if updates.listeners and not updates.closed:
-                updates.publish(self._state_bytes())
+    def _on_listeners(self, count: int) -> None:
+        self.collector.sse_clients = count
 
     def _push_now(self) -> None:
-        if self._updates is not None:
-            self._updates.kick.set()
+        if self._live is not None:
+            self._live.push_now()
+
+    def _seconds(self, request: web.Request) -> float | None:
+        return seconds_param(request, self.history.window_ns / 1e9)
 
     def _machine(self, request: web.Request) -> str:
         machine = request.match_info["machine"]
@@ -271,27 +269,9 @@ class StatusServer:
         return web.Response(body=self._state_bytes(), content_type="application/json")
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        updates = self._updates
-        if updates is None or updates.closed:
+        if self._live is None:
             raise RequestError(503, "the status server is stopping")
-        response = web.StreamResponse(headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-        response.content_type = "text/event-stream"
-        response.charset = "utf-8"
-        await response.prepare(request)
-        updates.listeners += 1
-        self.collector.sse_clients = updates.listeners
-        try:
-            await response.write(b"retry: 2000\n\nevent: state\ndata: " + self._state_bytes() + b"\n\n")
-            seq = updates.seq
-            while (update := await updates.after(seq)) is not None:
-                seq, payload = update
-                await response.write(b"event: state\ndata: " + payload + b"\n\n")
-        except ConnectionResetError:
-            log.debug("status page: a live-update stream went away")
-        finally:
-            updates.listeners -= 1
-            self.collector.sse_clients = updates.listeners
-        return response
+        return await self._live.handle(request)
 
     def _history_json(self, machine: str, tag: str, seconds: float | None) -> dict[str, Any]:
         series = self.history.series(machine, tag, seconds)
@@ -315,12 +295,12 @@ class StatusServer:
         tags = self._known_tags(machine)
         if tag not in tags:
             raise RequestError(404, f"machine {machine!r} has no tag {tag[:MAX_NAME]!r}; tags: {', '.join(tags)}")
-        body = self._history_json(machine, tag, _seconds(request))
+        body = self._history_json(machine, tag, self._seconds(request))
         return web.Response(text=dumps(body), content_type="application/json")
 
     async def _machine_history(self, request: web.Request) -> web.Response:
         machine = self._machine(request)
-        seconds = _seconds(request)
+        seconds = self._seconds(request)
         tags = [t for t in self._known_tags(machine) if self.history.has_series(machine, t)]
         body = {"machine": machine, "tags": [self._history_json(machine, t, seconds) for t in tags]}
         return web.Response(text=dumps(body), content_type="application/json")
@@ -331,7 +311,7 @@ class StatusServer:
             raise RequestError(404, "this agent has no alerts to acknowledge")
         machine = self._machine(request)
         alert_id = request.match_info["alert_id"]
-        body = await _json_object(request, allow_empty=True)
+        body = await json_object(request, self.config.limits.request_timeout, allow_empty=True)
         by = request.get(USER_KEY) or body.get("by") or "status page"
         if not isinstance(by, str) or not 0 < len(by) <= MAX_NAME:
             raise RequestError(400, f"'by' must be a name of 1-{MAX_NAME} characters")
@@ -348,7 +328,7 @@ class StatusServer:
         check_same_origin(request)
         if self.inject_fault is None or self.fault_choices is None:
             raise RequestError(404, "fault injection is only available in the demo (edge-agent demo)")
-        body = await _json_object(request)
+        body = await json_object(request, self.config.limits.request_timeout)
         machine, fault = body.get("machine"), body.get("fault")
         if not isinstance(machine, str) or not isinstance(fault, str):
             raise RequestError(400, 'send {"machine": "<machine id>", "fault": "<fault name>"}')
@@ -375,38 +355,29 @@ class StatusServer:
         return response
 
 
-def _seconds(request: web.Request) -> float | None:
-    raw = request.query.get("seconds")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise RequestError(400, f"seconds must be a positive number, got {raw[:MAX_NAME]!r}")
-    return seconds
-
-
-async def _json_object(request: web.Request, allow_empty: bool = False) -> dict[str, Any]:
-    if allow_empty and not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise RequestError(400, f"the body is not valid JSON: {exc}") from exc
-    if body is None and allow_empty:
-        return {}
-    if not isinstance(body, dict):
-        raise RequestError(400, "the body must be a JSON object")
-    return body
-
-
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _tls_context(tls: WebTls) -> ssl.SSLContext:
+    """A server context (TLS 1.2 or newer) from the configured PEM files; ``ConfigError`` with the fix."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror or str(exc) if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            "web",
+            [
+                f"web.tls: cannot load the certificate {tls.cert!r} with the key {tls.key!r} ({reason}). "
+                "Fix: point cert and key at the PEM files of one certificate, readable by the agent"
+            ],
+        ) from exc
+    return context
 
 
 def _load_assets() -> dict[str, bytes]:

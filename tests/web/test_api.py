@@ -218,7 +218,7 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 async def test_login_when_credentials_are_configured(plant: Plant, start_server: StartServer) -> None:
     token = "0123456789abcdef-token"
-    server = await start_server(username="shift", password="lead-pass", token=token)
+    server = await start_server(username="shift", password="lead-pass-4291", token=token)
     async with aiohttp.ClientSession() as anonymous:
         for path in ("", "api/state", "api/events", "metrics", "static/app.js"):
             async with anonymous.get(server.url + path) as response:
@@ -233,13 +233,13 @@ async def test_login_when_credentials_are_configured(plant: Plant, start_server:
         async with anonymous.get(server.url + "api/state", headers={"Authorization": "Bearer " + token}) as response:
             assert response.status == 200
     async with aiohttp.ClientSession(
-        headers={"Authorization": aiohttp.encode_basic_auth("shift", "lead-pass")}
+        headers={"Authorization": aiohttp.encode_basic_auth("shift", "lead-pass-4291")}
     ) as user:
         async with user.get(server.url + "metrics") as response:
             assert response.status == 200
         async with user.get(server.url) as response:
             assert response.status == 200
-            assert "lead-pass" not in await response.text()
+            assert "lead-pass-4291" not in await response.text()
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as kiosk:  # unsafe: IP hosts
         async with kiosk.get(server.url + f"?token={token}") as response:
             assert response.status == 200  # redirected to / with a session cookie
@@ -327,7 +327,7 @@ async def test_without_a_login_only_loopback_names_are_answered(
     async with http.get(open_page.url + "api/state", headers={"Host": "rebind.example:8080"}) as response:
         assert response.status == 403
         assert "answers to loopback addresses only" in (await response.json())["error"]
-    with_login = await start_server(username="shift", password="lead-pass")
-    headers = {"Host": "linepc.example:8080"} | basic("shift", "lead-pass")
+    with_login = await start_server(username="shift", password="lead-pass-4291")
+    headers = {"Host": "linepc.example:8080"} | basic("shift", "lead-pass-4291")
     async with http.get(with_login.url + "api/state", headers=headers) as response:
         assert response.status == 200  # with a login, any name (a reverse proxy's) is fine

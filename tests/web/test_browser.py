@@ -196,7 +196,7 @@ async def test_a_machine_that_goes_down_shows_why_and_comes_back(
 
 async def test_login_is_required_when_configured(plant: Plant, start_server: StartServer, new_page: Any) -> None:
     token = "kiosk-token-0123456789"
-    server = await start_server(username="shift", password="lead-pass", token=token)
+    server = await start_server(username="shift", password="lead-pass-4291", token=token)
     stranger: Watched = await new_page()
     # Chromium gives up on a basic-auth challenge it has no answer for: nothing of the page loads.
     with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
@@ -209,7 +209,7 @@ async def test_login_is_required_when_configured(plant: Plant, start_server: Sta
     for watched in (stranger, guesser):
         assert not [url for url in watched.requests if "/static/" in url or "/api/" in url]
 
-    user: Watched = await new_page(http_credentials={"username": "shift", "password": "lead-pass"})
+    user: Watched = await new_page(http_credentials={"username": "shift", "password": "lead-pass-4291"})
     response = await user.page.goto(server.url)
     assert response is not None
     assert response.status == 200

@@ -19,7 +19,7 @@ def test_anything_else_needs_a_login(host: str) -> None:
     assert not is_loopback(host)
     with pytest.raises(ValidationError, match=r"web.host is .*no login is configured\. Fix: set web.username"):
         WebConfig(host=host)
-    assert WebConfig(host=host, username="shift", password="lead-pass").login_required
+    assert WebConfig(host=host, username="shift", password="lead-pass-4291").login_required
     assert WebConfig(host=host, token="0123456789abcdef").login_required
     assert WebConfig(host=host, enabled=False).enabled is False  # switched off: nothing listens
 
@@ -34,7 +34,7 @@ def test_defaults() -> None:
     ("keys", "message"),
     [
         ({"username": "shift"}, "web.username is set but web.password is not"),
-        ({"password": "lead-pass"}, "web.password is set but web.username is not"),
+        ({"password": "lead-pass-4291"}, "web.password is set but web.username is not"),
         ({"token": "short"}, "web.token is shorter than 16 characters"),
         ({"port": 70000}, "less than or equal to 65535"),
         ({"hots": "0.0.0.0"}, "Extra inputs are not permitted"),
@@ -46,7 +46,7 @@ def test_mistakes_are_named_with_the_fix(keys: dict[str, object], message: str) 
 
 
 def test_secrets_do_not_show_in_reprs_or_dumps() -> None:
-    config = WebConfig(host="0.0.0.0", username="shift", password="lead-pass", token="0123456789abcdef-secret")
+    config = WebConfig(host="0.0.0.0", username="shift", password="lead-pass-4291", token="0123456789abcdef-secret")
     for text in (repr(config), str(config), config.model_dump_json()):
-        assert "lead-pass" not in text
+        assert "lead-pass-4291" not in text
         assert "0123456789abcdef-secret" not in text
