@@ -23,9 +23,9 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from edge_agent.core.problems import ProblemLog, problem_kind
 from edge_agent.delivery.influx_retry import InfluxRetryLoop
 from edge_agent.delivery.influx_writer import InfluxWriter, RejectedPoints, WriteFailed
-from edge_agent.ingest.problems import ProblemLog, problem_kind
 from edge_agent.ingest.stats import IngestStats, Message, Parsed
 from edge_agent.ingest.subscriber import Subscriber
 

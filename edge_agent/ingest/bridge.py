@@ -36,6 +36,7 @@ from collections import deque
 from typing import Protocol
 
 from edge_agent.core.errors import ConfigError
+from edge_agent.core.problems import ProblemLog
 from edge_agent.delivery.config import InfluxConfig, MqttConfig
 from edge_agent.delivery.influx_writer import InfluxWriter, make_writer
 from edge_agent.ingest.batch_writer import BatchWriter
@@ -43,7 +44,6 @@ from edge_agent.ingest.config import IngestConfig
 from edge_agent.ingest.dead_letter_sender import DeadLetterSender
 from edge_agent.ingest.deadletter import dead_letter_prefix as _dead_letter_prefix
 from edge_agent.ingest.parsing import TOPIC_KINDS, ParsedPayload, parse_many
-from edge_agent.ingest.problems import ProblemLog
 from edge_agent.ingest.stats import IngestStats, Message, Parsed
 from edge_agent.ingest.subscriber import MAX_RECEIVE_MAXIMUM, Subscriber, subscriptions, telemetry_subscription
 

@@ -17,8 +17,8 @@ import time
 import paho.mqtt.client as mqtt
 
 from edge_agent.core.payload_json import MAX_PAYLOAD_BYTES
+from edge_agent.core.problems import ProblemLog, problem_kind
 from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_topic
-from edge_agent.ingest.problems import ProblemLog, problem_kind
 from edge_agent.ingest.stats import IngestStats, Message
 from edge_agent.ingest.subscriber import Subscriber
 

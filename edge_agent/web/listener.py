@@ -34,7 +34,7 @@ from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
-from edge_agent.ingest.problems import ProblemLog, problem_kind
+from edge_agent.core.problems import ProblemLog, problem_kind
 
 log = logging.getLogger(__name__)
 

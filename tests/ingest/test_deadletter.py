@@ -20,11 +20,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.core.origin import Origin
 from edge_agent.core.payload_json import MAX_PAYLOAD_BYTES
+from edge_agent.core.problems import ProblemLog
 from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.config import InfluxConfig
 from edge_agent.delivery.payloads import encode_json
 from edge_agent.ingest.deadletter import dead_letter_payload, dead_letter_prefix, dead_letter_topic
-from edge_agent.ingest.problems import ProblemLog
 from tests.ingest.conftest import Publisher, ingest_config, mqtt_config, running_bridge, wait_until
 from tests.servers import InfluxDB1, Mosquitto, unique_name
 
@@ -235,7 +235,7 @@ def test_dead_letter_topic_and_envelope() -> None:
 
 def test_problem_log_logs_a_kind_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr("edge_agent.ingest.problems.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("edge_agent.core.problems.time.monotonic", lambda: now[0])
     problems = ProblemLog(interval=60.0)
     assert problems.due("a") == 0
     assert problems.due("a") is None

@@ -9,11 +9,11 @@ import pytest
 from edge_agent.core.backoff import Backoff
 from edge_agent.core.errors import PayloadError
 from edge_agent.core.origin import Origin
+from edge_agent.core.problems import problem_kind
 from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.payloads import encode_line_protocol
 from edge_agent.ingest.lineproto import check_line_protocol
 from edge_agent.ingest.parsing import parse_payload
-from edge_agent.ingest.problems import problem_kind
 
 T = "1763800000000000000"
 

@@ -1,9 +1,10 @@
 """Readable logs under a stream of bad input: one line per kind of problem per interval.
 
-A publisher with a bug sends the same broken payload hundreds of times a second. Logging each one
-would bury everything else, logging only the first would hide that it is still going on. So the
-bridge logs a kind of problem the first time it is seen and then at most once per interval, with
-the number of similar ones since the previous line; every single one is counted in the stats.
+A publisher with a bug sends the same broken payload hundreds of times a second; a flood of idle
+sockets makes every accept fail. Logging each one would bury everything else, logging only the
+first would hide that it is still going on. So a kind of problem is logged the first time it is
+seen and then at most once per interval, with the number of similar ones since the previous line;
+every single one is counted by the caller. Used by the ingest bridge and the status page.
 """
 
 from __future__ import annotations
