@@ -22,9 +22,9 @@ from edge_agent.core.connection import ConnectionState
 from edge_agent.web.snapshot import delivery_sinks, numeric_fields, outbox_json, replay_json
 
 if TYPE_CHECKING:
-    from edge_agent.runtime.agent import Agent
     from edge_agent.web.history import HistoryBuffer
     from edge_agent.web.snapshot import AlertsProvider
+    from edge_agent.web.view import AgentView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -38,7 +38,7 @@ _OUTBOX_GAUGES = {
 class AgentCollector(Collector):
     """Reads pollers, connectors, the delivery sinks, the history and the alerts at every scrape."""
 
-    def __init__(self, agent: Agent, history: HistoryBuffer, alerts: AlertsProvider | None = None) -> None:
+    def __init__(self, agent: AgentView, history: HistoryBuffer, alerts: AlertsProvider | None = None) -> None:
         self.agent = agent
         self.history = history
         self.alerts = alerts

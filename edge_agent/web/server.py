@@ -42,9 +42,9 @@ from edge_agent.web.params import MAX_NAME, RequestError, json_object, seconds_p
 from edge_agent.web.snapshot import DEFAULT_FAULTS, AlertsProvider, FaultInjector, dumps, ns_to_ms, state_json
 from edge_agent.web.throttle import Clock
 
-if TYPE_CHECKING:  # the config module imports WebConfig, and the runtime imports the config
-    from edge_agent.runtime.agent import Agent
+if TYPE_CHECKING:
     from edge_agent.web.history import HistoryBuffer
+    from edge_agent.web.view import AgentView
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class StatusServer:
 
     def __init__(
         self,
-        agent: Agent,
+        agent: AgentView,
         history: HistoryBuffer,
         config: WebConfig,
         alerts: AlertsProvider | None = None,

@@ -24,9 +24,8 @@ from edge_agent.core.samples import Quality, Sample
 if TYPE_CHECKING:
     from edge_agent.alerts.sink import AlertSink
     from edge_agent.delivery.output import DeliverySink
-    from edge_agent.runtime.agent import Agent
-    from edge_agent.runtime.poller import MachinePoller
     from edge_agent.web.history import HistoryBuffer
+    from edge_agent.web.view import AgentView, PollerView
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ def numeric_fields(stats: object) -> dict[str, float]:
     }
 
 
-def delivery_sinks(agent: Agent) -> list[DeliverySink]:
+def delivery_sinks(agent: AgentView) -> list[DeliverySink]:
     """The sink that delivers data onwards (MQTT publisher or direct InfluxDB); none when the agent only polls."""
     return [] if agent.delivery is None else [agent.delivery]
 
@@ -102,7 +101,7 @@ def replay_json(sink: DeliverySink) -> dict[str, Any] | None:
     return sink.replay.state()
 
 
-def delivery_json(agent: Agent, now_ns: int) -> list[dict[str, Any]]:
+def delivery_json(agent: AgentView, now_ns: int) -> list[dict[str, Any]]:
     """Broker / database / outbox state for the page: name, target, link, counters; never credentials."""
     return [
         {
@@ -133,7 +132,7 @@ def sample_json(sample: Sample, unit: str | None = None) -> dict[str, Any]:
     }
 
 
-def configured_tags(poller: MachinePoller) -> list[tuple[str, str | None]]:
+def configured_tags(poller: PollerView) -> list[tuple[str, str | None]]:
     """The machine's tags from its config (name, unit), in config order."""
     tags = getattr(poller.machine, "tags", None) or []
     return [(str(tag.name), getattr(tag, "unit", None)) for tag in tags]
@@ -181,7 +180,7 @@ def _iso_to_ms(text: str | None) -> int | None:
 
 
 def machine_json(
-    poller: MachinePoller, history: HistoryBuffer, requests: int | None, engine: AlertSink | None = None
+    poller: PollerView, history: HistoryBuffer, requests: int | None, engine: AlertSink | None = None
 ) -> dict[str, Any]:
     """A machine card: link state with reason and since-when, poll figures, newest values."""
     stats = poller.stats
@@ -233,7 +232,7 @@ def alerts_json(alerts: AlertsProvider | None) -> dict[str, Any] | None:
 
 
 def state_json(
-    agent: Agent,
+    agent: AgentView,
     history: HistoryBuffer,
     alerts: AlertsProvider | None,
     fault_choices: Mapping[str, Sequence[str]] | None,
