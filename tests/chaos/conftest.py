@@ -36,8 +36,8 @@ from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.payloads import encode_json
 from simulators import Simulation
-from tests.servers import InfluxDB1, Mosquitto, unique_name
-from tests.waiting import eventually
+from tests.helpers.servers import InfluxDB1, Mosquitto, unique_name
+from tests.helpers.waiting import wait_until
 
 Key = tuple[str, str, int]  # machine, tag, timestamp ns
 Mode = Literal["pass", "drop", "blackhole"]
@@ -303,7 +303,7 @@ class Rig:
                 )
             await asyncio.sleep(0.5)
         await self.interrupt(self.agent)
-        await eventually(lambda: set(stored) <= self.real_keys(), 15, "the listener saw every key")
+        await wait_until(lambda: set(stored) <= self.real_keys(), 15, "the listener saw every key")
         await self.interrupt(self.bridge)
         final = await asyncio.to_thread(self.outbox)
         stored = await asyncio.to_thread(self.stored_keys)

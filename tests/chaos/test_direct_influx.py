@@ -19,7 +19,7 @@ import yaml
 from edge_agent.commands.demo import demo_config
 from edge_agent.delivery.outbox import read_counters
 from simulators import Simulation
-from tests.servers import InfluxDB1, unique_name
+from tests.helpers.servers import InfluxDB1, unique_name
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 

@@ -13,7 +13,7 @@ from connectors.opcua.client import OpcUaConnector
 from edge_agent.core.errors import ConnectError, ConnectorError, ReadTimeout
 from edge_agent.core.samples import Quality
 from simulators import Simulation
-from tests.connectors.simconfig import modbus_machine, opcua_machine
+from tests.helpers.simconfig import modbus_machine, opcua_machine
 
 # One simulator for the module: every test clears the faults it injects.
 pytestmark = pytest.mark.asyncio(loop_scope="module")

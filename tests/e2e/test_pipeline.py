@@ -27,7 +27,7 @@ from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.payloads import encode_json
 from simulators import Simulation
-from tests.servers import InfluxDB1, Mosquitto, unique_name
+from tests.helpers.servers import InfluxDB1, Mosquitto, unique_name
 
 Key = tuple[str, str, int]  # machine, tag, timestamp ns
 

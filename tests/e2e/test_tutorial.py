@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.waiting import eventually_sync
+from tests.helpers.waiting import wait_until_sync
 
 ROOT = Path(__file__).parents[2]
 TUTORIAL = ROOT / "docs" / "tutorial.md"
@@ -171,7 +171,7 @@ def simulator(tmp_path: Path) -> Iterator[Path]:
     with output.open("wb") as sink:
         process = subprocess.Popen(argv(SIM_RUN), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        eventually_sync(
+        wait_until_sync(
             lambda: "edge-sim running" in output.read_text() or process.poll() is not None, 20, "edge-sim run up"
         )
         text = output.read_text()

@@ -13,7 +13,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from simulators import ScenarioError, Simulation, SimulatorError, parse_scenario
 from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
-from tests.simulators.opcua_helpers import Client, source_ns, status_value, value_of
+from tests.helpers.opcua_reads import Client, source_ns, status_value, value_of
 
 
 @pytest.fixture
