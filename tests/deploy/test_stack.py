@@ -15,7 +15,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ import yaml
 from edge_agent.commands.cli import build_parser
 from edge_agent.runtime.loader import load_config
 from simulators.cli import build_parser as build_sim_parser
+from tests.helpers.servers import tcp_accepts
+from tests.helpers.waiting import wait_until_sync
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -204,16 +205,12 @@ def test_mosquitto_starts_with_the_config(tmp_path: Path) -> None:
     conf.write_text(text)
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("mosquitto did not listen")
+            return tcp_accepts(port)
+
+        wait_until_sync(listening, 10, "mosquitto to listen", interval=0.1)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)

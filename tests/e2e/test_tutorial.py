@@ -39,7 +39,7 @@ TYPO = ".venv/bin/edge-sim inject pump-1 wobble"
 
 COVERED_ELSEWHERE = {
     "./scripts/demo": "tests/e2e/test_demo.py runs `edge-agent demo` (what scripts/demo execs) and checks "
-    "its values; tests/e2e/test_alerts.py and tests/web/ cover learning, inject, alert, acknowledge, clear",
+    "its values; tests/e2e/test_alerts.py and tests/edge_agent/web/ cover learning, inject, alert, acknowledge, clear",
 }
 
 HEALTHY = 3.0  # mm/s: the healthy pump runs at about 1.2

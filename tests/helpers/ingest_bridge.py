@@ -23,6 +23,7 @@ from edge_agent.delivery.payloads import encode_json
 from edge_agent.ingest.bridge import IngestBridge
 from edge_agent.ingest.config import IngestConfig
 from tests.helpers.servers import InfluxDB1, Mosquitto, unique_name
+from tests.helpers.telemetry import telemetry_points
 
 WAIT = 15.0
 T0 = 1_763_800_000_000_000_000
@@ -93,8 +94,8 @@ def good(origin: Origin, index: int) -> bytes:
 
 
 async def count_points(influx: InfluxDB1, database: str) -> int:
-    rows = await asyncio.to_thread(influx.query, "SELECT count(quality) FROM telemetry", database)
-    return int(rows[0]["count"]) if rows else 0
+    """How many telemetry points ``database`` holds, without blocking the loop."""
+    return await asyncio.to_thread(telemetry_points, influx, database)
 
 
 def mqtt_config(broker: Mosquitto, prefix: str) -> MqttConfig:

@@ -5,15 +5,12 @@ runs in its own directory, listens on 127.0.0.1 on a port picked by binding port
 runs and other services on the machine never collide) and is ready only when it answers its
 protocol's readiness probe. Nothing sleeps and hopes.
 
-Use the session-scoped fixtures (``mosquitto``, ``influxdb1``, ``victoria_metrics``) when a test
+The fixtures live in ``tests/conftest.py``, so they are available in every test folder and each
+session server starts once. Use the session-scoped ones (``mosquitto``, ``influxdb1``, ``victoria_metrics``) when a test
 only needs a server to talk to; isolate tests by giving each its own topic prefix / database
 (``unique_name``). Use the function-scoped ``fresh_*`` fixtures when a test stops, kills or
 restarts the server (outage tests): ``.stop()`` then ``.start()`` comes back on the SAME port,
 so clients configured with the old address reconnect.
-
-``tests/conftest.py`` loads this module as a pytest plugin (``pytest_plugins = ["tests.helpers.servers"]``),
-so the fixtures are available in every test folder and each session server starts once. Do not
-also import the fixtures into a folder's ``conftest.py``: that would start a second instance.
 
 Every process is stopped at teardown, on failure too, and at interpreter exit as a last resort.
 Each server's stdout and stderr go to ``<dir>/server.log``; ``ServerError`` messages carry the
@@ -564,11 +561,9 @@ class VictoriaMetrics(Server):
         return [json.loads(line) for line in body.splitlines() if line.strip()]
 
 
-# --------------------------------------------------------------------------- pytest fixtures
-
-
 @contextlib.contextmanager
-def _running(server: Server) -> Iterator[Server]:
+def running(server: Server) -> Iterator[Server]:
+    """Start ``server`` for the block (a failed start fails the test with the server's log), then close it."""
     try:
         server.start()
     except ServerError as exc:
@@ -578,51 +573,3 @@ def _running(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.close()
-
-
-@pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """One broker for the session. Do not stop it; isolate tests with ``unique_name()`` topic prefixes."""
-    with _running(Mosquitto(tmp_path_factory.mktemp("mosquitto"))) as server:
-        assert isinstance(server, Mosquitto)
-        yield server
-
-
-@pytest.fixture
-def fresh_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A broker of this test alone: it may stop, kill and restart it (same port)."""
-    with _running(Mosquitto(tmp_path / "mosquitto")) as server:
-        assert isinstance(server, Mosquitto)
-        yield server
-
-
-@pytest.fixture(scope="session")
-def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1]:
-    """One InfluxDB 1.x for the session. Do not stop it; give each test its own database."""
-    with _running(InfluxDB1(tmp_path_factory.mktemp("influxdb1"))) as server:
-        assert isinstance(server, InfluxDB1)
-        yield server
-
-
-@pytest.fixture
-def fresh_influxdb1(tmp_path: Path) -> Iterator[InfluxDB1]:
-    """An InfluxDB 1.x of this test alone: it may stop and restart it (same port, data kept)."""
-    with _running(InfluxDB1(tmp_path / "influxdb1")) as server:
-        assert isinstance(server, InfluxDB1)
-        yield server
-
-
-@pytest.fixture(scope="session")
-def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
-    """One VictoriaMetrics for the session; isolate tests by a unique tag value (e.g. machine)."""
-    with _running(VictoriaMetrics(tmp_path_factory.mktemp("victoria-metrics"))) as server:
-        assert isinstance(server, VictoriaMetrics)
-        yield server
-
-
-@pytest.fixture
-def fresh_victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
-    """A VictoriaMetrics of this test alone: it may stop and restart it (same port, data kept)."""
-    with _running(VictoriaMetrics(tmp_path / "victoria-metrics")) as server:
-        assert isinstance(server, VictoriaMetrics)
-        yield server

@@ -125,16 +125,12 @@ async def changes(connector: OpcUaConnector, want: int, timeout: float = 5) -> l
     """Read until ``want`` changes have come in (subscriptions deliver in the background)."""
     collected: list[Sample] = []
 
-    async def enough() -> None:
-        while True:
-            batch = await connector.read()
-            collected.extend(s for s in batch.samples if s.quality is not Quality.BAD)
-            if len(collected) >= want:
-                return
-            await asyncio.sleep(0.05)
+    async def enough() -> bool:
+        batch = await connector.read()
+        collected.extend(s for s in batch.samples if s.quality is not Quality.BAD)
+        return len(collected) >= want
 
-    async with asyncio.timeout(timeout):
-        await enough()
+    await wait_until(enough, timeout, f"{want} change(s) from the subscription")
     return collected
 
 
@@ -215,11 +211,8 @@ async def test_subscription_read_fails_when_the_server_goes_away() -> None:
             return True
         return False
 
-    for _ in range(100):  # the client notices the closed link within its watchdog interval
-        if await read_fails():
-            break
-        await asyncio.sleep(0.1)
-    assert failed, "read kept succeeding after the server went away"
+    # the client notices the closed link within its watchdog interval
+    await wait_until(read_fails, 10, "a read to fail after the server went away", interval=0.1)
     assert "dev" in str(failed[0])
     await connector.close()
 

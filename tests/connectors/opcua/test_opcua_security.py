@@ -342,10 +342,7 @@ async def test_subscriptions_work_over_an_encrypted_session(secure_sim: Simulati
             samples.extend((await connector.read()).samples)
             return len(samples) >= 3
 
-        deadline = asyncio.get_running_loop().time() + 20
-        while not await changes_arrive():
-            assert asyncio.get_running_loop().time() < deadline, "no changes over the encrypted subscription"
-            await asyncio.sleep(0.2)
+        await wait_until(changes_arrive, 20, "changes over the encrypted subscription", interval=0.2)
         served = set(secure_sim.served("opcua", MACHINE, "flow"))
         assert all(s.quality is Quality.GOOD for s in samples)
         assert all((s.timestamp_ns, s.value) in served for s in samples)

@@ -9,7 +9,6 @@ sees the old source timestamp, subscribe mode sees no change coming at all. The 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -54,22 +53,21 @@ async def sim() -> AsyncIterator[Simulation]:
 async def reports(connector: OpcUaConnector, tags: set[str], stale: bool, within: float) -> dict[str, Sample]:
     """Read every 0.25 s until each of ``tags`` was last reported stale (or good); its last samples."""
     latest: dict[str, Sample] = {}
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+
+    def fits(sample: Sample | None) -> bool:
+        if sample is None:
+            return False
+        if stale:
+            return sample.quality is Quality.UNCERTAIN and (sample.reason or "").startswith("stale: ")
+        return sample.quality is Quality.GOOD
+
+    async def all_fit() -> bool:
         for sample in (await connector.read()).samples:
             latest[sample.tag] = sample
+        return all(fits(latest.get(tag)) for tag in tags)
 
-        def fits(sample: Sample | None) -> bool:
-            if sample is None:
-                return False
-            if stale:
-                return sample.quality is Quality.UNCERTAIN and (sample.reason or "").startswith("stale: ")
-            return sample.quality is Quality.GOOD
-
-        if all(fits(latest.get(tag)) for tag in tags):
-            return latest
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"not every tag {'stale' if stale else 'good'} within {within:g} s: {latest}")
+    await wait_until(all_fit, within, f"every tag {'stale' if stale else 'good'}", interval=0.25, detail=lambda: latest)
+    return latest
 
 
 @pytest.mark.parametrize("mode", ["poll", "subscribe"])

@@ -27,7 +27,7 @@ from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.config import AgentConfig
 from models.alerts import AlertState
 from simulators import Simulation
-from tests.edge_agent.delivery.test_alert_retained import retained
+from tests.helpers.mqtt import retained
 from tests.helpers.servers import Mosquitto, unique_name
 from tests.helpers.waiting import wait_until
 

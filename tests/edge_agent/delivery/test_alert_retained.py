@@ -9,57 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.core.origin import Origin
 from edge_agent.delivery.config import MqttConfig, OutboxConfig
 from edge_agent.delivery.publisher import MqttPublisher
+from tests.helpers.mqtt import retained
 from tests.helpers.servers import Mosquitto, unique_name
 from tests.helpers.waiting import wait_until
 
 ORIGIN = Origin("s", "a", "l", "pump-1")
-
-
-def retained(broker: Mosquitto, topic: str, timeout: float = 10.0) -> dict[str, Any] | None:
-    """The retained message of ``topic`` as a fresh subscriber gets it (None: nothing retained).
-
-    Mosquitto sends retained messages right after the SUBACK; a probe message published on a
-    private topic after subscribing marks the end of them, so "nothing retained" is a real answer
-    and not a timeout.
-    """
-    got: list[dict[str, Any]] = []
-    done = threading.Event()
-    probe = f"{topic}/_probe_{unique_name()}"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_name("late"))
-
-    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        if message.topic == probe:
-            done.set()
-        elif message.retain:
-            got.append(json.loads(message.payload))
-
-    def on_subscribe(c: mqtt.Client, *_: object) -> None:
-        c.publish(probe, b"{}", qos=1)
-
-    client.on_message = on_message
-    client.on_subscribe = on_subscribe
-    client.on_connect = lambda c, *_: c.subscribe([(topic, 1), (probe, 1)])
-    client.connect(broker.host, broker.port, keepalive=5)
-    client.loop_start()
-    try:
-        if not done.wait(timeout):
-            raise AssertionError(f"no answer from the broker on {topic} within {timeout} s")
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    return got[-1] if got else None
 
 
 @pytest.fixture

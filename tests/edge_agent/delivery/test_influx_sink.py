@@ -10,26 +10,15 @@ import pytest
 
 from edge_agent.core.backoff import Backoff
 from edge_agent.core.origin import Origin
-from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.config import InfluxConfig, OutboxConfig
 from edge_agent.delivery.influx_sink import InfluxSink
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.config import AgentConfig
 from tests.helpers.servers import InfluxDB1, unique_name
+from tests.helpers.telemetry import T0, telemetry_points, xy_batch
 from tests.helpers.waiting import wait_until
 
-T0 = 1_763_800_000_000_000_000
 ORIGIN = Origin("s", "a", "l", "m1")
-
-
-def batch(index: int, value: float | str | None = None) -> Batch:
-    v = float(index) if value is None else value
-    return Batch("m1", (Sample("x", v, T0 + index), Sample("y", 2.0 * index, T0 + index)), polled_at_ns=T0 + index)
-
-
-def count(influx: InfluxDB1, database: str) -> int:
-    rows = influx.query("SELECT COUNT(quality) FROM telemetry", database)
-    return int(rows[0]["count"]) if rows else 0
 
 
 async def test_batches_wait_in_the_outbox_while_influxdb_is_down(fresh_influxdb1: InfluxDB1, tmp_path: Path) -> None:
@@ -42,18 +31,18 @@ async def test_batches_wait_in_the_outbox_while_influxdb_is_down(fresh_influxdb1
     await sink.start()
     try:
         for i in range(10):
-            await sink.submit(batch(i), ORIGIN)
+            await sink.submit(xy_batch(i), ORIGIN)
         await wait_until(lambda: sink.stats.written_points == 20, 15, "first points written")
         await asyncio.to_thread(fresh_influxdb1.stop)
         for i in range(10, 510):
-            await sink.submit(batch(i), ORIGIN)
+            await sink.submit(xy_batch(i), ORIGIN)
         await wait_until(lambda: not sink.influx_ok, 15, "the sink notices")
         assert sink.outbox.stats.entries >= 490
         await asyncio.to_thread(fresh_influxdb1.start)
         await wait_until(lambda: sink.outbox.stats.entries == 0, 30, "backlog written", detail=lambda: sink.stats)
     finally:
         await sink.close()
-    assert await asyncio.to_thread(count, fresh_influxdb1, database) == 1020
+    assert await asyncio.to_thread(telemetry_points, fresh_influxdb1, database) == 1020
     assert sink.stats.writes < 50, "the backlog goes in large writes"
 
 
@@ -66,18 +55,18 @@ async def test_refused_batch_is_counted_and_the_rest_written(
     sink = InfluxSink(config, "s", OutboxConfig(path=str(tmp_path / "o.sqlite")))
     await sink.start()
     try:
-        await sink.submit(batch(0), ORIGIN)
+        await sink.submit(xy_batch(0), ORIGIN)
         await wait_until(lambda: sink.outbox.stats.entries == 0, 15, "first batch")
         # 'x' holds floats in 'value'; hand-made line protocol writing a string into 'value' conflicts.
         bad = f'telemetry,site=s,area=a,line=l,machine=m1,tag=x quality="good",value="text" {T0 + 1}'
         await sink.outbox.append("m1", bad.encode(), 1)
         for i in range(2, 6):
-            await sink.submit(batch(i), ORIGIN)
+            await sink.submit(xy_batch(i), ORIGIN)
         await wait_until(lambda: sink.outbox.stats.entries == 0, 15, "rest written", detail=lambda: sink.stats)
     finally:
         await sink.close()
     assert sink.stats.rejected == 1
-    assert await asyncio.to_thread(count, influxdb1, database) == 10
+    assert await asyncio.to_thread(telemetry_points, influxdb1, database) == 10
     assert [r.levelno for r in caplog.records if "refused" in r.getMessage()] == [logging.ERROR]
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from edge_agent.core.errors import ConfigError
 from edge_agent.delivery.outbox import Outbox
+from tests.helpers.waiting import wait_until
 
 
 def make(path: Path, **options: object) -> Outbox:
@@ -323,13 +324,16 @@ async def test_the_file_shrinks_back_after_a_backlog_drains(tmp_path: Path, capl
         acked = [s for s in seqs if s is not None]
         await box.remove(acked[:-10])  # the backlog is delivered; the ten newest still wait
         await box.remove([])  # nothing acked: no work, no tidy-up either
-        deadline = time.monotonic() + 30
-        while file_and_wal_bytes(path) > 4 * 1024 * 1024 and time.monotonic() < deadline:
+
+        async def given_back() -> bool:
+            if file_and_wal_bytes(path) <= 4 * 1024 * 1024:
+                return True
             live = await box.append("t", payload, 50)  # live data keeps flowing, and is acked
             assert live is not None
             await box.remove([live])
-            await asyncio.sleep(0.05)
-        assert file_and_wal_bytes(path) <= 4 * 1024 * 1024, "the freed pages went back to the file system"
+            return False
+
+        await wait_until(given_back, 30, "the freed pages to go back to the file system")
         waiting = await box.read_after(0, 100)
         assert [e.seq for e in waiting] == acked[-10:]
         assert all(e.payload == payload for e in waiting)

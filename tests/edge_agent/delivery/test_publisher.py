@@ -7,61 +7,21 @@ short (a few seconds): the behaviour does not depend on their length, only the b
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.core.origin import Origin
-from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.config import MqttConfig, OutboxConfig
 from edge_agent.delivery.publisher import MqttPublisher
+from tests.helpers.mqtt import Subscriber
 from tests.helpers.servers import Mosquitto, tcp_accepts, unique_name
+from tests.helpers.telemetry import T0, batch
 from tests.helpers.waiting import wait_until
-
-T0 = 1_763_800_000_000_000_000
-
-
-class Subscriber:
-    """Counts telemetry per (machine, tag, t) and keeps the last retained agent status."""
-
-    def __init__(self, broker: Mosquitto, prefix: str) -> None:
-        self.samples: dict[tuple[str, str, int], Any] = {}
-        self.order: list[int] = []
-        self.messages = 0
-        self.status: dict[str, Any] | None = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_name("sub"), clean_session=False)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", qos=1)
-        # paho annotates int seconds, but its wait loop sleeps fractions; 0.1 s keeps reconnects fast
-        self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
-        self.client.connect(broker.host, broker.port, keepalive=5)
-        self.client.loop_start()
-
-    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        payload = json.loads(message.payload)
-        if message.topic.endswith("/_agent/" + message.topic.split("/")[-2] + "/status"):
-            self.status = payload
-            return
-        if not message.topic.endswith("/telemetry"):
-            return
-        self.messages += 1
-        for sample in payload["samples"]:
-            self.samples[(payload["machine"], sample["tag"], sample["t"])] = sample["v"]
-            self.order.append(sample["t"])
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def batch(index: int, machine: str = "m1") -> Batch:
-    return Batch(machine, (Sample("x", float(index), T0 + index),), polled_at_ns=T0 + index)
 
 
 @pytest.fixture

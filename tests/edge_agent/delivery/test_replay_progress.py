@@ -23,10 +23,9 @@ from edge_agent.delivery.influx_sink import InfluxSink
 from edge_agent.delivery.outbox import Outbox
 from edge_agent.delivery.publisher import MqttPublisher
 from edge_agent.delivery.replay import BacklogReplay
-from tests.edge_agent.delivery.test_influx_sink import batch as influx_batch
-from tests.edge_agent.delivery.test_influx_sink import count as influx_count
-from tests.edge_agent.delivery.test_publisher import T0, Subscriber, batch
+from tests.helpers.mqtt import Subscriber
 from tests.helpers.servers import InfluxDB1, Mosquitto, unique_name
+from tests.helpers.telemetry import T0, batch, telemetry_points, xy_batch
 from tests.helpers.waiting import wait_until
 
 ORIGIN = Origin("s", "a", "l", "m1")
@@ -165,11 +164,11 @@ async def test_influxdb_backlog_replay_is_reported(
     total = 3000
     await sink.start()
     try:
-        await sink.submit(influx_batch(0), ORIGIN)
+        await sink.submit(xy_batch(0), ORIGIN)
         await wait_until(lambda: sink.stats.written_points == 2, 15, "first points written")
         await asyncio.to_thread(fresh_influxdb1.stop)
         for i in range(1, total):
-            await sink.submit(influx_batch(i), ORIGIN)
+            await sink.submit(xy_batch(i), ORIGIN)
         await wait_until(lambda: not sink.influx_ok, 15, "the sink notices")
         waiting = sink.outbox.stats.entries
         assert waiting == total - 1
@@ -177,7 +176,7 @@ async def test_influxdb_backlog_replay_is_reported(
         await wait_until(lambda: sink.outbox.stats.entries == 0 and not sink.replay.active, 60, "backlog written")
     finally:
         await sink.close()
-    assert await asyncio.to_thread(influx_count, fresh_influxdb1, database) == 2 * total, "nothing lost"
+    assert await asyncio.to_thread(telemetry_points, fresh_influxdb1, database) == 2 * total, "nothing lost"
     messages = [r.getMessage() for r in backlog_lines(caplog)]
     start = [m for m in (START.match(m) for m in messages) if m]
     end = [m for m in (END.search(m) for m in messages) if m]

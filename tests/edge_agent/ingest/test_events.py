@@ -1,6 +1,6 @@
 """Alert events and anomaly scores through the bridge: real Mosquitto → IngestBridge → real InfluxDB 1.x.
 
-Events are shaped like the agent's (tests/ingest/alert_events.py) and published the way the agent
+Events are shaped like the agent's (tests/helpers/alert_events.py) and published the way the agent
 publishes them (QoS 1; alert events retained), then read back with InfluxQL as a Grafana
 annotation query would.
 """

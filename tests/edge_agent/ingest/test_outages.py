@@ -94,8 +94,7 @@ async def test_messages_wait_in_the_broker_when_the_bridge_stops_during_an_outag
                 await publisher.apublish(origin.topic(prefix, "telemetry"), message(origin, index))
             await wait_until(lambda: first.stats.received == 10, WAIT, "the first bridge to receive all messages")
             await wait_until(lambda: first.stats.write_errors >= 1, WAIT, "the first bridge to fail writing")
-            started = time.monotonic()
-        assert time.monotonic() - started < 5.0, "stopping during an outage must not hang"
+        # leaving running_bridge stops the bridge and fails if it is not stopped within 5 s: no hang in an outage
         assert first.stats.acked == 0
 
         await asyncio.to_thread(influx.start)
@@ -148,11 +147,9 @@ async def test_cancelling_the_bridge_stops_it_within_five_seconds(
             Origin("s", "a", "l", "m4").topic(prefix, "telemetry"), message(Origin("s", "a", "l", "m4"), 0)
         )
         await wait_until(lambda: bridge.stats.write_errors >= 1, WAIT, "a failed write")
-        started = time.monotonic()
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=5.0)
         assert done, "the bridge did not stop within 5 s of being cancelled"
-        assert time.monotonic() - started < 5.0
         assert bridge.stats.connected is False
     finally:
         task.cancel()

@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,8 +162,6 @@ async def test_clean_shutdown_within_five_seconds(sim: Simulation) -> None:
     await wait_until(
         lambda: all(p.stats.polls >= 1 for p in agent.pollers), 15, "first polls", detail=lambda: states(agent)
     )
-    began = time.monotonic()
     stop.set()
-    await asyncio.wait_for(task, 5)
-    assert time.monotonic() - began < 5
+    await asyncio.wait_for(task, 5)  # the timeout is the check: a stop that hangs fails here
     assert all(p.stats.state is ConnectionState.CLOSED for p in agent.pollers)

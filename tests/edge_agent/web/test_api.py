@@ -15,7 +15,11 @@ import pytest_asyncio
 from edge_agent.core.errors import ConfigError
 from edge_agent.web import StatusServer, WebConfig
 from edge_agent.web.snapshot import dumps
-from tests.edge_agent.web.conftest import Plant, StartServer, VibrationAlerts
+from tests.helpers.status_page import (
+    Plant,
+    StartServer,
+    VibrationAlerts,
+)
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -150,12 +154,11 @@ async def test_an_injected_fault_raises_an_alert_that_can_be_acknowledged_once(
 
     found: list[dict[str, Any]] = []
 
-    async def wait_alert() -> None:
-        while not found:
-            found.extend(await active())
-            await asyncio.sleep(0.1)
+    async def alert_shown() -> bool:
+        found.extend(await active())
+        return bool(found)
 
-    await asyncio.wait_for(wait_alert(), 15)
+    await wait_until(alert_shown, 15, "the alert on /api/state", interval=0.1)
     alert = found[0]
     assert alert["machine"] == "pump-1"
     assert alert["summary"].startswith("vibration_rms up:")

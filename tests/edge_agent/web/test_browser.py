@@ -21,23 +21,19 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, ViewportSize, async_playwright, expect
 from playwright.async_api import Error as PlaywrightError
 
-from tests.edge_agent.web.conftest import ARTIFACTS, Plant, StartServer, VibrationAlerts
+from tests.helpers.status_page import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PANEL,
+    PHONE,
+    Plant,
+    StartServer,
+    VibrationAlerts,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PANEL: ViewportSize = {"width": 1024, "height": 600}
-PHONE: ViewportSize = {"width": 390, "height": 844}
 WAIT_MS = 15_000
 
 

@@ -21,9 +21,14 @@ from edge_agent.runtime.config import AgentConfig
 from edge_agent.web import StatusServer, WebConfig
 from edge_agent.web.history import HistoryBuffer
 from simulators import Simulation
-from tests.edge_agent.web.conftest import ARTIFACTS
-from tests.edge_agent.web.test_browser import CHROMIUM, CHROMIUM_ARGS, PANEL
-from tests.edge_agent.web.test_metrics import machine, scrape
+from tests.helpers.status_page import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PANEL,
+    machine,
+    scrape,
+)
 from tests.helpers.waiting import wait_until
 
 WAIT_MS = 60_000

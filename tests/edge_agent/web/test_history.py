@@ -15,7 +15,9 @@ from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch, Quality, Sample
 from edge_agent.core.sinks import Sink
 from edge_agent.web.history import NS, HistoryBuffer
-from tests.edge_agent.web.conftest import Plant
+from tests.helpers.status_page import (
+    Plant,
+)
 from tests.helpers.waiting import wait_until
 
 ORIGIN = Origin("site", "area", "line", "m1")

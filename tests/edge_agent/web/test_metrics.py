@@ -9,7 +9,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
-from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.commands.demo import demo_config
 from edge_agent.runtime.agent import Agent
@@ -18,29 +17,18 @@ from edge_agent.web import StatusServer, WebConfig
 from edge_agent.web.history import HistoryBuffer
 from edge_agent.web.snapshot import numeric_fields
 from simulators import Simulation
-from tests.edge_agent.web.conftest import Plant, StartServer, fast
 from tests.helpers.servers import free_port
+from tests.helpers.status_page import (
+    Plant,
+    Samples,
+    StartServer,
+    fast,
+    machine,
+    scrape,
+)
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-async def scrape(url: str) -> Samples:
-    async with aiohttp.ClientSession() as http, http.get(url + "metrics") as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = await response.text()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def machine(name: str, machine_id: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    return name, (("machine", machine_id),)
 
 
 async def test_poll_counters_move_between_scrapes(plant: Plant, start_server: StartServer) -> None:

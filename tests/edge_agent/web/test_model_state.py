@@ -24,8 +24,13 @@ from edge_agent.runtime.config import AgentConfig
 from edge_agent.web import StatusServer, WebConfig
 from edge_agent.web.history import HistoryBuffer
 from simulators import Simulation
-from tests.edge_agent.web.conftest import ARTIFACTS
-from tests.edge_agent.web.test_browser import CHROMIUM, CHROMIUM_ARGS, PANEL, PHONE
+from tests.helpers.status_page import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PANEL,
+    PHONE,
+)
 from tests.helpers.waiting import wait_until
 
 NEEDED = 40  # learn_after 20 s / hop 0.5 s
