@@ -44,8 +44,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.servers import Mosquitto, VictoriaMetrics
-
 from edge_agent.commands.demo import demo_config
 from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch, Sample
@@ -58,6 +56,7 @@ from edge_agent.ingest.bridge import IngestBridge
 from edge_agent.ingest.config import IngestConfig
 from simulators import Simulation
 from simulators.durations import parse_duration
+from tests.helpers.servers import Mosquitto, VictoriaMetrics
 
 T0 = 1_763_800_000_000_000_000
 

@@ -33,10 +33,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import Mosquitto, free_port  # noqa: E402
-
 from edge_agent.commands.demo import DEMO_ALERTS, demo_config  # noqa: E402
 from simulators import Simulation  # noqa: E402
+from tests.helpers.servers import Mosquitto, free_port  # noqa: E402
 
 KINDS = ["pump", "press", "cnc", "conveyor", "compressor"]
 MB_PER_MIB = 1.048576

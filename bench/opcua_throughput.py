@@ -199,10 +199,9 @@ async def agent_polling(config: OpcUaMachine, counter: Counter, publish: bool) -
         finally:
             await stop(task)
         return
-    from tests.servers import Mosquitto
-
     from edge_agent.runtime.agent import Agent
     from edge_agent.runtime.config import AgentConfig
+    from tests.helpers.servers import Mosquitto
 
     with tempfile.TemporaryDirectory(prefix="bench-opcua-") as state, Mosquitto() as broker:
         agent = Agent(

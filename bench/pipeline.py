@@ -30,12 +30,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.servers import Mosquitto
-
 from edge_agent.commands.demo import demo_config
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.config import AgentConfig
 from simulators import Simulation
+from tests.helpers.servers import Mosquitto
 
 
 def flat_out(config: AgentConfig, interval: float) -> AgentConfig:
