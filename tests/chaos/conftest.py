@@ -290,10 +290,12 @@ class Rig:
         """
         await self.sim.stop_server("modbus")  # no new batches: the outbox can drain to empty
 
+        stored: list[Key] = []
+
         async def drained() -> bool:
             self.alive()
             counters = await asyncio.to_thread(self.outbox)
-            stored = await asyncio.to_thread(self.stored_keys)
+            stored[:] = await asyncio.to_thread(self.stored_keys)
             return counters.waiting_batches == 0 and len(stored) + counters.dropped_samples == counters.appended_samples
 
         def state() -> str:
