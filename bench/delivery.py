@@ -56,7 +56,7 @@ from edge_agent.ingest.bridge import IngestBridge
 from edge_agent.ingest.config import IngestConfig
 from simulators import Simulation
 from simulators.durations import parse_duration
-from tests.servers import Mosquitto, VictoriaMetrics
+from tests.helpers.servers import Mosquitto, VictoriaMetrics
 
 T0 = 1_763_800_000_000_000_000
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_agent.commands.demo import DEMO_ALERTS, demo_config  # noqa: E402
 from simulators import Simulation  # noqa: E402
-from tests.servers import Mosquitto, free_port  # noqa: E402
+from tests.helpers.servers import Mosquitto, free_port  # noqa: E402
 
 KINDS = ["pump", "press", "cnc", "conveyor", "compressor"]
 MB_PER_MIB = 1.048576

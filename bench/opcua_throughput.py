@@ -201,7 +201,7 @@ async def agent_polling(config: OpcUaMachine, counter: Counter, publish: bool) -
         return
     from edge_agent.runtime.agent import Agent
     from edge_agent.runtime.config import AgentConfig
-    from tests.servers import Mosquitto
+    from tests.helpers.servers import Mosquitto
 
     with tempfile.TemporaryDirectory(prefix="bench-opcua-") as state, Mosquitto() as broker:
         agent = Agent(

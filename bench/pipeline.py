@@ -34,7 +34,7 @@ from edge_agent.commands.demo import demo_config
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.config import AgentConfig
 from simulators import Simulation
-from tests.servers import Mosquitto
+from tests.helpers.servers import Mosquitto
 
 
 def flat_out(config: AgentConfig, interval: float) -> AgentConfig:

@@ -22,7 +22,7 @@ class _Strict(BaseModel):
     """The same rule as the agent's ``StrictModel``, kept here because the simulators import nothing of the agent.
 
     The simulators are the machines the agent is tested against; sharing even a base class would let
-    one change alter both sides of a test at once (tests/layering.py holds the rule).
+    one change alter both sides of a test at once (tests/helpers/layering.py holds the rule).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,4 +1,4 @@
-"""Every import goes down the layers of tests/layering.py: a lower layer never imports a higher one."""
+"""Every import goes down the layers of tests/helpers/layering.py: a lower layer never imports a higher one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.layering import PACKAGES, Violation, find_violations
+from tests.helpers.layering import PACKAGES, Violation, find_violations
 
 ROOT = Path(__file__).parents[1]
 

@@ -36,8 +36,8 @@ from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.payloads import encode_json
 from simulators import Simulation
-from tests.servers import InfluxDB1, Mosquitto, unique_name
-from tests.waiting import eventually
+from tests.helpers.servers import InfluxDB1, Mosquitto, unique_name
+from tests.helpers.waiting import wait_until
 
 Key = tuple[str, str, int]  # machine, tag, timestamp ns
 Mode = Literal["pass", "drop", "blackhole"]
@@ -275,12 +275,12 @@ class Rig:
     async def wait_samples(self, more: int, within: float = 60) -> None:
         """Until the agent's outbox has taken ``more`` samples than now (i.e. polling goes on)."""
         target = (await asyncio.to_thread(self.outbox)).appended_samples + more
-        deadline = asyncio.get_running_loop().time() + within
-        while (await asyncio.to_thread(self.outbox)).appended_samples < target:
+
+        async def stored_more() -> bool:
             self.alive()
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"the agent did not store {more} more samples in {within:g} s\n{self.logs()}")
-            await asyncio.sleep(0.2)
+            return (await asyncio.to_thread(self.outbox)).appended_samples >= target
+
+        await wait_until(stored_more, within, f"the agent to store {more} more samples", interval=0.2, detail=self.logs)
 
     async def finish_and_check(self, *, expect_drops: bool = False, within: float = 90) -> OutboxCounters:
         """Stop the machines, let everything drain, stop both processes cleanly, then check exact counts.
@@ -289,21 +289,24 @@ class Rig:
         delivered exactly the keys that are in InfluxDB; InfluxDB holds each key once.
         """
         await self.sim.stop_server("modbus")  # no new batches: the outbox can drain to empty
-        deadline = asyncio.get_running_loop().time() + within
-        while True:
+
+        stored: list[Key] = []
+
+        async def drained() -> bool:
             self.alive()
             counters = await asyncio.to_thread(self.outbox)
-            stored = await asyncio.to_thread(self.stored_keys)
-            if counters.waiting_batches == 0 and len(stored) + counters.dropped_samples == counters.appended_samples:
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(
-                    f"not drained within {within:g} s: {counters}, {len(stored)} points in InfluxDB, "
-                    f"{len(self.real_keys())} keys seen on the broker\n{self.logs()}"
-                )
-            await asyncio.sleep(0.5)
+            stored[:] = await asyncio.to_thread(self.stored_keys)
+            return counters.waiting_batches == 0 and len(stored) + counters.dropped_samples == counters.appended_samples
+
+        def state() -> str:
+            return (
+                f"{self.outbox()}, {len(self.stored_keys())} points in InfluxDB, "
+                f"{len(self.real_keys())} keys seen on the broker\n{self.logs()}"
+            )
+
+        await wait_until(drained, within, "the outbox to drain", interval=0.5, detail=state)
         await self.interrupt(self.agent)
-        await eventually(lambda: set(stored) <= self.real_keys(), 15, "the listener saw every key")
+        await wait_until(lambda: set(stored) <= self.real_keys(), 15, "the listener saw every key")
         await self.interrupt(self.bridge)
         final = await asyncio.to_thread(self.outbox)
         stored = await asyncio.to_thread(self.stored_keys)

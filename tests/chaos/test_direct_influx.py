@@ -19,7 +19,9 @@ import yaml
 from edge_agent.commands.demo import demo_config
 from edge_agent.delivery.outbox import read_counters
 from simulators import Simulation
-from tests.servers import InfluxDB1, unique_name
+from tests.helpers.servers import InfluxDB1, unique_name
+from tests.helpers.telemetry import telemetry_points
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
@@ -32,12 +34,14 @@ async def spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
 
 
 async def appended_at_least(outbox: Path, count: int, within: float, logs: Path) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while (await asyncio.to_thread(read_counters, outbox))["appended_samples"] < count:
-        if asyncio.get_running_loop().time() > deadline:
-            text = "\n".join(p.read_text() for p in sorted(logs.glob("run-*.log")))
-            raise AssertionError(f"the agent did not store {count} samples in {within:g} s\n{text}")
-        await asyncio.sleep(0.2)
+
+    async def appended() -> bool:
+        return (await asyncio.to_thread(read_counters, outbox))["appended_samples"] >= count
+
+    def agent_logs() -> str:
+        return "\n".join(p.read_text() for p in sorted(logs.glob("run-*.log")))
+
+    await wait_until(appended, within, f"the agent to store {count} samples", interval=0.2, detail=agent_logs)
 
 
 async def test_influxdb_outage_and_kill_9_on_the_direct_path(fresh_influxdb1: InfluxDB1, tmp_path: Path) -> None:
@@ -55,8 +59,7 @@ async def test_influxdb_outage_and_kill_9_on_the_direct_path(fresh_influxdb1: In
         config_file.write_text(yaml.safe_dump(config))
 
         def stored() -> int:
-            rows = fresh_influxdb1.query("SELECT COUNT(quality) FROM telemetry", database)
-            return int(rows[0]["count"]) if rows else 0
+            return telemetry_points(fresh_influxdb1, database)
 
         try:
             processes.append(await spawn(config_file, tmp_path / "run-1.log"))
@@ -74,14 +77,14 @@ async def test_influxdb_outage_and_kill_9_on_the_direct_path(fresh_influxdb1: In
             before = (await asyncio.to_thread(read_counters, outbox))["appended_samples"]
             await appended_at_least(outbox, before + 50, 30, tmp_path)
             await sim.stop_server("modbus")  # no new batches: let the outbox drain
-            deadline = asyncio.get_running_loop().time() + 60
-            while True:
+
+            async def drained() -> bool:
                 counters = await asyncio.to_thread(read_counters, outbox)
                 points = await asyncio.to_thread(stored)
-                if counters["waiting"] == 0 and points + counters["dropped_samples"] == counters["appended_samples"]:
-                    break
-                assert asyncio.get_running_loop().time() < deadline, (counters, points)
-                await asyncio.sleep(0.3)
+                return counters["waiting"] == 0 and points + counters["dropped_samples"] == counters["appended_samples"]
+
+            await wait_until(drained, 60, "the outbox to drain into InfluxDB", interval=0.3,
+                             detail=lambda: (read_counters(outbox), stored()))  # fmt: skip
             processes[-1].send_signal(signal.SIGINT)
             async with asyncio.timeout(10):
                 assert await processes[-1].wait() == 0

@@ -16,7 +16,7 @@ import asyncio
 import pytest
 
 from tests.chaos.conftest import Rig
-from tests.waiting import eventually
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
@@ -45,10 +45,10 @@ async def test_broker_and_database_restarts(make_rig: object) -> None:
 async def test_kill_9_of_agent_and_bridge(make_rig: object) -> None:
     """Each process is killed while it holds a backlog, the worst moment for it."""
     rig: Rig = await make_rig()  # type: ignore[operator]
-    await eventually(lambda: (rig.listener.status or {}).get("state") == "online", 10, "agent says online")
+    await wait_until(lambda: (rig.listener.status or {}).get("state") == "online", 10, "agent says online")
     await rig.kill9(rig.agent)  # in the middle of the stream
     # The broker publishes the agent's last will once the keepalive (2 s here) runs out.
-    await eventually(lambda: (rig.listener.status or {}).get("state") == "offline", 10, "last will: offline")
+    await wait_until(lambda: (rig.listener.status or {}).get("state") == "offline", 10, "last will: offline")
     await rig.start_agent()
     await rig.wait_samples(30)
     await asyncio.to_thread(rig.broker.stop)
@@ -106,7 +106,7 @@ async def test_outbox_bound_during_a_long_outage(make_rig: object) -> None:
         status = rig.listener.status
         return status is not None and status["state"] == "offline" and "dropped" in status
 
-    await eventually(offline_with_counts, 10, "the retained offline status with the counters")
+    await wait_until(offline_with_counts, 10, "the retained offline status with the counters")
     assert rig.listener.status is not None
     assert rig.listener.status["dropped"] == {"batches": final.dropped_batches, "samples": final.dropped_samples}
     assert rig.listener.status["backlog"]["batches"] == 0

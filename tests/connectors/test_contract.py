@@ -21,7 +21,7 @@ from edge_agent.core.connection import ConnectionState
 from edge_agent.core.errors import ConnectorError
 from edge_agent.core.samples import Quality
 from simulators import Simulation
-from tests.connectors.simconfig import modbus_machine, opcua_machine
+from tests.helpers.simconfig import modbus_machine, opcua_machine
 
 ConfigFor = Callable[[Simulation, str], Any]
 

@@ -13,7 +13,8 @@ from connectors.opcua.client import OpcUaConnector
 from edge_agent.core.errors import ConnectError, ConnectorError, ReadTimeout
 from edge_agent.core.samples import Quality
 from simulators import Simulation
-from tests.connectors.simconfig import modbus_machine, opcua_machine
+from tests.helpers.simconfig import modbus_machine, opcua_machine
+from tests.helpers.waiting import wait_until
 
 # One simulator for the module: every test clears the faults it injects.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -116,14 +117,13 @@ async def test_opcua_dropped_connection_then_reconnect(sim: Simulation) -> None:
     try:
         assert sim.drop_connections("opcua") >= 1
 
-        async def read_until_it_fails() -> None:
-            async with asyncio.timeout(5):
-                while True:  # the client learns of the closed socket on its next request
-                    await connector.read()
-                    await sim.wait_updates(1)
+        async def read_fails() -> bool:
+            await connector.read()  # raises once the client learns of the closed socket, on its next request
+            await sim.wait_updates(1)
+            return False
 
         with pytest.raises(ConnectError):
-            await read_until_it_fails()
+            await wait_until(read_fails, 5, "a read to fail on the dropped connection", interval=0)
         await connector.connect()
         assert (await connector.read()).good_count == len(sim.signals(machine))
     finally:

@@ -46,9 +46,9 @@ from edge_agent.runtime.poller import MachinePoller, connect_limit
 from simulators import Simulation
 from simulators.register_map import ENDPOINT_PATH, NAMESPACE_URI, describe
 from tests.chaos.conftest import TcpProxy
-from tests.servers import free_port
-from tests.simulators.opcua_helpers import source_ns, value_of
-from tests.waiting import eventually
+from tests.helpers.opcua_reads import source_ns, value_of
+from tests.helpers.servers import free_port
+from tests.helpers.waiting import wait_until
 
 MACHINE = "pump-1"
 SIM_INTERVAL = 0.5
@@ -89,7 +89,7 @@ class SimProcess:
                 "--opcua-extra-namespaces", str(extra_namespaces),
                 stdout=handle, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
-        await eventually(
+        await wait_until(
             lambda: "edge-sim running" in log.read_text(errors="replace") or self.process_ended(),
             60,
             "edge-sim to listen",
@@ -195,7 +195,7 @@ async def wait_until_down_a_while(poller: MachinePoller, recorder: Recorder, wit
 
     Through a blackholed route every attempt waits out its connect timeout, so one is enough there.
     """
-    await eventually(
+    await wait_until(
         lambda: "down" in recorder.transitions() and poller.backoff.attempts >= attempts,
         within,
         f"the machine reported down and {attempts} reconnect(s) failed",
@@ -262,7 +262,7 @@ async def test_opcua_kill_9_and_restart_with_a_moved_namespace(mode: str, make_s
     sim: SimProcess = await make_sim(opcua=True)
     config = opcua_config(sim.endpoint, mode)
     async with polling(config) as (poller, recorder):
-        await eventually(
+        await wait_until(
             lambda: good_tags([b for _, b in recorder.batches]) >= {*URI_TAGS, "flow_by_index"},
             30,
             "every tag read good before the kill (ns=2 is right while the namespace is at 2)",
@@ -274,7 +274,7 @@ async def test_opcua_kill_9_and_restart_with_a_moved_namespace(mode: str, make_s
         restarting = time.monotonic()  # the poller may connect before start() returns
         await sim.start(extra_namespaces=SHIFT)
         back, bound = time.monotonic(), recovery_bound(poller)
-        await eventually(
+        await wait_until(
             lambda: good_tags(recorder.since(back)) >= set(URI_TAGS),
             bound,
             f"every nsu= tag good again within the backoff bound ({bound:.1f} s)",
@@ -328,7 +328,7 @@ async def test_modbus_kill_9_and_restart(make_sim: Callable[..., Any]) -> None:
     config = modbus_config(sim.modbus_port)
     names = {tag.name for tag in config.tags}
     async with polling(config) as (poller, recorder):
-        await eventually(
+        await wait_until(
             lambda: any(good_tags([b]) == names for _, b in recorder.batches), 30, "a good batch before the kill"
         )
         fault_at = time.monotonic()
@@ -337,14 +337,14 @@ async def test_modbus_kill_9_and_restart(make_sim: Callable[..., Any]) -> None:
         restarting = time.monotonic()  # the poller may connect before start() returns
         await sim.start()
         back, bound = time.monotonic(), recovery_bound(poller)
-        await eventually(
+        await wait_until(
             lambda: any(good_tags([b]) == names for b in recorder.since(back)),
             bound,
             f"a whole good batch again within the backoff bound ({bound:.1f} s)",
             detail=lambda: (poller.stats, recorder.states, recorder.batches[-1:]),
         )
         polls = poller.stats.polls
-        await eventually(lambda: poller.stats.polls >= polls + 4, 10, "polling goes on after the recovery")
+        await wait_until(lambda: poller.stats.polls >= polls + 4, 10, "polling goes on after the recovery")
     assert_one_gap(recorder, fault_at, restarting)
     fresh = recorder.since(back)
     assert all(b.good_count == len(names) for b in fresh[-3:]), fresh[-3:]
@@ -362,7 +362,7 @@ async def test_opcua_network_cut_then_restored(mode: str, make_sim: Callable[...
     try:
         config = opcua_config(f"opc.tcp://127.0.0.1:{proxy.port}{ENDPOINT_PATH}", mode)
         async with polling(config) as (poller, recorder):
-            await eventually(
+            await wait_until(
                 lambda: good_tags([b for _, b in recorder.batches]) >= set(URI_TAGS), 30, "every tag read good"
             )
             fault_at = time.monotonic()
@@ -370,7 +370,7 @@ async def test_opcua_network_cut_then_restored(mode: str, make_sim: Callable[...
             await wait_until_down_a_while(poller, recorder, 60, attempts=1)
             proxy.set_mode("pass")
             back, bound = time.monotonic(), recovery_bound(poller)
-            await eventually(
+            await wait_until(
                 lambda: good_tags(recorder.since(back)) >= set(URI_TAGS),
                 bound,
                 f"every tag good again within the backoff bound ({bound:.1f} s)",
@@ -390,14 +390,14 @@ async def test_opcua_server_closing_every_connection(mode: str) -> None:
     async with Simulation(seed=1, machines=[MACHINE], update_interval=SIM_INTERVAL, modbus_port=None) as sim:
         config = opcua_config(sim.opcua.endpoint, mode)
         async with polling(config) as (poller, recorder):
-            await eventually(
+            await wait_until(
                 lambda: good_tags([b for _, b in recorder.batches]) >= set(URI_TAGS), 30, "every tag read good"
             )
             fault_at = time.monotonic()
             assert sim.drop_connections("opcua") >= 1
             # Noticed at the next read at the latest, then one backoff step, one connect, one poll.
             bound = config.interval + config.effective_timeout + recovery_bound(poller)
-            await eventually(
+            await wait_until(
                 lambda: (
                     "down" in [s for at, s, _ in recorder.states if at >= fault_at]
                     and good_tags(recorder.since(recorder.states[-1][0])) >= set(URI_TAGS)
@@ -422,7 +422,7 @@ async def test_opcua_session_expired_on_the_server(mode: str) -> None:
     async with Simulation(seed=2, machines=[MACHINE], update_interval=SIM_INTERVAL, modbus_port=None) as sim:
         config = opcua_config(sim.opcua.endpoint, mode)
         async with polling(config) as (poller, recorder):
-            await eventually(
+            await wait_until(
                 lambda: good_tags([b for _, b in recorder.batches]) >= set(URI_TAGS), 30, "every tag read good"
             )
             fault_at = time.monotonic()
@@ -431,7 +431,7 @@ async def test_opcua_session_expired_on_the_server(mode: str) -> None:
             # max(5 s, timeout)); poll mode at the next Read. Then one backoff step, one connect, one poll.
             noticed = max(5.0, config.effective_timeout) + config.effective_timeout if mode == "subscribe" else 0.0
             bound = noticed + config.interval + config.effective_timeout + recovery_bound(poller)
-            await eventually(
+            await wait_until(
                 lambda: (
                     "down" in [s for at, s, _ in recorder.states if at >= fault_at]
                     and recorder.states[-1][1] == "up"

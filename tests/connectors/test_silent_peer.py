@@ -14,7 +14,7 @@ from connectors.modbus.config import ModbusMachine
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
 from edge_agent.core.errors import ConnectError, ReadTimeout
-from tests.waiting import eventually
+from tests.helpers.waiting import wait_until
 
 
 @dataclass
@@ -61,7 +61,7 @@ async def test_opcua_connect_to_a_silent_peer_ends_in_time(silent_peer: SilentPe
     with pytest.raises(ConnectError, match=r"no answer from opc\.tcp://127\.0\.0\.1.* within 1 s"):
         await connector.connect()
     assert time.monotonic() - started < 2.5
-    await eventually(lambda: not silent_peer.open_connections, 5, "the connector closed its socket")
+    await wait_until(lambda: not silent_peer.open_connections, 5, "the connector closed its socket")
 
 
 async def test_opcua_connect_cancelled_by_the_runtime_leaves_nothing_open(silent_peer: SilentPeer) -> None:
@@ -77,7 +77,7 @@ async def test_opcua_connect_cancelled_by_the_runtime_leaves_nothing_open(silent
     connector = OpcUaConnector(config)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(connector.connect(), timeout=0.3)
-    await eventually(lambda: not silent_peer.open_connections, 5, "the connector closed its socket")
+    await wait_until(lambda: not silent_peer.open_connections, 5, "the connector closed its socket")
     await connector.close()
 
 
@@ -100,4 +100,4 @@ async def test_modbus_silent_peer_read_times_out(silent_peer: SilentPeer) -> Non
     assert time.monotonic() - started < 1.0  # 90 % of the 400 ms timeout, plus slack for a busy machine
     assert silent_peer.received[7] == 3  # the one request sent was a read of holding registers
     await connector.close()
-    await eventually(lambda: not silent_peer.open_connections, 5, "the connector closed its socket")
+    await wait_until(lambda: not silent_peer.open_connections, 5, "the connector closed its socket")

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.servers import Mosquitto, unique_name
+from tests.helpers.servers import Mosquitto, unique_name
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ACL = DEPLOY / "mosquitto" / "acl.example"

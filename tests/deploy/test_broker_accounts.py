@@ -24,7 +24,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.servers import Mosquitto, unique_name
+from tests.helpers.servers import Mosquitto, unique_name
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONF = DEPLOY / "mosquitto" / "mosquitto.conf"

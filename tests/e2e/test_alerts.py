@@ -21,8 +21,8 @@ from edge_agent.commands.demo import DEMO_ALERTS, demo_config
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.config import AgentConfig
 from simulators import Simulation
-from tests.servers import Mosquitto, unique_name
-from tests.waiting import eventually
+from tests.helpers.servers import Mosquitto, unique_name
+from tests.helpers.waiting import wait_until
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ async def test_injected_fault_raises_an_explained_alert_that_clears(
     task = asyncio.create_task(agent.run(stop), name="agent-under-test")
     try:
         assert agent.alerts is not None
-        await eventually(
+        await wait_until(
             lambda: agent.alerts is not None and agent.alerts.stats("pump-1").learned,
             60,
             "pump-1's normal learned",
@@ -73,7 +73,7 @@ async def test_injected_fault_raises_an_explained_alert_that_clears(
         )
         assert not events, f"an alert on a healthy machine: {events}"
         sim.inject_fault("pump-1", "imbalance", severity=1.0, progression="sudden")
-        await eventually(lambda: any(e["event"] == "raised" for e in events), 30, "the alert on MQTT")
+        await wait_until(lambda: any(e["event"] == "raised" for e in events), 30, "the alert on MQTT")
         raised = next(e for e in events if e["event"] == "raised")
         assert raised["machine"] == "pump-1"
         assert raised["summary"]
@@ -85,7 +85,7 @@ async def test_injected_fault_raises_an_explained_alert_that_clears(
         assert raised["model_version"]
         assert [a["machine"] for a in agent.alert_board.active()] == ["pump-1"]
         sim.clear_fault("pump-1")
-        await eventually(lambda: any(e["event"] == "cleared" for e in events), 60, "the alert cleared")
+        await wait_until(lambda: any(e["event"] == "cleared" for e in events), 60, "the alert cleared")
         assert agent.alert_board.active() == []
         assert not any(e["machine"] != "pump-1" for e in events)
     finally:

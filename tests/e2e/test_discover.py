@@ -19,7 +19,7 @@ import yaml
 from edge_agent.commands.cli import build_parser
 from edge_agent.runtime.loader import parse_config
 from simulators import Simulation
-from tests.servers import free_port
+from tests.helpers.servers import free_port
 
 NAMESPACE = "urn:edge-agent:simulator"
 

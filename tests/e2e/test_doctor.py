@@ -12,7 +12,7 @@ import yaml
 
 from edge_agent.commands.demo import demo_config
 from simulators import Simulation
-from tests.servers import InfluxDB1, Mosquitto, free_port, unique_name
+from tests.helpers.servers import InfluxDB1, Mosquitto, free_port, unique_name
 
 
 async def doctor(tmp_path: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -27,7 +27,8 @@ from edge_agent.core.origin import Origin
 from edge_agent.core.samples import Batch, Sample
 from edge_agent.delivery.payloads import encode_json
 from simulators import Simulation
-from tests.servers import InfluxDB1, Mosquitto, unique_name
+from tests.helpers.servers import InfluxDB1, Mosquitto, unique_name
+from tests.helpers.waiting import wait_until
 
 Key = tuple[str, str, int]  # machine, tag, timestamp ns
 
@@ -86,12 +87,11 @@ async def bridge_is_subscribed(broker: Mosquitto, influx: InfluxDB1, database: s
         def arrived() -> bool:
             return bool(influx.query("SELECT * FROM telemetry WHERE machine = 'probe'", database))
 
-        for _ in range(100):
+        async def probe_stored() -> bool:
             client.publish(f"{prefix}/demo/lab/line-1/probe/telemetry", probe, qos=1)
-            if await asyncio.to_thread(arrived):
-                return
-            await asyncio.sleep(0.2)
-        raise AssertionError("the ingest bridge did not store a probe message within 20 s")
+            return await asyncio.to_thread(arrived)
+
+        await wait_until(probe_stored, 20, "the ingest bridge to store a probe message", interval=0.2)
     finally:
         client.loop_stop()
         client.disconnect()
@@ -134,30 +134,30 @@ async def test_values_arrive_in_influxdb_unchanged(
         async def enough() -> bool:
             return len(await asyncio.to_thread(rows)) >= want
 
-        deadline = asyncio.get_running_loop().time() + 60
-        while not await enough():
+        async def enough_alive() -> bool:
+            assert agent is not None
             assert agent.returncode is None, (tmp_path / "agent.log").read_text()
             assert ingest.returncode is None, (tmp_path / "ingest.log").read_text()
-            assert asyncio.get_running_loop().time() < deadline, "8 polls of every tag did not reach InfluxDB in 60 s"
-            await asyncio.sleep(0.2)
+            return await enough()
+
+        await wait_until(enough_alive, 60, "8 polls of every tag in InfluxDB", interval=0.2)
         await interrupt(agent, tmp_path / "agent.log")
         published = {key: value for key, value in listener.samples.items() if key[0] != "probe"}
 
         async def all_arrived() -> bool:
             return len(await asyncio.to_thread(rows)) == len(published)
 
-        deadline = asyncio.get_running_loop().time() + 30
-        while not await all_arrived():
-            if asyncio.get_running_loop().time() > deadline:
-                got = {(r["machine"], r["tag"], r["time"]) for r in await asyncio.to_thread(rows)}
-                missing, extra = set(published) - got, got - set(published)
-                raise AssertionError(
-                    f"InfluxDB has {len(got)} points, {len(published)} published; "
-                    f"missing {sorted(missing)[:5]}, not published {sorted(extra)[:5]}\n"
-                    f"ingest log:\n{(tmp_path / 'ingest.log').read_text()}\n"
-                    f"agent log:\n{(tmp_path / 'agent.log').read_text()}"
-                )
-            await asyncio.sleep(0.2)
+        def difference() -> str:
+            got = {(r["machine"], r["tag"], r["time"]) for r in rows()}
+            missing, extra = set(published) - got, got - set(published)
+            return (
+                f"InfluxDB has {len(got)} points, {len(published)} published; "
+                f"missing {sorted(missing)[:5]}, not published {sorted(extra)[:5]}\n"
+                f"ingest log:\n{(tmp_path / 'ingest.log').read_text()}\n"
+                f"agent log:\n{(tmp_path / 'agent.log').read_text()}"
+            )
+
+        await wait_until(all_arrived, 30, "every published sample in InfluxDB", interval=0.2, detail=difference)
         await interrupt(ingest, tmp_path / "ingest.log")
     finally:
         listener.close()

@@ -10,7 +10,7 @@ import yaml
 
 from edge_agent.commands.demo import demo_config
 from simulators import Simulation
-from tests.servers import free_port
+from tests.helpers.servers import free_port
 
 
 async def run_once(config_file: Path) -> tuple[int, str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.waiting import eventually_sync
+from tests.helpers.waiting import wait_until_sync
 
 ROOT = Path(__file__).parents[2]
 TUTORIAL = ROOT / "docs" / "tutorial.md"
@@ -39,7 +39,7 @@ TYPO = ".venv/bin/edge-sim inject pump-1 wobble"
 
 COVERED_ELSEWHERE = {
     "./scripts/demo": "tests/e2e/test_demo.py runs `edge-agent demo` (what scripts/demo execs) and checks "
-    "its values; tests/e2e/test_alerts.py and tests/web/ cover learning, inject, alert, acknowledge, clear",
+    "its values; tests/e2e/test_alerts.py and tests/edge_agent/web/ cover learning, inject, alert, acknowledge, clear",
 }
 
 HEALTHY = 3.0  # mm/s: the healthy pump runs at about 1.2
@@ -171,7 +171,7 @@ def simulator(tmp_path: Path) -> Iterator[Path]:
     with output.open("wb") as sink:
         process = subprocess.Popen(argv(SIM_RUN), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        eventually_sync(
+        wait_until_sync(
             lambda: "edge-sim running" in output.read_text() or process.poll() is not None, 20, "edge-sim run up"
         )
         text = output.read_text()

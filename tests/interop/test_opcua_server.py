@@ -9,8 +9,6 @@ the wrong value. The server counts Write/Call requests: the read-only agent must
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +18,7 @@ import pytest
 from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
 from edge_agent.core.samples import Batch, Quality, Sample
+from tests.helpers.waiting import wait_until
 from tests.interop.node_opcua import CLOCK_NODE, INDEXES, NAMESPACE, SERVED, UNITS, NodeOpcUaServer
 
 NO_SECURITY = {"policy": "None", "mode": "None"}
@@ -48,12 +47,16 @@ def machine(server: NodeOpcUaServer, tags: list[dict[str, Any]], **keys: Any) ->
 
 async def until(attempt: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
     """Repeat ``attempt`` (which talks to the server) until it returns a result; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while (result := await attempt()) is None:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for: {what}")
-        await asyncio.sleep(0.05)
-    return result
+    results: list[T] = []
+
+    async def answered() -> bool:
+        result = await attempt()
+        if result is not None:
+            results.append(result)
+        return result is not None
+
+    await wait_until(answered, timeout, what)
+    return results[0]
 
 
 def served_tags() -> list[dict[str, Any]]:

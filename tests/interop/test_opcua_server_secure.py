@@ -8,7 +8,6 @@ read the same values as over None, and say clearly when the password is wrong.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import shlex
@@ -22,6 +21,7 @@ from connectors.opcua.client import OpcUaConnector
 from connectors.opcua.config import OpcUaMachine
 from edge_agent.core.errors import ConnectError
 from edge_agent.core.samples import Quality
+from tests.helpers.waiting import wait_until
 from tests.interop.conftest import run_client
 from tests.interop.node_opcua import INDEXES, PASSWORD, SERVED, USERNAME, NodeOpcUaServer
 
@@ -190,17 +190,20 @@ async def test_a_server_that_refuses_the_agents_certificate_gets_it_trusted_ther
 
         # node-opcua notices a certificate moved into its trusted folder a moment later; the agent's
         # poller retries with backoff, so retry the same way (bounded) rather than sleep and hope.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while True:
+        connected: list[OpcUaConnector] = []
+
+        async def accepted() -> bool:
             connector = OpcUaConnector(config)
             try:
                 await connector.connect()
-                break
             except ConnectError:
                 await connector.close()
-                assert loop.time() < deadline, "the server never accepted the certificate moved to its trusted folder"
-                await asyncio.sleep(0.5)
+                return False
+            connected.append(connector)
+            return True
+
+        await wait_until(accepted, 20, "the server to accept the certificate moved to its trusted folder", interval=0.5)
+        [connector] = connected
         try:
             assert (await connector.read()).good_count == len(SERVED)
         finally:

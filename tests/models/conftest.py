@@ -2,64 +2,34 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-import numpy as np
 import pytest
 
-from models.features import WindowSet, WindowSpec, windows_from_arrays
+from models.features import WindowSet
 from models.model import MachineModel
-from models.operating_state import SIMULATOR_CODES
-from simulators.dataset import Dataset, dataset
-from simulators.scenario import parse_scenario
-
-SPEC = WindowSpec(60.0, 30.0)
-
-
-def record(kind: str, seed: int, duration: str, faults: list[dict[str, Any]], step: str = "1s") -> Dataset:
-    """One simulated machine of ``kind`` with scheduled faults, as labelled arrays."""
-    lines = [f"seed: {seed}", f"step: {step}", f"machines: [{kind}-1]", "faults:" if faults else "faults: []"]
-    lines += [f"  - {json.dumps({'machine': f'{kind}-1', **f})}" for f in faults]
-    return dataset(parse_scenario("\n".join(lines)), duration)
-
-
-def states(d: Dataset) -> list[str]:
-    """The simulators' state codes as names."""
-    return [SIMULATOR_CODES[str(int(s))] for s in d.state]
-
-
-def windows(d: Dataset, spec: WindowSpec = SPEC) -> WindowSet:
-    """The dataset cut into feature windows with their operating state."""
-    return windows_from_arrays(d.time_s, d.values, spec, states(d))
+from simulators.dataset import Dataset
+from tests.helpers import datasets
+from tests.helpers.datasets import SPEC
 
 
 @pytest.fixture(scope="session")
 def healthy_pump() -> Dataset:
     """Twelve healthy hours of a pump (seed 21)."""
-    return record("pump", 21, "12h", [])
+    return datasets.healthy_pump()
 
 
 @pytest.fixture(scope="session")
 def faulty_pump() -> Dataset:
     """Six hours of another pump (seed 22): bearing wear from 2 h to 4 h."""
-    return record("pump", 22, "6h", [{"fault": "bearing_wear", "at": "2h", "duration": "2h", "severity": 0.9}])
+    return datasets.faulty_pump()
 
 
 @pytest.fixture(scope="session")
 def pump_windows(healthy_pump: Dataset) -> WindowSet:
     """The healthy pump's windows."""
-    return windows(healthy_pump)
+    return datasets.windows(healthy_pump)
 
 
 @pytest.fixture(scope="session")
 def pump_model(healthy_pump: Dataset, pump_windows: WindowSet) -> MachineModel:
     """A PCA model of the healthy pump."""
     return MachineModel.train(pump_windows, healthy_pump.signals, SPEC, detector="pca")
-
-
-def fault_windows(d: Dataset, spec: WindowSpec = SPEC) -> tuple[WindowSet, np.ndarray]:
-    """Windows and, per window, whether a fault was present at its end."""
-    ws = windows(d, spec)
-    index = np.searchsorted(d.time_s, ws.end_s) - 1
-    return ws, d.anomaly[np.clip(index, 0, len(d.anomaly) - 1)]

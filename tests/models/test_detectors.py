@@ -17,8 +17,7 @@ from models.features import WindowSet
 from models.levels import LevelModel
 from models.model import MachineModel
 from simulators.dataset import Dataset
-
-from .conftest import SPEC, fault_windows
+from tests.helpers.datasets import SPEC, fault_windows
 
 
 def running(ws: WindowSet, levels: LevelModel | None = None) -> np.ndarray:

@@ -8,8 +8,7 @@ from models.explain import explain, hint, pattern
 from models.features import Window
 from models.model import MachineModel
 from simulators.dataset import Dataset
-
-from .conftest import fault_windows
+from tests.helpers.datasets import fault_windows
 
 
 def test_patterns() -> None:

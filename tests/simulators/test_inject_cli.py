@@ -24,8 +24,8 @@ from simulators import Simulation
 from simulators.cli import main
 from simulators.control import ControlServer, request
 from simulators.errors import SimulatorError
-from tests.servers import free_port
-from tests.waiting import eventually_sync
+from tests.helpers.servers import free_port
+from tests.helpers.waiting import wait_until_sync
 
 EDGE_SIM = [sys.executable, "-m", "simulators.cli"]
 PUMP_SIGNALS = ["flow", "outlet_pressure", "motor_current", "motor_temperature", "vibration_rms"]
@@ -57,7 +57,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSim]:
     with output.open("wb") as sink:
         process = subprocess.Popen([*command, "--interval", "0.05"], stdout=sink, stderr=subprocess.STDOUT)
     try:
-        eventually_sync(lambda: "running" in output.read_text() or process.poll() is not None, 20, "edge-sim run up")
+        wait_until_sync(lambda: "running" in output.read_text() or process.poll() is not None, 20, "edge-sim run up")
         text = output.read_text()
         assert process.poll() is None, text
         control = re.search(r"^Control 127\.0\.0\.1:(\d+) ", text, re.MULTILINE)
@@ -103,14 +103,14 @@ def test_inject_moves_vibration_and_clear_brings_it_back(
     try:
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"injected {fault} into pump-1: severity 1, sudden"
-        eventually_sync(
+        wait_until_sync(
             lambda: read_signal(modbus, "vibration_rms") > FAULTY_VIBRATION, 10, f"{fault} raises vibration"
         )
     finally:
         cleared = running.inject("pump-1", "--clear", fault)
     assert cleared.returncode == 0, cleared.stderr
     assert cleared.stdout.strip() == "cleared 1 fault(s) on pump-1"
-    eventually_sync(lambda: read_signal(modbus, "vibration_rms") < HEALTHY_VIBRATION, 10, "vibration back to normal")
+    wait_until_sync(lambda: read_signal(modbus, "vibration_rms") < HEALTHY_VIBRATION, 10, "vibration back to normal")
 
 
 def test_clear_without_a_fault_ends_every_fault(running: RunningSim, modbus: ModbusTcpClient) -> None:
@@ -118,7 +118,7 @@ def test_clear_without_a_fault_ends_every_fault(running: RunningSim, modbus: Mod
     assert running.inject("pump-1", "sensor_drift", "--signal", "flow").returncode == 0
     cleared = running.inject("pump-1", "--clear")
     assert (cleared.returncode, cleared.stdout.strip()) == (0, "cleared 2 fault(s) on pump-1")
-    eventually_sync(lambda: read_signal(modbus, "vibration_rms") < HEALTHY_VIBRATION, 10, "vibration back to normal")
+    wait_until_sync(lambda: read_signal(modbus, "vibration_rms") < HEALTHY_VIBRATION, 10, "vibration back to normal")
 
 
 def test_fault_then_clear_flag_clears_that_fault_only(running: RunningSim) -> None:

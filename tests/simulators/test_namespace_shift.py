@@ -18,7 +18,7 @@ from simulators import Simulation
 from simulators.errors import SimulatorError
 from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
-from tests.simulators.opcua_helpers import Client, source_ns, status_value, value_of
+from tests.helpers.opcua_reads import Client, source_ns, status_value, value_of
 
 
 async def test_restart_moves_the_namespace_and_the_old_index_names_nothing() -> None:

@@ -16,7 +16,7 @@ from asyncua import ua
 from simulators import MachineState, Simulation
 from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
-from tests.simulators.opcua_helpers import Client, source_ns, value_of
+from tests.helpers.opcua_reads import Client, source_ns, value_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -14,7 +14,7 @@ from simulators import Simulation, SimulatorError
 from simulators.opcua_security import make_certificate
 from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
-from tests.simulators.opcua_helpers import Client, source_ns, value_of
+from tests.helpers.opcua_reads import Client, source_ns, value_of
 
 CLIENT_URI = "urn:edge-agent:simulator:test-client"
 

@@ -11,7 +11,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from simulators import Simulation
 from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
-from tests.simulators.opcua_helpers import Client, source_ns, value_of
+from tests.helpers.opcua_reads import Client, source_ns, value_of
 
 
 async def test_modbus_server_down_and_back_on_the_same_port(modbus_sim: Simulation) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -161,15 +160,16 @@ def test_cli_record_writes_csv_and_refuses_bad_scenarios(tmp_path: Path, capsys:
     assert not (tmp_path / "refused.csv.part").exists()
 
 
-def test_record_is_fast_enough_for_a_week_at_one_hertz() -> None:
-    """7 days of one pump at 1 Hz must take <= 30 s; 6 h here must beat that rate with 2x margin.
+def test_hours_at_one_hertz_are_a_row_per_second_with_the_fault_labelled() -> None:
+    """Six simulated hours of one pump: 21,600 rows, healthy before the fault, labelled after it.
 
-    CPU time, not wall time: other work on a shared CI box must not fail this test.
+    How fast ``record`` is (rows/s against a baseline) is measured by bench/simulator_load.py.
     """
-    began = time.process_time()
-    record_text("machines: [pump-1]\nfaults:\n  - {machine: pump-1, fault: bearing_wear, at: 1h}\n", 6 * 3600)
-    rate = 6 * 3600 / (time.process_time() - began)
-    assert rate > 2 * 7 * 86400 / 30, f"{rate:.0f} rows/s"
+    text = record_text("machines: [pump-1]\nfaults:\n  - {machine: pump-1, fault: bearing_wear, at: 1h}\n", 6 * 3600)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 6 * 3600
+    assert {row["anomaly"] for row in rows if float(row["time_s"]) < 3600} == {"0"}
+    assert {row["anomaly"] for row in rows if float(row["time_s"]) >= 3600} == {"1"}
 
 
 def test_dataset_arrays_match_the_csv() -> None:

@@ -13,7 +13,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from simulators import Simulation
 from simulators.opcua_server import string_node
 from simulators.register_map import NAMESPACE_URI
-from tests.simulators.opcua_helpers import Client
+from tests.helpers.opcua_reads import Client
 
 
 async def test_modbus_reads_are_not_counted(modbus_sim: Simulation) -> None:
