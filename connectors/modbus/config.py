@@ -96,7 +96,12 @@ class ModbusTag(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _bits_are_bool_by_default(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("table") in BIT_TABLES and "type" not in data:
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("table"), str)
+            and data["table"] in BIT_TABLES
+            and "type" not in data
+        ):
             return {**data, "type": "bool"}
         return data
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -133,7 +134,9 @@ def _describe(error: ErrorDetails, expansion: Expansion) -> tuple[Location, str]
     got = error.get("input")
     private = location in expansion.substituted or _is_secret(location)
     shown = "" if private or isinstance(got, dict | list) or "Fix:" in message else f" (got {_short(got)})"
-    fix = "" if "Fix:" in message else f". Fix: {_FIXES.get(kind, 'correct the value')}"
+    pattern = str(error.get("ctx", {}).get("pattern", ""))
+    advice = _URL_FIXES.get(pattern) or _FIXES.get(kind, "correct the value")
+    fix = "" if "Fix:" in message else f". Fix: {advice}"
     return location, f"{message}{shown}{fix}"
 
 
@@ -141,6 +144,14 @@ def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
+
+_URL_FIXES = {
+    r"^https?://": "write a URL such as http://influxdb.plant.lan:8086 (https:// for TLS)",
+    r"^opc\.tcp://": "write the endpoint as opc.tcp://host:4840/path",
+}
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s'\"]*@")
+"""The ``user:password@`` of a URL quoted in a message, which is never shown."""
 
 _FIXES = {
     "literal_error": "use one of the values listed",
@@ -153,6 +164,7 @@ _FIXES = {
     "bool_parsing": "write true or false",
     "int_parsing": "write a whole number",
     "float_parsing": "write a number",
+    "finite_number": "write a finite number (not nan or inf)",
     "string_type": "write a text value (quote it if it looks like a number)",
     "model_type": "write a mapping of keys here",
     "list_type": "write a list here (lines starting with '- ')",
@@ -208,6 +220,10 @@ def _line_of(lines: dict[Location, int], location: Location) -> int:
     return next((lines[location[:n]] for n in range(len(location), -1, -1) if location[:n] in lines), 0)
 
 
+CHECKER_FAILED = "the checker failed on a value of an unexpected type"
+CHECKER_FIX = "Fix: look for a list or mapping where a single value belongs, and report this as a bug"
+
+
 def load_config(path: str | Path) -> AgentConfig:
     """Read, expand and validate a config file. Raises ``ConfigError`` listing every problem."""
     file = str(path)
@@ -235,7 +251,9 @@ def parse_config(text: str, file: str = "<config>") -> AgentConfig:
 
     def located(location: Location, message: str) -> str:
         line = _line_of(lines, location) or 1
-        return expansion.redact(f"line {line}: {_dotted(location)}: {message}")
+        # One line per problem: a value with a line break must not start a line of its own.
+        text = _USERINFO.sub("[hidden]@", expansion.redact(f"line {line}: {_dotted(location)}: {message}"))
+        return text.replace("\n", "\\n")
 
     if expansion.problems:
         raise ConfigError(file, [located(loc, msg) for loc, msg in expansion.problems])
@@ -246,6 +264,9 @@ def parse_config(text: str, file: str = "<config>") -> AgentConfig:
             (_describe(error, expansion) for error in exc.errors()), key=lambda item: _line_of(lines, item[0])
         )
         raise ConfigError(file, [located(loc, msg) for loc, msg in described]) from None
+    except (TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+        # A validator tripped over a value of a type it did not expect: still an answer, not a traceback.
+        raise ConfigError(file, [located((), f"{CHECKER_FAILED} ({type(exc).__name__}). {CHECKER_FIX}")]) from exc
     semantic = _semantic_problems(config)
     if semantic:
         raise ConfigError(file, [located(loc, msg) for loc, msg in semantic])
