@@ -298,7 +298,8 @@ def test_file_references_only_resolve_into_secrets(secret_file: Path) -> None:
     from edge_agent.runtime.loader import parse_config
 
     config = parse_config(f"web:\n  username: operator\n  password: ${{file:{secret_file}}}\n", "ok.yaml")
-    assert config.web is not None and config.web.password is not None
+    assert config.web is not None
+    assert config.web.password is not None
     assert config.web.password.get_secret_value() == FILE_CANARY
     with pytest.raises(ConfigError) as refused:
         parse_config(f"mqtt:\n  host: ${{file:{secret_file}}}\n", "bad.yaml")
@@ -323,7 +324,7 @@ SUBPROCESS_CASES = {
     "nul": "site:\n  name: a\x00b\n",
     "surrogate": 'site:\n  name: "\\ud800"\n',
     "secret": f"web:\n  host: 0.0.0.0\n  username: u\n  password: {INT_CANARY}\n",
-    "nan": "machines:\n  - id: m\n    type: modbus\n    host: h\n    interval: .nan\n    tags: [{name: t, address: 0}]\n",
+    "nan": "machines:\n  - {id: m, type: modbus, host: h, interval: .nan, tags: [{name: t, address: 0}]}\n",
 }
 
 

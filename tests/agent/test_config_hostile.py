@@ -92,7 +92,7 @@ def test_negative_mqtt_keepalive_is_a_config_error_not_a_crash_loop() -> None:
     ],
 )
 def test_modbus_scale_and_offset_are_finite(extra: str, key: str) -> None:
-    text = MODBUS.split("    tags:\n")[0] + extra
+    text = MODBUS.split("    tags:\n", 1)[0] + extra
     [problem] = problems_of(text)
     assert f"tags[0].{key}: Input should be a finite number" in problem
 
