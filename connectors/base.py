@@ -29,7 +29,7 @@ class MachineConfigBase(StrictModel):
     area: str | None = Field(default=None, description="Overrides site.area for this machine.")
     line: str | None = Field(default=None, description="Overrides site.line for this machine.")
     enabled: bool = True
-    interval: Duration = Field(default=1.0, description="Time between polls.")
+    interval: Duration = Field(default=1.0, le=86400, description="Time between polls (at most a day).")
     timeout: Duration | None = Field(default=None, description="Time one poll may take; default 80 % of the interval.")
 
     @model_validator(mode="after")

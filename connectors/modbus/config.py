@@ -88,15 +88,20 @@ class ModbusTag(StrictModel):
     length: int | None = Field(
         default=None, ge=1, le=MAX_REGISTERS_PER_REQUEST, description="For a string: registers (2 characters each)."
     )
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, allow_inf_nan=False)
     unit_id: int | None = Field(default=None, ge=0, le=255, description="Overrides the machine's unit_id.")
     unit: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _bits_are_bool_by_default(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("table") in BIT_TABLES and "type" not in data:
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("table"), str)
+            and data["table"] in BIT_TABLES
+            and "type" not in data
+        ):
             return {**data, "type": "bool"}
         return data
 
@@ -227,8 +232,8 @@ class ModbusMachine(MachineConfigBase):
     request_timeout: Duration | None = Field(
         default=None, description="Time one request may take; default: what is left of the poll's timeout."
     )
-    pause_after_connect: Duration = 0.0
-    pause_between_requests: Duration = 0.0
+    pause_after_connect: Duration = Field(default=0.0, le=60, description="Silence after connecting (at most 60 s).")
+    pause_between_requests: Duration = Field(default=0.0, le=60, description="Silence between two requests.")
     close_after_cycle: bool = False
     tags: list[ModbusTag] = Field(min_length=1)
 

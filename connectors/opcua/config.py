@@ -29,7 +29,7 @@ class OpcUaTag(StrictModel):
     node: str
     unit: str | None = None
     index: int | None = Field(
-        default=None, ge=0, description="For an array node: the element to read (0 is the first)."
+        default=None, ge=0, le=2**31 - 1, description="For an array node: the element to read (0 is the first)."
     )
     max_age: Duration | None = Field(
         default=None, description="A value whose source timestamp is older than this is uncertain."
@@ -37,7 +37,9 @@ class OpcUaTag(StrictModel):
     sampling_interval: Duration | None = Field(
         default=None, description="Subscribe mode: overrides the machine's sampling_interval."
     )
-    deadband: float | None = Field(default=None, ge=0, description="Subscribe mode: overrides the machine's deadband.")
+    deadband: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Subscribe mode: overrides the machine's deadband."
+    )
 
     @field_validator("node")
     @classmethod
@@ -184,10 +186,11 @@ class OpcUaMachine(MachineConfigBase):
     )
     connect_timeout: Duration | None = Field(
         default=None,
+        le=600,
         description="Time connecting may take (session, lookups, subscription); default: timeout, at least 5 s.",
     )
     max_nodes_per_read: int | None = Field(
-        default=None, ge=1, description="Nodes per Read request; default: the server's MaxNodesPerRead."
+        default=None, ge=1, le=100_000, description="Nodes per Read request; default: the server's MaxNodesPerRead."
     )
     max_age: Duration | None = Field(
         default=None, description="A value whose source timestamp is older than this is uncertain."
@@ -201,11 +204,14 @@ class OpcUaMachine(MachineConfigBase):
     queue_size: int = Field(
         default=10, ge=1, le=10000, description="Subscribe mode: changes the server keeps per node."
     )
-    deadband: float = Field(default=0.0, ge=0, description="Subscribe mode: the change a number must make to be sent.")
+    deadband: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False, description="Subscribe mode: the change a number must make to be sent."
+    )
     deadband_type: Literal["absolute", "percent"] = "absolute"
     max_queued_samples: int | None = Field(
         default=None,
         ge=1,
+        le=10_000_000,
         description="Subscribe mode: changes kept between two reads; the oldest go first. "
         "Default: 10 per tag, at least 10000.",
     )

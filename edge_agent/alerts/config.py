@@ -42,8 +42,12 @@ class StateSignalConfig(StrictModel):
 
     signal: str = Field(description="tag carrying the state (a code, a name, or a level such as motor current)")
     codes: dict[str, str] | None = Field(default=None, description="tag value (as text) -> state name")
-    off_below: float | None = Field(default=None, description="level signal: below this the machine is off")
-    running_above: float | None = Field(default=None, description="level signal: at or above this it runs")
+    off_below: float | None = Field(
+        default=None, allow_inf_nan=False, description="level signal: below this the machine is off"
+    )
+    running_above: float | None = Field(
+        default=None, allow_inf_nan=False, description="level signal: at or above this it runs"
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:
@@ -95,10 +99,10 @@ class AlertsConfig(StrictModel):
     min_fill: float = Field(default=0.8, gt=0, le=1)
     learn_after: Duration = Field(default=86400.0, gt=0)
     learn_states: list[str] = Field(default_factory=lambda: ["running"], min_length=1)
-    false_alarms_per_day: float = Field(default=0.5, gt=0)
-    k: int = Field(default=3, ge=1)
-    n: int = Field(default=5, ge=1)
-    clear_after: int = Field(default=5, ge=1)
+    false_alarms_per_day: float = Field(default=0.5, gt=0, le=10_000)
+    k: int = Field(default=3, ge=1, le=1000)
+    n: int = Field(default=5, ge=1, le=1000)
+    clear_after: int = Field(default=5, ge=1, le=10_000)
     clear_level: float = Field(default=0.7, ge=0, le=1)
     cooldown: Duration = Field(default=1800.0, ge=0)
     data_dir: Path = Path("data/alerts")
@@ -108,7 +112,9 @@ class AlertsConfig(StrictModel):
     )
     state: StateSignalConfig | None = None
     machines: dict[str, MachineAlertsConfig] = Field(default_factory=dict)
-    queue_rows: int = Field(default=10000, ge=10, description="rows buffered per machine before the oldest drop")
+    queue_rows: int = Field(
+        default=10000, ge=10, le=10_000_000, description="rows buffered per machine before the oldest drop"
+    )
     retrain_every: Duration | None = Field(
         default=None,
         gt=0,
@@ -117,7 +123,9 @@ class AlertsConfig(StrictModel):
     retrain_on: Duration | None = Field(
         default=None, gt=0, description="recent data a retrain learns from (default: learn_after)"
     )
-    keep_models: int = Field(default=3, ge=1, description="model versions kept per machine, the current one included")
+    keep_models: int = Field(
+        default=3, ge=1, le=1000, description="model versions kept per machine, the current one included"
+    )
 
     @field_validator("detector")
     @classmethod

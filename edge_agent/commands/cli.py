@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -17,6 +18,7 @@ from typing import Any
 from edge_agent import __version__
 from edge_agent.core import memory  # memory first: it limits OpenBLAS threads before numpy loads
 from edge_agent.core.errors import ConfigError
+from edge_agent.runtime.cleartext import cleartext_credentials
 from edge_agent.runtime.config import AgentConfig
 from edge_agent.runtime.loader import load_config
 
@@ -76,7 +78,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  mqtt: {f'{config.mqtt.host}:{config.mqtt.port}' if config.mqtt else 'not configured (no publishing)'}")
     influx = config.influxdb
     print(f"  influxdb: {f'v{influx.version} at {influx.url}' if influx else 'not configured (ingest unavailable)'}")
+    for warning in cleartext_credentials(config):
+        print(f"warning: {warning}")
     return 0
+
+
+def _warn_cleartext(path: str, config: AgentConfig, *, influxdb: bool) -> None:
+    """Once at start: credentials this command will send unencrypted (see runtime/cleartext.py)."""
+    for warning in cleartext_credentials(config, influxdb=influxdb):
+        log.warning("%s: %s", path, warning)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -85,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(config.logging.level)
     if args.once:
         return _run_once(config)
+    _warn_cleartext(args.config, config, influxdb=config.outbox.deliver_to == "influxdb")
     memory.limit_arenas()  # before any thread starts: see edge_agent/core/memory.py
     from edge_agent.runtime.agent import Agent
     from edge_agent.web.history import HistoryBuffer
@@ -149,15 +160,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     mqtt = None
     if args.mqtt:
-        host, _, port = args.mqtt.partition(":")
-        mqtt = {"host": host or "127.0.0.1", "port": int(port or 1883)}
+        host, port = args.mqtt
+        mqtt = {"host": host, "port": port}
 
     from edge_agent.web import WebConfig
 
     web = None
     if not args.no_web:
-        host, _, port = args.web.rpartition(":")
-        web = WebConfig(host=host or "127.0.0.1", port=int(port))
+        host, port = args.web
+        web = WebConfig(host=host, port=port)
 
     async def main(stop: asyncio.Event) -> None:
         if args.duration:
@@ -179,6 +190,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         return 2
     _setup_logging(config.logging.level)
+    _warn_cleartext(args.config, config, influxdb=True)
     from edge_agent.ingest.bridge import run_ingest
 
     async def main(stop: asyncio.Event) -> None:
@@ -218,6 +230,62 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host_and_port(text: str, *, port_only: bool, default_port: int, lowest_port: int) -> tuple[str, int]:
+    """'host:port', 'host', '[v6]:port' (and for ``port_only`` a bare 'port') into a checked pair."""
+    if not text or not text.isprintable() or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError("write HOST:PORT without spaces, e.g. 127.0.0.1:8080")
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError("write an IPv6 address in brackets, e.g. [::1]:8080")
+        port = rest[1:]
+    elif text.count(":") > 1:
+        raise argparse.ArgumentTypeError("write an IPv6 address in brackets, e.g. [::1]:8080")
+    elif ":" in text or not port_only:
+        host, _, port = text.partition(":")
+    else:
+        host, port = "", text
+    if not port:
+        number = default_port
+    elif port.isdigit() and lowest_port <= int(port) <= 65535:
+        number = int(port)
+    else:
+        raise argparse.ArgumentTypeError(f"the port must be a number from {lowest_port} to 65535")
+    if "@" in host or "/" in host:
+        raise argparse.ArgumentTypeError("write a host name or address only (no user@, no URL)")
+    return host or "127.0.0.1", number
+
+
+def _broker_address(text: str) -> tuple[str, int]:
+    """``demo --mqtt HOST[:PORT]``."""
+    return _host_and_port(text, port_only=False, default_port=1883, lowest_port=1)
+
+
+def _page_address(text: str) -> tuple[str, int]:
+    """``demo --web [HOST:]PORT``: loopback only, since the demo's page has no login and can inject faults."""
+    from edge_agent.web.config import is_loopback
+
+    host, port = _host_and_port(text, port_only=True, default_port=8080, lowest_port=0)
+    if not is_loopback(host):
+        raise argparse.ArgumentTypeError(
+            f"{host} can be reached from other computers, and the demo's page has no login while it can inject "
+            f"faults. Use --web 127.0.0.1:{port} (from another computer: ssh -L {port}:127.0.0.1:{port} THIS_HOST), "
+            "or `edge-agent run` with a web: section that sets a login"
+        )
+    return host, port
+
+
+def _seconds(text: str) -> float:
+    """``demo --duration``: a finite number of seconds, not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("write a number of seconds, 0 or more (0 runs until Ctrl+C)")
+    return value
+
+
 # Commands whose parser needs none of the optional command modules (model, discover, certs).
 # ``run`` is the long-lived process: importing those modules would cost it RSS for command-line
 # options it never uses (docs/models.md, Footprint).
@@ -247,15 +315,16 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="simulated machines + agent, live values in the terminal")
-    demo.add_argument("--mqtt", metavar="HOST[:PORT]", help="also publish to this MQTT broker")
+    demo.add_argument("--mqtt", metavar="HOST[:PORT]", type=_broker_address, help="also publish to this MQTT broker")
     demo.add_argument(
-        "--duration", type=float, default=0, help="stop after this many seconds (default: run until Ctrl+C)"
+        "--duration", type=_seconds, default=0, help="stop after this many seconds (default: run until Ctrl+C)"
     )
     demo.add_argument("--seed", type=int, default=1, help="simulation seed (same seed, same machines)")
     demo.add_argument("--verbose", action="store_true", help="show the agent's log lines too")
     demo.add_argument(
         "--web",
         metavar="[HOST:]PORT",
+        type=_page_address,
         default="127.0.0.1:8080",
         help="status page address (default 127.0.0.1:8080; a busy port falls back to any free one)",
     )

@@ -15,8 +15,8 @@ class IngestConfig(StrictModel):
     share_group: str | None = Field(
         default=None, description="MQTT 5 shared-subscription group, to run several bridges side by side."
     )
-    batch_size: int = Field(default=5000, ge=1, description="Points per InfluxDB write.")
-    flush_interval: Duration = 1.0
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000, description="Points per InfluxDB write.")
+    flush_interval: Duration = Field(default=1.0, gt=0, le=3600)
     dead_letter_prefix: str | None = Field(
         default=None,
         description="Where malformed payloads go, with the reason, before they are acked. "

@@ -12,101 +12,28 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from connectors import TagConfig
 from edge_agent.core.errors import ConfigError
 from edge_agent.runtime.config import AgentConfig
-
-Location = tuple[str | int, ...]
-_REFERENCE = re.compile(r"\$\{([^}]*)\}")
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first on line {seen[key] + 1}); remove one of them",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _line_index(node: yaml.Node, path: Location = ()) -> Iterator[tuple[Location, int]]:
-    """Yield (location, 1-based line) for every key and item of the YAML tree."""
-    yield path, node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            yield (*path, key), key_node.start_mark.line + 1
-            for sub_path, line in _line_index(value_node, (*path, key)):
-                if sub_path != (*path, key):
-                    yield sub_path, line
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _line_index(item, (*path, index))
-
-
-def _resolve_reference(expression: str, where: str) -> str:
-    """``NAME`` or ``NAME:-default`` from the environment, or ``file:/path`` contents."""
-    if expression.startswith("file:"):
-        path = Path(expression[5:])
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(
-                f"{where}: cannot read secret file {str(path)!r} ({exc.strerror}). Fix: create it or correct the path"
-            ) from exc
-    name, has_default, default = expression.partition(":-")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"{where}: ${{{expression}}} is not a valid reference. Fix: use ${{NAME}} or ${{file:/path}}")
-    if name in os.environ:
-        return os.environ[name]
-    if has_default:
-        return default
-    raise ValueError(
-        f"{where}: environment variable {name} is not set. Fix: export {name}=... "
-        f"(or write ${{{name}:-default}} to give a default)"
-    )
-
-
-def _expand(data: Any, path: Location, problems: list[tuple[Location, str]]) -> Any:
-    """Replace ``${...}`` references in every string; collect problems instead of stopping at the first."""
-    if isinstance(data, dict):
-        return {key: _expand(value, (*path, key), problems) for key, value in data.items()}
-    if isinstance(data, list):
-        return [_expand(value, (*path, index), problems) for index, value in enumerate(data)]
-    if isinstance(data, str) and "${" in data:
-        try:
-            return _REFERENCE.sub(lambda m: _resolve_reference(m.group(1), _dotted(path)), data)
-        except ValueError as exc:
-            problems.append((path, str(exc).split(": ", 1)[1]))
-            return data
-    return data
+from edge_agent.runtime.references import Expansion, expand
+from edge_agent.runtime.yaml_reader import Location, YamlProblem, line_index, load_yaml, read_config_text
 
 
 def _dotted(location: Location) -> str:
     text = ""
     for part in location:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+            continue
+        shown = part if isinstance(part, str) and part.isprintable() else repr(part)
+        text += f".{shown}" if text else shown
     return text or "(top level)"
 
 
@@ -129,6 +56,21 @@ def _value_model(location: Location) -> type[BaseModel] | None:
     """The model that the value at ``location`` must be (e.g. ModbusTag for machines[0].tags[1])."""
     _, _, candidates = _walk(location)
     return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+def _is_secret(location: Location) -> bool:
+    """Whether the YAML key at ``location`` holds a secret (a ``SecretStr`` in any model it may be)."""
+    candidates: list[Any] = [AgentConfig]
+    for part in location:
+        if isinstance(part, int):
+            items = [get_args(c)[0] for c in candidates if get_origin(c) is list]
+            candidates = [t for item in items for t in _unwrap(item)]
+            continue
+        mappings = [get_args(c)[1] for c in candidates if get_origin(c) is dict]
+        models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        candidates = [t for f in fields for t in _unwrap(f.annotation)] + [t for v in mappings for t in _unwrap(v)]
+    return SecretStr in candidates
 
 
 def _walk(location: Location) -> tuple[type[BaseModel] | None, Location, list[Any]]:
@@ -167,8 +109,8 @@ def _type_literal(model: type[BaseModel]) -> str | None:
     return str(args[0]) if args else None
 
 
-def _describe(error: ErrorDetails) -> tuple[Location, str]:
-    """One pydantic error as (YAML location, 'problem. Fix: ...')."""
+def _describe(error: ErrorDetails, expansion: Expansion) -> tuple[Location, str]:
+    """One pydantic error as (YAML location, 'problem. Fix: ...'), never echoing a secret or a reference's value."""
     owner, location = _model_at(tuple(error["loc"]))
     kind = error["type"]
     key = location[-1] if location else ""
@@ -190,10 +132,26 @@ def _describe(error: ErrorDetails) -> tuple[Location, str]:
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     got = error.get("input")
-    shown = "" if isinstance(got, dict | list) or "Fix:" in message else f" (got {got!r})"
-    fix = "" if "Fix:" in message else f". Fix: {_FIXES.get(kind, 'correct the value')}"
+    private = location in expansion.substituted or _is_secret(location)
+    shown = "" if private or isinstance(got, dict | list) or "Fix:" in message else f" (got {_short(got)})"
+    pattern = str(error.get("ctx", {}).get("pattern", ""))
+    advice = _URL_FIXES.get(pattern) or _FIXES.get(kind, "correct the value")
+    fix = "" if "Fix:" in message else f". Fix: {advice}"
     return location, f"{message}{shown}{fix}"
 
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+_URL_FIXES = {
+    r"^https?://": "write a URL such as http://influxdb.plant.lan:8086 (https:// for TLS)",
+    r"^opc\.tcp://": "write the endpoint as opc.tcp://host:4840/path",
+}
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s'\"]*@")
+"""The ``user:password@`` of a URL quoted in a message, which is never shown."""
 
 _FIXES = {
     "literal_error": "use one of the values listed",
@@ -206,6 +164,7 @@ _FIXES = {
     "bool_parsing": "write true or false",
     "int_parsing": "write a whole number",
     "float_parsing": "write a number",
+    "finite_number": "write a finite number (not nan or inf)",
     "string_type": "write a text value (quote it if it looks like a number)",
     "model_type": "write a mapping of keys here",
     "list_type": "write a list here (lines starting with '- ')",
@@ -261,47 +220,53 @@ def _line_of(lines: dict[Location, int], location: Location) -> int:
     return next((lines[location[:n]] for n in range(len(location), -1, -1) if location[:n] in lines), 0)
 
 
+CHECKER_FAILED = "the checker failed on a value of an unexpected type"
+CHECKER_FIX = "Fix: look for a list or mapping where a single value belongs, and report this as a bug"
+
+
 def load_config(path: str | Path) -> AgentConfig:
     """Read, expand and validate a config file. Raises ``ConfigError`` listing every problem."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_config_text(path)
     except OSError as exc:
         raise ConfigError(file, [f"cannot read the file: {exc.strerror}. Fix: check the path and permissions"]) from exc
+    except YamlProblem as exc:
+        raise ConfigError(file, [f"{exc.where}: {exc.message}"]) from None
     return parse_config(text, file)
 
 
 def parse_config(text: str, file: str = "<config>") -> AgentConfig:
     """Validate config text; ``file`` is only used in messages."""
     try:
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(
-            file, [f"{where}: not valid YAML: {exc.problem}. Fix: check indentation and quoting"]
-        ) from exc
+        data, node = load_yaml(text)
+    except YamlProblem as exc:
+        raise ConfigError(file, [f"{exc.where}: {exc.message}"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(file, ["line 1: the file must be a mapping of keys (site:, machines:, mqtt:, ...)"])
-    lines = dict(_line_index(node)) if node is not None else {}
+    lines = dict(line_index(node)) if node is not None else {}
+    expansion = expand(data, _is_secret)
 
     def located(location: Location, message: str) -> str:
-        line = _line_of(lines, location)
-        prefix = f"line {line}: " if line else ""
-        return f"{prefix}{_dotted(location)}: {message}"
+        line = _line_of(lines, location) or 1
+        # One line per problem: a value with a line break must not start a line of its own.
+        text = _USERINFO.sub("[hidden]@", expansion.redact(f"line {line}: {_dotted(location)}: {message}"))
+        return text.replace("\n", "\\n")
 
-    expansion_problems: list[tuple[Location, str]] = []
-    data = _expand(data, (), expansion_problems)
-    if expansion_problems:
-        raise ConfigError(file, [located(loc, msg) for loc, msg in expansion_problems])
+    if expansion.problems:
+        raise ConfigError(file, [located(loc, msg) for loc, msg in expansion.problems])
     try:
-        config = AgentConfig.model_validate(data)
+        config = AgentConfig.model_validate(expansion.data)
     except ValidationError as exc:
-        described = sorted((_describe(error) for error in exc.errors()), key=lambda item: _line_of(lines, item[0]))
+        described = sorted(
+            (_describe(error, expansion) for error in exc.errors()), key=lambda item: _line_of(lines, item[0])
+        )
         raise ConfigError(file, [located(loc, msg) for loc, msg in described]) from None
+    except (TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+        # A validator tripped over a value of a type it did not expect: still an answer, not a traceback.
+        raise ConfigError(file, [located((), f"{CHECKER_FAILED} ({type(exc).__name__}). {CHECKER_FIX}")]) from exc
     semantic = _semantic_problems(config)
     if semantic:
         raise ConfigError(file, [located(loc, msg) for loc, msg in semantic])
