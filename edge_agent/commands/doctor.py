@@ -15,13 +15,13 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from connectors import PROTOCOLS, MachineConfig
 from connectors.base import Connector
+from connectors.diagnosis import Row
 from edge_agent.core.errors import ConfigError, ConnectorError, SinkError
 from edge_agent.core.samples import Quality
 from edge_agent.delivery.config import InfluxConfig, MqttConfig
@@ -32,17 +32,7 @@ from edge_agent.runtime.poller import connect_limit
 ROUND_TRIP_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class Check:
-    """One row of the doctor's table."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
-async def check_machine(machine: MachineConfig) -> list[Check]:
+async def check_machine(machine: MachineConfig) -> list[Row]:
     """Connect and read every tag once; a machine passes when it answers and every tag is good.
 
     Its protocol may add rows (an OPC UA machine's security: offered and chosen policy, the
@@ -52,7 +42,7 @@ async def check_machine(machine: MachineConfig) -> list[Check]:
     """
     name = f"machine {machine.id} ({machine.type})"
     if not machine.enabled:
-        return [Check(name, True, "disabled in the config; not checked")]
+        return [Row(name, True, "disabled in the config; not checked")]
     connector = _connector(machine)
     timeout = max(machine.effective_timeout, 5.0)
     started = time.monotonic()
@@ -66,8 +56,8 @@ async def check_machine(machine: MachineConfig) -> list[Check]:
         extra = _extra_rows(machine, connector, connected, reason)
         if any(not row.ok for row in extra):  # a row below says what failed and how to fix it
             short = reason.removeprefix(f"machine {machine.id!r}: ").split(". Fix:", 1)[0]
-            return [Check(name, False, f"{_first_sentence(short)} (see below)"), *extra]
-        return [Check(name, False, reason, _machine_fix(machine, reason)), *extra]
+            return [Row(name, False, f"{_first_sentence(short)} (see below)"), *extra]
+        return [Row(name, False, reason, _machine_fix(machine, reason)), *extra]
     finally:
         await connector.close()
     elapsed_ms = (time.monotonic() - started) * 1000
@@ -76,7 +66,7 @@ async def check_machine(machine: MachineConfig) -> list[Check]:
     if bad:
         first = bad[0]
         return [
-            Check(
+            Row(
                 name,
                 False,
                 f"{len(bad)} of {len(batch.samples)} tag(s) not good, e.g. {first.tag}: "
@@ -85,7 +75,7 @@ async def check_machine(machine: MachineConfig) -> list[Check]:
             ),
             *extra,
         ]
-    return [Check(name, True, f"{len(batch.samples)} tag(s) read, all good, in {elapsed_ms:.0f} ms"), *extra]
+    return [Row(name, True, f"{len(batch.samples)} tag(s) read, all good, in {elapsed_ms:.0f} ms"), *extra]
 
 
 def _connector(machine: MachineConfig) -> Connector:
@@ -93,10 +83,10 @@ def _connector(machine: MachineConfig) -> Connector:
     return PROTOCOLS[machine.type].doctor.probe(machine)
 
 
-def _extra_rows(machine: MachineConfig, connector: Connector, connected: bool, failure: str | None) -> list[Check]:
+def _extra_rows(machine: MachineConfig, connector: Connector, connected: bool, failure: str | None) -> list[Row]:
     """The protocol's own rows (OPC UA security) from what the connect attempt saw."""
     rows = PROTOCOLS[machine.type].doctor.rows(machine, connector, connected, failure)
-    return [Check(row.name, row.ok, row.detail, row.fix) for row in rows]
+    return list(rows)
 
 
 def _first_sentence(text: str, limit: int = 100) -> str:
@@ -119,7 +109,7 @@ def _machine_fix(machine: MachineConfig, reason: str) -> str:
     return f"check the {machine.type} settings of machine {machine.id} ({where})"
 
 
-def check_broker(config: MqttConfig, site: str) -> Check:
+def check_broker(config: MqttConfig, site: str) -> Row:
     """Connect (TLS and login as configured) and round-trip one message through the broker."""
     name = f"MQTT broker {config.host}:{config.port}"
     topic = f"{config.topic_prefix}/{site}/_agent/doctor/{uuid.uuid4().hex}"
@@ -131,7 +121,7 @@ def check_broker(config: MqttConfig, site: str) -> Check:
         session = MqttSession(config, f"edge-agent-doctor-{uuid.uuid4().hex[:8]}", persistent=False)
     except ConfigError as exc:  # a TLS file that cannot be loaded
         detail = "; ".join(problem.split(". Fix:", 1)[0] for problem in exc.problems)
-        return Check(name, False, detail, "check mqtt.tls: ca_file, cert_file and key_file")
+        return Row(name, False, detail, "check mqtt.tls: ca_file, cert_file and key_file")
     client = session.client
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
@@ -155,13 +145,11 @@ def check_broker(config: MqttConfig, site: str) -> Check:
     try:
         session.connect()
     except ssl.SSLCertVerificationError as exc:
-        return Check(name, False, f"TLS certificate not accepted: {exc.verify_message}", _tls_fix(exc.verify_message))
+        return Row(name, False, f"TLS certificate not accepted: {exc.verify_message}", _tls_fix(exc.verify_message))
     except ssl.SSLError as exc:
-        return Check(
-            name, False, f"TLS handshake failed: {exc.reason}", "check tls.ca_file and that the port speaks TLS"
-        )
+        return Row(name, False, f"TLS handshake failed: {exc.reason}", "check tls.ca_file and that the port speaks TLS")
     except OSError as exc:
-        return Check(
+        return Row(
             name,
             False,
             f"cannot connect: {exc.strerror or exc}",
@@ -172,21 +160,21 @@ def check_broker(config: MqttConfig, site: str) -> Check:
     finally:
         with contextlib.suppress(Exception):
             session.stop_blocking()
-    return failure or Check(
+    return failure or Row(
         name, True, f"connected and round-tripped a message in {(time.monotonic() - started) * 1000:.0f} ms"
     )
 
 
 def _wait_round_trip(
     name: str, config: MqttConfig, connected: threading.Event, received: threading.Event, refused: list[str]
-) -> Check | None:
+) -> Row | None:
     """The failed check, or None when the message came back."""
     if not connected.wait(ROUND_TRIP_TIMEOUT):
-        return Check(name, False, "no CONNACK from the broker", "check that mqtt.port is an MQTT port")
+        return Row(name, False, "no CONNACK from the broker", "check that mqtt.port is an MQTT port")
     if refused:
-        return Check(name, False, f"the broker refused the login: {refused[0]}", _auth_fix(refused[0]))
+        return Row(name, False, f"the broker refused the login: {refused[0]}", _auth_fix(refused[0]))
     if not received.wait(ROUND_TRIP_TIMEOUT):
-        return Check(
+        return Row(
             name,
             False,
             "connected, but a test message did not come back",
@@ -207,7 +195,7 @@ def _auth_fix(reason: str) -> str:
     return "check the broker's log for why it refused this client"
 
 
-async def check_influx(config: InfluxConfig) -> Check:
+async def check_influx(config: InfluxConfig) -> Row:
     """Ping InfluxDB and write one point, which proves the credentials and write permission."""
     from edge_agent.delivery.influx_writer import make_writer
 
@@ -218,10 +206,10 @@ async def check_influx(config: InfluxConfig) -> Check:
         await writer.ping()
         await writer.write([f"edge_agent_doctor check=1i {time.time_ns()}"])
     except SinkError as exc:
-        return Check(name, False, str(exc), _influx_fix(str(exc), config))
+        return Row(name, False, str(exc), _influx_fix(str(exc), config))
     finally:
         await writer.close()
-    return Check(name, True, "reachable, and a test point was written")
+    return Row(name, True, "reachable, and a test point was written")
 
 
 def _influx_fix(message: str, config: InfluxConfig) -> str:
@@ -234,19 +222,19 @@ def _influx_fix(message: str, config: InfluxConfig) -> str:
     return "check influxdb.org, influxdb.bucket and that the token may write to the bucket"
 
 
-async def run_checks(config: AgentConfig) -> list[Check]:
+async def run_checks(config: AgentConfig) -> list[Row]:
     """Every check the config implies, machines concurrently."""
     checks = [row for rows in await asyncio.gather(*(check_machine(m) for m in config.machines)) for row in rows]
     if config.mqtt is not None:
         checks.append(await asyncio.to_thread(check_broker, config.mqtt, config.site.name))
     else:
-        checks.append(Check("MQTT broker", True, "not configured: the agent will only poll"))
+        checks.append(Row("MQTT broker", True, "not configured: the agent will only poll"))
     if config.influxdb is not None:
         checks.append(await check_influx(config.influxdb))
     return checks
 
 
-def render(checks: Sequence[Check]) -> str:
+def render(checks: Sequence[Row]) -> str:
     """The table an operator reads."""
     width = max(len(c.name) for c in checks)
     lines = []
