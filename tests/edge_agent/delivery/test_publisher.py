@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -19,40 +19,16 @@ from edge_agent.core.origin import Origin
 from edge_agent.delivery.config import MqttConfig, OutboxConfig
 from edge_agent.delivery.publisher import MqttPublisher
 from tests.helpers.mqtt import Subscriber
+from tests.helpers.publisher import running_publisher
 from tests.helpers.servers import Mosquitto, tcp_accepts, unique_name
 from tests.helpers.telemetry import T0, batch
 from tests.helpers.waiting import wait_until
 
 
 @pytest.fixture
-def prefix() -> str:
-    return unique_name("pub")
-
-
-@pytest.fixture
-def subscriber(fresh_mosquitto: Mosquitto, prefix: str) -> Iterator[Subscriber]:
-    sub = Subscriber(fresh_mosquitto, prefix)
-    try:
-        yield sub
-    finally:
-        sub.close()
-
-
-@pytest.fixture
 async def publisher(fresh_mosquitto: Mosquitto, prefix: str, tmp_path: Path) -> AsyncIterator[MqttPublisher]:
-    config = MqttConfig(host=fresh_mosquitto.host, port=fresh_mosquitto.port, topic_prefix=prefix, keepalive=5)
-    pub = MqttPublisher(
-        config,
-        "s",
-        client_id=unique_name("agent"),
-        outbox=OutboxConfig(path=str(tmp_path / "o.sqlite"), max_in_flight=50),
-    )
-    pub.backoff.initial, pub.backoff.cap = 0.1, 0.5
-    await pub.start()
-    try:
+    async with running_publisher(fresh_mosquitto, prefix, tmp_path / "o.sqlite", max_in_flight=50) as pub:
         yield pub
-    finally:
-        await pub.close()
 
 
 ORIGIN = Origin("s", "a", "l", "m1")

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from edge_agent.delivery.outbox import Outbox
 from edge_agent.delivery.publisher import MqttPublisher
 from edge_agent.delivery.replay import BacklogReplay
 from tests.helpers.mqtt import Subscriber
+from tests.helpers.publisher import running_publisher
 from tests.helpers.servers import InfluxDB1, Mosquitto, unique_name
 from tests.helpers.telemetry import T0, batch, telemetry_points, xy_batch
 from tests.helpers.waiting import wait_until
@@ -44,35 +45,11 @@ def backlog_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 @pytest.fixture
-def prefix() -> str:
-    return unique_name("replay")
-
-
-@pytest.fixture
-def subscriber(fresh_mosquitto: Mosquitto, prefix: str) -> Iterator[Subscriber]:
-    sub = Subscriber(fresh_mosquitto, prefix)
-    try:
-        yield sub
-    finally:
-        sub.close()
-
-
-@pytest.fixture
 async def publisher(fresh_mosquitto: Mosquitto, prefix: str, tmp_path: Path) -> AsyncIterator[MqttPublisher]:
-    config = MqttConfig(host=fresh_mosquitto.host, port=fresh_mosquitto.port, topic_prefix=prefix, keepalive=5)
-    pub = MqttPublisher(
-        config,
-        "s",
-        client_id=unique_name("agent"),
-        outbox=OutboxConfig(path=str(tmp_path / "o.sqlite"), max_in_flight=20),
-    )
-    pub.backoff.initial, pub.backoff.cap = 0.1, 0.5
-    pub.replay.every_s = EVERY_S
-    await pub.start()
-    try:
+    async with running_publisher(
+        fresh_mosquitto, prefix, tmp_path / "o.sqlite", max_in_flight=20, replay_every_s=EVERY_S
+    ) as pub:
         yield pub
-    finally:
-        await pub.close()
 
 
 async def test_mqtt_backlog_replay_is_reported_from_start_to_end(
