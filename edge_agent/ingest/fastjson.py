@@ -1,7 +1,7 @@
 """The bridge's hot path: a JSON schema-1 telemetry payload to line protocol, as fast as Python allows.
 
 Same contract as ``edge_agent.delivery.payloads.json_to_line_protocol``, the careful path (same lines, same
-``PayloadError`` for every payload; ``tests/ingest/test_fast_paths.py`` checks it on a seeded
+``PayloadError`` for every payload; ``tests/edge_agent/ingest/test_fast_paths.py`` checks it on a seeded
 stream of mostly broken messages), much faster on well-formed messages (docs/delivery.md). It is the
 only fast path: whatever it doubts goes straight to the careful path, never through a second one.
 
@@ -133,7 +133,7 @@ def format_floats(numbers: list[float]) -> list[str]:
     orjson and ``repr`` both write the shortest text that reads back as the same double; they only
     differ in notation: orjson writes 1e-5 <= |x| < 1e-4 in plain decimals and its exponents
     without padding. Those (and every text with an exponent) are redone with ``repr``, so the
-    result is exactly ``repr``'s (tests/ingest/test_fast_paths.py checks it).
+    result is exactly ``repr``'s (tests/edge_agent/ingest/test_fast_paths.py checks it).
     """
     texts = orjson.dumps(numbers).decode()[1:-1].split(",")
     for index, text in enumerate(texts):
