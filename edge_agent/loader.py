@@ -190,10 +190,21 @@ def _describe(error: ErrorDetails) -> tuple[Location, str]:
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+        location = _named_key(location, tuple(error["loc"]), message)
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) or "Fix:" in message else f" (got {got!r})"
     fix = "" if "Fix:" in message else f". Fix: {_FIXES.get(kind, 'correct the value')}"
     return location, f"{message}{shown}{fix}"
+
+
+def _named_key(location: Location, loc: Location, message: str) -> Location:
+    """A check across a section's keys (a model validator) reports at the section; when its message
+    starts with one of the section's keys ("learn_after 150s gives ..."), report at that key."""
+    model = _value_model(loc)
+    key = message.split(" ", 1)[0]
+    if model is not None and key in model.model_fields:
+        return (*location, key)
+    return location
 
 
 _FIXES = {
