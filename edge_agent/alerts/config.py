@@ -146,6 +146,17 @@ class AlertsConfig(_Strict):
                 raise ValueError(problem)
         return self
 
+    def learning_plan(self) -> str:
+        """What learning will collect, in words (``check-config`` prints it)."""
+        from models.model import MIN_WINDOWS, windows_in
+
+        states = ", ".join(self.learn_states)
+        return (
+            f"learn after {format_duration(self.learn_after)} of {states}: "
+            f"{windows_in(self.learn_after, self.hop)} windows of {format_duration(self.window)} every "
+            f"{format_duration(self.hop)}, at least {MIN_WINDOWS} of them in one state"
+        )
+
     def too_few_windows(self, key: str) -> str | None:
         """Why ``learn_after`` or ``retrain_on`` can never learn at this hop, with the fix; None if it can.
 

@@ -99,6 +99,8 @@ def test_check_config_and_run_refuse_it_with_file_line_key_and_fix(
     if command == "check-config":
         result = _cli(command, str(plant))
         assert result.returncode == 0, result.stderr
+        plan = "alerts: learn after 170s of running: 34 windows of 20s every 5s, at least 34 of them in one state"
+        assert plan in result.stdout
 
 
 # -- every shipped config ------------------------------------------------------------------------
