@@ -3,7 +3,8 @@
 ``submit`` only turns a batch into one row and appends it to the machine's bounded queue: it
 never computes anything, so a slow model can never delay a poll. One task per machine drains
 its queue and hands the rows to the engine's one worker thread that cuts windows,
-collects training data, learns the model when ``learn_after`` of good running data is in,
+collects training data, learns the model when ``learn_after`` of good running data is in and
+one learned state has the windows the trainer needs (``models.model.learning_progress``),
 scores windows, steps the alert state machine and writes model and state files. Alert events
 come back to the event loop and go to ``on_alert(origin, event)``, which the runtime wires to
 the retained MQTT topic ``.../{machine}/alerts``.
