@@ -66,7 +66,7 @@ async def main() -> None:
             broker = servers.enter_context(Mosquitto(Path(folder) / "broker"))
             mqtt = {"host": broker.host, "port": broker.port}
         async with Simulation(seed=1, machines=ids, update_interval=0.1, extra_tags=max(0, args.tags - 8)) as sim:
-            alerts = {**DEMO_ALERTS, "window": "10s", "hop": "5s", "learn_after": "150s", "data_dir": folder}
+            alerts = {**DEMO_ALERTS, "window": "10s", "hop": "5s", "learn_after": "170s", "data_dir": folder}
             config = demo_config(sim, mqtt, alerts=alerts).model_dump(mode="json", exclude_unset=True)
             config["outbox"] = {"path": str(Path(folder) / "outbox.db")}
             if not args.no_web:
@@ -88,7 +88,7 @@ async def main() -> None:
             )
             print(
                 f"agent: {len(config['machines'])} machines, {tags} tags at {1 / POLL_S:g} Hz,"
-                f" alerts on (learning after 150 s), {outputs or 'no outputs'}"
+                f" alerts on (learning after 170 s), {outputs or 'no outputs'}"
             )
             started = time.monotonic()
             peak = 0.0

@@ -166,12 +166,13 @@ def _state(text: str) -> str:
     return SIMULATOR_CODES.get(text, text or "unknown")
 
 
-def check_trainable(table: Table, min_rows: int) -> None:
-    """Enough rows, and no signal that never changes (it would only ever alert on noise)."""
+def check_trainable(table: Table, min_rows: int, min_windows: int) -> None:
+    """Enough rows for ``min_windows`` windows, and no signal that never changes (it would only ever
+    alert on noise)."""
     if len(table.time_s) < min_rows:
         raise ModelError(
             f"{table.path}: only {len(table.time_s)} rows; training needs at least {min_rows} "
-            "(30 windows of normal running). Fix: use a longer recording or a shorter --window/--hop"
+            f"({min_windows} windows of normal running). Fix: use a longer recording or a shorter --window/--hop"
         )
     usable = np.array([s == RUNNING for s in table.states])
     if table.labels is not None:

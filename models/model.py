@@ -7,27 +7,87 @@ file format of ``models.store``.
 Training holds out every third of nine chronological chunks (30 %, spread over the day so the
 daily temperature swing is in both parts): the detector learns from the rest, and the threshold
 is calibrated on scores of windows it did not learn from, which is what production looks like.
+``held_out`` is that split and ``MIN_WINDOWS`` the fewest windows of a state it leaves both parts
+big enough for: the agent's learning, its config check, the status page and ``model train`` all
+use these two, never a number of their own.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from edge_agent.core.errors import ModelError
 from models import store
 from models.detectors import DETECTORS, Detector, RobustScaler
 from models.features import FEATURES, FloatArray, Window, WindowSet, WindowSpec
 from models.levels import MODEL_FEATURES, LevelModel
-from models.thresholds import Threshold, calibrate
+from models.thresholds import MIN_SCORES, Threshold, calibrate
 
-MIN_WINDOWS = 30
-"""Fewer normal windows than this in a state and the state is not learned (nor scored)."""
+MIN_FIT_WINDOWS = 20
+"""Windows of a state the detector learns from at least (the part training does not hold out)."""
+
+
+def held_out(n: int) -> npt.NDArray[np.bool_]:
+    """Which of ``n`` windows (oldest first) training holds out to calibrate the threshold.
+
+    Every third of nine chronological chunks: about a third, spread over the whole recording.
+    """
+    held: npt.NDArray[np.bool_] = (np.arange(n) * 9 // max(n, 1)) % 3 == 2
+    return held
+
+
+def min_windows_to_learn(min_fit: int = MIN_FIT_WINDOWS, min_calibration: int = MIN_SCORES) -> int:
+    """The fewest windows of one state that training learns from: from this count on, every count
+    leaves at least ``min_fit`` windows to fit and ``min_calibration`` to calibrate with ``held_out``.
+
+    Not simply the first count that works: the split's rounding is not monotonic (32 windows hold
+    out 10, 33 hold out 9), and a machine can stop at any count above the minimum.
+    """
+    # From 9 * c windows on every chunk has at least c windows: three chunks are held, six fit.
+    sure = 9 * max(math.ceil(min_calibration / 3), math.ceil(min_fit / 6), 1)
+    n = sure
+    while n > 1:
+        held = int(held_out(n - 1).sum())
+        if held < min_calibration or n - 1 - held < min_fit:
+            break
+        n -= 1
+    return n
+
+
+MIN_WINDOWS = min_windows_to_learn()
+"""Fewer normal windows than this in a state and the state is not learned (nor scored): 34."""
+
+
+def windows_in(duration_s: float, hop_s: float) -> int:
+    """Windows that ``duration_s`` of data in a state gives at one window every ``hop_s``.
+
+    The agent learns once this many windows of ``learn_after`` are in (``learn_after / hop``,
+    rounded up); the window length only adds to the time the first one takes.
+    """
+    return max(1, math.ceil(duration_s / hop_s - 1e-9))
+
+
+def learning_progress(counts: Mapping[str, int], learn_states: Sequence[str], planned: int) -> tuple[int, int]:
+    """A learning machine's (windows so far, windows needed), true to what the trainer does.
+
+    ``counts`` are the collected windows per state and ``planned`` the windows ``learn_after``
+    asks for (``windows_in``). Learning needs ``planned`` windows in the learned states and at
+    least ``MIN_WINDOWS`` of them in one state, since a state with fewer is not learned; so the
+    windows needed grow while a machine's windows are spread over several states. Learning
+    starts when the first number reaches the second.
+    """
+    total = sum(counts.get(state, 0) for state in learn_states)
+    best = max((counts.get(state, 0) for state in learn_states), default=0)
+    return total, max(planned, MIN_WINDOWS, total + MIN_WINDOWS - best)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +162,7 @@ class MachineModel:
             x = windows.features[labels == state] if len(labels) else windows.features[:0]
             if len(x) < MIN_WINDOWS:
                 continue
-            chunk = np.arange(len(x)) * 9 // len(x)
-            held = chunk % 3 == 2
+            held = held_out(len(x))
             in_state = labels == state
             span = float(windows.end_s[in_state].max() - windows.start_s[in_state].min())
             levels = LevelModel.fit(x[~held], len(signals), span)
@@ -121,8 +180,9 @@ class MachineModel:
         if not states:
             counts = {s: int(np.sum(labels == s)) for s in sorted(set(windows.state))}
             raise ModelError(
-                f"not enough normal data to learn: need {MIN_WINDOWS} windows in state(s) {list(learn_states)}, "
-                f"got {counts} ({windows.skipped} windows skipped for gaps). Fix: record longer or shorten the window"
+                f"not enough normal data to learn: need {MIN_WINDOWS} windows in one of the state(s) "
+                f"{list(learn_states)}, got {counts} ({windows.skipped} windows skipped for gaps). "
+                "Fix: record longer or shorten the hop"
             )
         now = datetime.now(UTC).isoformat(timespec="seconds")
         model = cls(list(signals), spec, detector, states, now, false_alarms_per_day)

@@ -26,6 +26,8 @@ from edge_agent.core.errors import ModelError
 
 TAIL_FROM = 0.9
 """Quantile above which the tail is modelled."""
+MIN_SCORES = 10
+"""Normal scores a threshold is calibrated on at least."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +65,8 @@ def calibrate(
 ) -> Threshold:
     """Threshold on the rolling k-of-n statistic of normal ``scores`` (in time order) for the budget."""
     scores = np.asarray(scores, dtype=np.float64)
-    if len(scores) < 10:
-        raise ModelError(f"need at least 10 normal windows to calibrate a threshold (got {len(scores)})")
+    if len(scores) < MIN_SCORES:
+        raise ModelError(f"need at least {MIN_SCORES} normal windows to calibrate a threshold (got {len(scores)})")
     if not np.all(np.isfinite(scores)):
         raise ModelError("calibration scores contain NaN or infinity")
     if false_alarms_per_day <= 0 or windows_per_day <= 0:

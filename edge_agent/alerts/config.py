@@ -28,13 +28,14 @@ Example (every key optional; the defaults are shown)::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
 from edge_agent.core.config_base import StrictModel
-from edge_agent.core.durations import Duration
+from edge_agent.core.durations import Duration, format_duration
 
 
 class StateSignalConfig(StrictModel):
@@ -79,6 +80,12 @@ class MachineAlertsConfig(StrictModel):
     @classmethod
     def _known(cls, value: str | None) -> str | None:
         return None if value is None else _known_detector(value)
+
+
+def _round_down(seconds: float) -> float:
+    """``seconds`` rounded down to two significant digits (a hop to suggest: 4.41 -> 4.4)."""
+    step = 10.0 ** (math.floor(math.log10(seconds)) - 1)
+    return round(math.floor(seconds / step + 1e-9) * step, 9)
 
 
 def _known_detector(value: str) -> str:
@@ -138,14 +145,47 @@ class AlertsConfig(StrictModel):
             raise ValueError(f"k ({self.k}) must not exceed n ({self.n})")
         if self.hop > self.window:
             raise ValueError(f"hop ({self.hop:g} s) is longer than window ({self.window:g} s): data would be skipped")
-        if self.retrain_on is not None and self.retrain_on < 30 * self.hop:
-            raise ValueError(f"retrain_on ({self.retrain_on:g} s) gives fewer than 30 windows; make it longer")
-        if self.learn_after < 30 * self.hop:
-            raise ValueError(
-                f"learn_after ({self.learn_after:g} s) gives fewer than 30 windows at hop {self.hop:g} s; "
-                "make it longer"
-            )
+        for key in ("learn_after", "retrain_on"):
+            problem = self.too_few_windows(key)
+            if problem is not None:
+                raise ValueError(problem)
         return self
+
+    def learning_plan(self) -> str:
+        """What learning will collect, in words (``check-config`` prints it)."""
+        from models.model import MIN_WINDOWS, windows_in
+
+        states = ", ".join(self.learn_states)
+        return (
+            f"learn after {format_duration(self.learn_after)} of {states}: "
+            f"{windows_in(self.learn_after, self.hop)} windows of {format_duration(self.window)} every "
+            f"{format_duration(self.hop)}, at least {MIN_WINDOWS} of them in one state"
+        )
+
+    def too_few_windows(self, key: str) -> str | None:
+        """Why ``learn_after`` or ``retrain_on`` can never learn at this hop, with the fix; None if it can.
+
+        The count is the learning rule's own (``models.model``): ``learn_after / hop`` windows are
+        collected, and a state needs ``MIN_WINDOWS`` so that the part training fits and the part it
+        holds out to calibrate the threshold are both big enough.
+        """
+        from models.model import MIN_WINDOWS, windows_in
+
+        duration: float | None = getattr(self, key)
+        if duration is None:
+            return None
+        have = windows_in(duration, self.hop)
+        if have >= MIN_WINDOWS:
+            return None
+        states = self.learn_states
+        where = f"state {states[0]}" if len(states) == 1 else f"one of the states {', '.join(states)}"
+        what = "learning" if key == "learn_after" else "a retrain"
+        return (
+            f"{key} {format_duration(duration)} gives {have} windows of {format_duration(self.window)} every "
+            f"{format_duration(self.hop)}; {what} needs at least {MIN_WINDOWS} in {where} (a third of them "
+            f"calibrate the threshold). Fix: raise {key} to {format_duration(MIN_WINDOWS * self.hop)} or lower "
+            f"hop to {format_duration(_round_down(duration / MIN_WINDOWS))}"
+        )
 
     def for_machine(self, machine: str) -> MachineAlertsConfig:
         """The machine's overrides merged with the defaults."""

@@ -60,6 +60,13 @@ class RecentWindows:
         """Whether the features go to the file (False after a write failed)."""
         return self._memory is None
 
+    def counts(self) -> dict[str, int]:
+        """Windows kept per operating state (a retrain learns per state)."""
+        counts: dict[str, int] = {}
+        for slot in self._slots():
+            counts[self._states[slot]] = counts.get(self._states[slot], 0) + 1
+        return counts
+
     def append(self, window: Window) -> None:
         """Keep ``window`` as the newest; when full, the oldest is forgotten."""
         row = feature_row(window, self._width)

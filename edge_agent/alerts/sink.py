@@ -3,7 +3,8 @@
 ``submit`` only turns a batch into one row and appends it to the machine's bounded queue: it
 never computes anything, so a slow model can never delay a poll. One task per machine drains
 its queue and hands the rows to the engine's one worker thread that cuts windows,
-collects training data, learns the model when ``learn_after`` of good running data is in,
+collects training data, learns the model when ``learn_after`` of good running data is in and
+one learned state has the windows the trainer needs (``models.model.learning_progress``),
 scores windows, steps the alert state machine and writes model and state files. Alert events
 come back to the event loop and go to ``on_alert(origin, event)``, which the runtime wires to
 the retained MQTT topic ``.../{machine}/alerts``.
@@ -55,7 +56,7 @@ from edge_agent.core.samples import Batch, Quality
 from models.alerts import AlertPolicy, AlertState, Transition
 from models.explain import explain, iso
 from models.features import Window, Windower, WindowSet, WindowSpec
-from models.model import Assessment, MachineModel
+from models.model import Assessment, MachineModel, learning_progress, windows_in
 from models.operating_state import RUNNING, StateRule
 
 log = logging.getLogger(__name__)
@@ -79,13 +80,14 @@ class MachineStats:
     skipped_windows: int = 0
     not_scored: int = 0  # windows in a state that is not learned (off, idle, setup, mixed): never alert
     scored: int = 0
-    training_windows: int = 0
+    training_windows: int = 0  # windows collected to learn from (in the learned states)
+    learning_needed: int = 0  # windows learning needs, by the trainer's rule (models.model.learning_progress)
     learned: bool = False
     model_version: str = ""
     retrains: int = 0
     pinned: bool = False  # the model version is pinned in the config: never retrained
     trained_at: str | None = None  # when the model in use was trained (ISO 8601 UTC, from its file)
-    error: str | None = None
+    error: str | None = None  # what stopped this machine's alerts, and its fix (never "not enough data yet")
 
 
 Row = tuple[float, dict[str, float], object] | None
@@ -107,6 +109,7 @@ class _Machine:
     model: MachineModel | None = None
     alert: AlertState | None = None
     training: TrainingBuffer | None = None  # windows to learn from, features on disk (see alerts.training)
+    stopped: bool = False  # learning failed on what waiting cannot mend: no more windows are collected
     last: dict[str, Any] | None = None  # the explanation of the latest scored window over threshold
     last_assessment: Assessment | None = None
     loaded: bool = False
@@ -180,7 +183,13 @@ class AlertSink:
             m.wake.set()
 
     async def close(self) -> None:
-        """Stop the machine tasks; each finishes the rows it holds (alert state is saved on every change)."""
+        """Stop the machine tasks and the worker; rows not processed yet are dropped.
+
+        Alert state is saved on every change, and a partial window is not kept across a restart
+        anyway. The worker stops at the next row (a learning under way finishes first): once this
+        returns, nothing writes to ``data_dir`` any more, even with a long queue (the demo hands
+        over hours of a machine's past at once).
+        """
         if self._closed:
             return
         self._closed = True
@@ -194,7 +203,7 @@ class AlertSink:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._worker.shutdown, wait=True, cancel_futures=True)
 
     # -- beyond the protocol -------------------------------------------------------------------
 
@@ -317,7 +326,7 @@ class AlertSink:
                     events = []
                 self._emit(m, events)
             m.busy = False
-            if self._closed and not m.rows:
+            if self._closed:
                 return
 
     def _emit(self, m: _Machine, outputs: list[Output]) -> None:
@@ -341,6 +350,8 @@ class AlertSink:
             self._load(m)
         events: list[Output] = []
         for row in rows:
+            if self._closed:  # shutting down: the rest would be cut short anyway
+                break
             if row is None:
                 if m.windower is not None:
                     m.windower.reset()
@@ -368,15 +379,10 @@ class AlertSink:
 
     def _window(self, m: _Machine, window: Window) -> list[Output]:
         if m.model is None:
-            if window.state not in self.config.learn_states:
+            if window.state not in self.config.learn_states or m.stopped:
                 m.stats.not_scored += 1
             else:
-                if m.training is None:
-                    m.training = TrainingBuffer(m.folder / TRAINING_FILE)
-                m.training.append(window)
-                m.stats.training_windows = len(m.training)
-                if len(m.training) * self.spec.hop_s >= self.config.learn_after:
-                    self._learn(m, m.training.take())
+                self._collect(m, window)
             return []
         assessment = m.model.assess(window)
         if assessment is None:
@@ -396,6 +402,48 @@ class AlertSink:
             self._remember(m, window, assessment, transitions)
             self._maybe_retrain(m, window.end_s)
         return outputs
+
+    def _collect(self, m: _Machine, window: Window) -> None:
+        """Keep a window to learn from; learn once the trainer's rule says there are enough.
+
+        Too few windows is never an error: a machine that ran less than planned, or whose windows
+        fell into several states, keeps collecting and shows how far it has got. A training that
+        fails with enough windows fails on the data or the settings, which waiting cannot mend:
+        the machine reports it with its fix and collects no more (no retrying the same way).
+        """
+        if m.training is None:
+            m.training = TrainingBuffer(m.folder / TRAINING_FILE)
+        m.training.append(window)
+        have, need = self._progress(m.training.counts)
+        m.stats.training_windows, m.stats.learning_needed = have, need
+        if have < need:
+            return
+        try:
+            windows = m.training.take()
+        except ModelError as exc:  # the file could not be read back: the windows are gone, collect afresh
+            log.warning("alerts: machine %r: %s", m.origin.machine, exc)
+            m.stats.training_windows = 0
+            return
+        try:
+            self._learn(m, windows)
+        except ModelError as exc:
+            m.stopped = True
+            m.stats.training_windows = 0
+            fix = "" if "Fix:" in str(exc) else ". Fix: correct the machine's data or the alerts settings"
+            m.stats.error = f"{exc}{fix}; learning stopped until the agent restarts"
+            log.error("alerts: machine %r: %s", m.origin.machine, m.stats.error)  # noqa: TRY400 - the message says it all
+
+    def _progress(self, counts: dict[str, int]) -> tuple[int, int]:
+        """(windows collected, windows needed) to learn, by the trainer's rule."""
+        planned = windows_in(self.config.learn_after, self.spec.hop_s)
+        return learning_progress(counts, self.config.learn_states, planned)
+
+    def learning_progress(self, machine: str) -> tuple[int, int]:
+        """A machine's (windows collected, windows needed) to learn (0 collected before its first window)."""
+        m = self._machines.get(machine)
+        if m is not None and m.stats.learning_needed:
+            return m.stats.training_windows, m.stats.learning_needed
+        return self._progress({})
 
     # -- scheduled retraining (worker thread) ---------------------------------------------------
 
@@ -421,15 +469,16 @@ class AlertSink:
             m.last_train_s = now_s
         if now_s - m.last_train_s < every or m.alert.active:
             return
-        need = min(self.config.retrain_on or self.config.learn_after, self.config.learn_after) / self.spec.hop_s
-        if len(m.recent) < need:
+        planned = min(self._retrain_windows(), windows_in(self.config.learn_after, self.spec.hop_s))
+        have, need = learning_progress(m.recent.counts(), self.config.learn_states, planned)
+        if have < need:
             if not m.retrain_waiting_logged:
                 m.retrain_waiting_logged = True
                 log.info(
                     "alerts: machine %r: retrain due, waiting for %d normal windows (has %d)",
                     m.origin.machine,
-                    int(need),
-                    len(m.recent),
+                    need,
+                    have,
                 )
             return
         old = m.model.version if m.model is not None else ""
@@ -444,6 +493,10 @@ class AlertSink:
         log.info(
             "alerts: machine %r: model %s replaces %s (scheduled retrain)", m.origin.machine, m.stats.model_version, old
         )
+
+    def _retrain_windows(self) -> int:
+        """Recent normal windows a scheduled retrain learns from (``retrain_on``, else ``learn_after``)."""
+        return windows_in(self.config.retrain_on or self.config.learn_after, self.spec.hop_s)
 
     def _learn(self, m: _Machine, windows: list[Window]) -> None:
         """Train on ``windows``, keep the previous model as a version, install and save the new one."""
@@ -468,6 +521,7 @@ class AlertSink:
         versions.archive_current(m.folder, self.config.keep_models)
         model.save(m.folder / versions.MODEL_FILE)
         self._use(m, model)
+        m.stats.error = None
         m.last_train_s = windows[-1].end_s
         # Training freed its matrices (feature stack, covariance, forest) back to malloc, which
         # keeps them; hand them to the kernel. A few ms, once per (re)training: see edge_agent/core/memory.py.
@@ -490,8 +544,7 @@ class AlertSink:
         m.stats.model_version = model.version
         m.stats.trained_at = model.trained_at or None
         if self.config.retrain_every is not None and not m.stats.pinned and m.recent is None:
-            capacity = int((self.config.retrain_on or self.config.learn_after) / self.spec.hop_s)
-            m.recent = RecentWindows(m.folder / RECENT_FILE, capacity)
+            m.recent = RecentWindows(m.folder / RECENT_FILE, self._retrain_windows())
 
     def _load(self, m: _Machine) -> None:
         m.loaded = True

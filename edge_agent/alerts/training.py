@@ -121,6 +121,7 @@ class TrainingBuffer:
         self._end = array("d")
         self._samples = array("q")
         self._states: list[str] = []
+        self._counts: dict[str, int] = {}
         self._width: int | None = None
         self._in_file = 0  # windows whose features are in the file
         self._pending: list[FloatArray] = []  # features not yet written (less than a chunk)
@@ -128,6 +129,11 @@ class TrainingBuffer:
 
     def __len__(self) -> int:
         return len(self._states)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Windows kept per operating state (what the trainer counts: it learns per state)."""
+        return self._counts
 
     @property
     def on_disk(self) -> bool:
@@ -142,6 +148,7 @@ class TrainingBuffer:
         self._end.append(window.end_s)
         self._samples.append(window.n_samples)
         self._states.append(window.state)
+        self._counts[window.state] = self._counts.get(window.state, 0) + 1
         if self._memory is not None:
             self._memory.append(row)
             return
@@ -173,6 +180,7 @@ class TrainingBuffer:
         self._end = array("d")
         self._samples = array("q")
         self._states = []
+        self._counts = {}
         self._width = None
         self._in_file = 0
         self._pending = []
@@ -205,6 +213,7 @@ class TrainingBuffer:
             last = len(self) - 1
             self._start, self._end = array("d", self._start[last:]), array("d", self._end[last:])
             self._samples, self._states = array("q", self._samples[last:]), self._states[last:]
+            self._counts = dict.fromkeys(self._states, 1)
             self._pending = pending
             kept = []
         self._memory = kept + self._pending

@@ -78,6 +78,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  mqtt: {f'{config.mqtt.host}:{config.mqtt.port}' if config.mqtt else 'not configured (no publishing)'}")
     influx = config.influxdb
     print(f"  influxdb: {f'v{influx.version} at {influx.url}' if influx else 'not configured (ingest unavailable)'}")
+    alerts = config.alerts
+    plan = "not configured (no alerts)" if alerts is None else alerts.learning_plan() if alerts.enabled else "off"
+    print(f"  alerts: {plan}")
     for warning in cleartext_credentials(config):
         print(f"warning: {warning}")
     return 0

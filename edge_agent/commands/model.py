@@ -123,7 +123,7 @@ def _spec(args: argparse.Namespace) -> WindowSpec:
 def _train(table: Table, args: argparse.Namespace) -> MachineModel:
     spec = _spec(args)
     dt = float(np.median(np.diff(table.time_s))) if len(table.time_s) > 1 else 1.0
-    check_trainable(table, int((spec.length_s + MIN_WINDOWS * spec.hop_s) / max(dt, 1e-9)))
+    check_trainable(table, int((spec.length_s + MIN_WINDOWS * spec.hop_s) / max(dt, 1e-9)), MIN_WINDOWS)
     states = list(table.states)
     if table.labels is not None:
         states = ["fault" if bad else s for s, bad in zip(states, table.labels, strict=True)]

@@ -70,3 +70,16 @@ Duration = Annotated[
     ),
 ]
 """A config field holding seconds, written by a person as '500ms', '2s', ..."""
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a person writes them in the config: ``4.4s``, ``170s``, ``15m``, ``1h30m``, ``1d``."""
+    if seconds < 600 or seconds != int(seconds):
+        return f"{seconds:g}s"
+    text = ""
+    rest = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            text += f"{rest // size}{unit}"
+            rest %= size
+    return text

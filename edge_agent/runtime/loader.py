@@ -131,6 +131,7 @@ def _describe(error: ErrorDetails, expansion: Expansion) -> tuple[Location, str]
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+        location = _named_key(location, tuple(error["loc"]), message)
     got = error.get("input")
     private = location in expansion.substituted or _is_secret(location)
     shown = "" if private or isinstance(got, dict | list) or "Fix:" in message else f" (got {_short(got)})"
@@ -152,6 +153,17 @@ _URL_FIXES = {
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s'\"]*@")
 """The ``user:password@`` of a URL quoted in a message, which is never shown."""
+
+
+def _named_key(location: Location, loc: Location, message: str) -> Location:
+    """A check across a section's keys (a model validator) reports at the section; when its message
+    starts with one of the section's keys ("learn_after 150s gives ..."), report at that key."""
+    model = _value_model(loc)
+    key = message.split(" ", 1)[0]
+    if model is not None and key in model.model_fields:
+        return (*location, key)
+    return location
+
 
 _FIXES = {
     "literal_error": "use one of the values listed",

@@ -84,6 +84,14 @@ class AgentCollector(Collector):
             return
         label = ["machine"]
         ready = GaugeMetricFamily("edge_agent_model_ready", "1 once the machine's model has learned.", labels=label)
+        learning = GaugeMetricFamily(
+            "edge_agent_model_learning_windows", "Windows collected to learn the machine's normal.", labels=label
+        )
+        needed = GaugeMetricFamily(
+            "edge_agent_model_learning_windows_needed",
+            "Windows learning needs (grows while too few are in one learned state); learning starts at this.",
+            labels=label,
+        )
         scored = CounterMetricFamily("edge_agent_model_windows_scored", "Windows scored by the model.", labels=label)
         score = GaugeMetricFamily("edge_agent_anomaly_score", "Anomaly score of the latest window.", labels=label)
         threshold = GaugeMetricFamily("edge_agent_anomaly_threshold", "The model's alert threshold.", labels=label)
@@ -94,13 +102,16 @@ class AgentCollector(Collector):
             machine = [poller.machine.id]
             stats = engine.stats(poller.machine.id)
             ready.add_metric(machine, 1.0 if stats.learned else 0.0)
+            have, need = engine.learning_progress(poller.machine.id)
+            learning.add_metric(machine, min(have, need))
+            needed.add_metric(machine, need)
             scored.add_metric(machine, stats.scored)
             latest = engine.last_assessment(poller.machine.id)
             if latest is not None:
                 score.add_metric(machine, latest.score)
                 threshold.add_metric(machine, latest.threshold)
                 level.add_metric(machine, latest.level)
-        yield from (ready, scored, score, threshold, level)
+        yield from (ready, learning, needed, scored, score, threshold, level)
 
     def _machines(self) -> Iterator[Metric]:
         label = ["machine"]

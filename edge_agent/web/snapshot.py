@@ -139,16 +139,18 @@ def configured_tags(poller: PollerView) -> list[tuple[str, str | None]]:
 
 
 def model_json(engine: AlertSink | None, machine: str) -> dict[str, Any] | None:
-    """The machine's model for its card: learning (windows learned / needed) or ready (version, trained).
+    """The machine's model for its card: learning (windows collected / needed) or ready (version, trained).
 
-    ``state``: ``learning``, ``ready``, ``off`` (alerts disabled for the machine) or ``error`` (the
-    worker failed; ``error`` says why). None when the agent runs no alert engine.
+    ``state``: ``learning``, ``ready``, ``off`` (alerts disabled for the machine) or ``error`` (what
+    waiting cannot mend; ``error`` says why and the fix). None when the agent runs no alert engine.
+    ``windows`` and ``needed`` follow the trainer's own rule (``models.model.learning_progress``):
+    learning starts when they are equal, and ``needed`` grows while too few windows are in one state.
     """
     if engine is None:
         return None
     config = engine.config
     stats = engine.stats(machine)
-    needed = math.ceil(config.learn_after / engine.spec.hop_s)
+    windows, needed = engine.learning_progress(machine)
     if not config.enabled or not config.for_machine(machine).enabled:
         state = "off"
     elif stats.error is not None:
@@ -157,7 +159,7 @@ def model_json(engine: AlertSink | None, machine: str) -> dict[str, Any] | None:
         state = "ready" if stats.learned else "learning"
     return {
         "state": state,
-        "windows": min(stats.training_windows, needed),
+        "windows": min(windows, needed),
         "needed": needed,
         "version": stats.model_version or None,
         "trained": _iso_to_ms(stats.trained_at),

@@ -60,7 +60,10 @@ class PcaDetector:
         eigen = s * s / max(len(z) - 1, 1)
         total = float(eigen.sum())
         if total <= 0:
-            raise ModelError("every training window is identical; PCA needs variation. Fix: train on more data")
+            raise ModelError(
+                "every training window is identical: no signal changed while the machine ran. "
+                "Fix: check that the tags are live (not frozen, the right addresses), or model other signals"
+            )
         k = int(np.searchsorted(np.cumsum(eigen) / total, self.variance) + 1)
         k = max(1, min(k, len(eigen), len(z) - 1))
         self.components = vt[:k].copy()  # a view would keep the whole SVD matrix alive

@@ -38,8 +38,9 @@ CLEAR = ".venv/bin/edge-sim inject pump-1 --clear"
 TYPO = ".venv/bin/edge-sim inject pump-1 wobble"
 
 COVERED_ELSEWHERE = {
-    "./scripts/demo": "tests/e2e/test_demo.py runs `edge-agent demo` (what scripts/demo execs) and checks "
-    "its values; tests/e2e/test_alerts.py and tests/edge_agent/web/ cover learning, inject, alert, acknowledge, clear",
+    "./scripts/demo": "tests/e2e/test_demo.py runs `edge-agent demo` (what scripts/demo execs): its values, "
+    "and through the page's API the models ready, an injected fault's alert and its clearing; "
+    "tests/edge_agent/web/ cover the page's learning, alert and acknowledge in a browser",
 }
 
 HEALTHY = 3.0  # mm/s: the healthy pump runs at about 1.2

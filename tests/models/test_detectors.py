@@ -15,7 +15,7 @@ from models.detectors import DETECTORS
 from models.detectors.forest import IsolationForestDetector
 from models.features import WindowSet
 from models.levels import LevelModel
-from models.model import MachineModel
+from models.model import MIN_WINDOWS, MachineModel
 from simulators.dataset import Dataset
 from tests.helpers.datasets import SPEC, fault_windows
 
@@ -144,5 +144,5 @@ def test_too_little_data_says_how_much_is_needed(healthy_pump: Dataset, pump_win
     small = WindowSet(
         pump_windows.features[:10], pump_windows.start_s[:10], pump_windows.end_s[:10], pump_windows.state[:10], 0
     )
-    with pytest.raises(ModelError, match="need 30 windows"):
+    with pytest.raises(ModelError, match=f"need {MIN_WINDOWS} windows"):
         MachineModel.train(small, healthy_pump.signals, SPEC)

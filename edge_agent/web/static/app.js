@@ -193,7 +193,7 @@ function modelText(model, now) {
   if (model.state === "error") return `model error: ${model.error}`;
   if (model.state === "learning") {
     const share = model.needed ? Math.floor((100 * model.windows) / model.needed) : 0;
-    return `learning ${model.windows}/${model.needed} (${share} %)`;
+    return `learning ${model.windows}/${model.needed} windows (${share} %)`;
   }
   let text = `ready, model ${model.version}`;
   if (model.trained) text += `, trained ${trainedText(model.trained, now)}`;
@@ -207,7 +207,7 @@ function updateModel(entry, model, now) {
   if (!model) return;
   entry.model.textContent = modelText(model, now);
   entry.model.className = `model ${model.state}`;
-  const details = [`windows learned: ${model.windows} of ${model.needed} needed`];
+  const details = [`windows collected to learn: ${model.windows} of ${model.needed} needed`];
   if (model.version) details.push(`model version ${model.version}${model.pinned ? " (pinned in the config: never retrained)" : ""}`);
   if (model.trained) details.push(`trained ${new Date(model.trained).toLocaleString()}`);
   details.push(`scheduled retrains: ${model.retrains}`);

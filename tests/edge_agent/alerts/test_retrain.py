@@ -148,7 +148,7 @@ async def test_a_developing_fault_is_not_learned_as_normal(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("section", "says"),
     [
-        ({"retrain_on": "5m"}, "retrain_on (300 s) gives fewer than 30 windows"),
+        ({"retrain_on": "5m"}, "retrain_on 300s gives 10 windows of 60s every 30s; a retrain needs at least 34"),
         ({"retrain_every": "0s"}, "retrain_every"),
         ({"keep_models": 0}, "keep_models"),
         ({"machines": {"pump-1": {"model_version": "v1.2"}}}, "model_version"),

@@ -36,7 +36,7 @@ from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FD_LIMIT = 1024
 IDLE = 1100
 STREAMS = 2000

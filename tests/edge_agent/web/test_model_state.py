@@ -1,4 +1,4 @@
-"""Model state per machine on the status page: "learning n/m" while the normal is learned, then
+"""Model state per machine on the status page: "learning n/m windows" while the normal is learned, then
 "ready, model <version>, trained <time>", in /api/state and in real headless Chromium.
 
 The real alert engine learns pump-1 in 20 s of wall-clock time (1 s windows every 0.5 s: 40
@@ -30,6 +30,8 @@ from tests.helpers.status_page import (
     CHROMIUM_ARGS,
     PANEL,
     PHONE,
+    machine,
+    scrape,
 )
 from tests.helpers.waiting import wait_until
 
@@ -87,6 +89,10 @@ async def test_page_shows_learning_then_ready_with_version_and_training_time(
     assert 0 < pump["windows"] < NEEDED
     assert (pump["version"], pump["trained"], pump["retrains"], pump["pinned"]) == (None, None, 0, False)
     assert learning["press-1"]["state"] == "off"
+    # /metrics shows the same progress, by the same rule.
+    metrics = await scrape(server.url)
+    assert metrics[machine("edge_agent_model_learning_windows_needed", "pump-1")] == NEEDED
+    assert 0 < metrics[machine("edge_agent_model_learning_windows", "pump-1")] <= NEEDED
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -95,7 +101,7 @@ async def test_page_shows_learning_then_ready_with_version_and_training_time(
             await page.goto(server.url)
             await expect(page.locator("#link")).to_have_text("live", timeout=15_000)
             pump_model = page.locator('article.machine[data-machine="pump-1"] .model')
-            await expect(pump_model).to_have_text(re.compile(rf"^learning \d+/{NEEDED} \(\d+ %\)$"))
+            await expect(pump_model).to_have_text(re.compile(rf"^learning \d+/{NEEDED} windows \(\d+ %\)$"))
             await expect(page.locator('article.machine[data-machine="press-1"] .model')).to_have_text(
                 "alerts off for this machine"
             )
@@ -130,6 +136,8 @@ async def test_page_shows_learning_then_ready_with_version_and_training_time(
     assert ready["state"] == "ready"
     assert ready["version"] == version
     assert ready["windows"] == NEEDED
+    metrics = await scrape(server.url)
+    assert metrics[machine("edge_agent_model_learning_windows", "pump-1")] == NEEDED
     trained = dt.datetime.fromtimestamp(ready["trained"] / 1000, dt.UTC)
     assert abs((dt.datetime.now(dt.UTC) - trained).total_seconds()) < 120, "trained just now (wall clock)"
 
