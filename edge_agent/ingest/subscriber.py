@@ -13,12 +13,19 @@ in turn; the quick drops that follow are detected and named.
 
 Threads: paho runs its network loop in its own thread; callbacks only hand messages over to the
 event loop with ``call_soon_threadsafe``, and the loop is woken once per burst, not per message.
+
+Memory: messages received and not yet parsed are counted (``ingest.max_queued_messages`` and
+``ingest.max_queued_bytes``). QoS 1 messages are bounded by the receive window (the broker sends no
+more until some are acked) and always taken. QoS 0 messages have no such window: beyond the bound
+they are dropped and counted (``stats.dropped``), with one log line when dropping starts and one
+when the queue has drained to half, saying how many were dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -99,6 +106,9 @@ class Subscriber:
         self._connected_at = 0.0
         self._quick_drops = 0
         self._flapping = False
+        # What was received and not yet taken by the parser: counted in paho's thread, uncounted in the loop.
+        self._queue_lock = threading.Lock()
+        self._dropped_since_full = 0
 
     @property
     def generation(self) -> int:
@@ -275,12 +285,60 @@ class Subscriber:
         self._call_in_loop(self._ready.set)
 
     def on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._arrivals.append(
-            Message(message.mid, message.qos, message.topic, bytes(message.payload), self._generation)
-        )
+        payload = bytes(message.payload)
+        if not self._admit(message.qos, len(payload)):
+            return
+        self._arrivals.append(Message(message.mid, message.qos, message.topic, payload, self._generation))
         if not self._wake_pending:
             self._wake_pending = True
             self._call_in_loop(self._take_arrivals)
+
+    def _admit(self, qos: int, size: int) -> bool:
+        """In paho's thread: count a message in, or drop it (QoS 0 only) when the queue is full."""
+        stats = self.stats
+        with self._queue_lock:
+            full = (
+                stats.queued >= self.ingest.max_queued_messages
+                or stats.queued_bytes + size > self.ingest.max_queued_bytes
+            )
+            if full and qos == 0:
+                stats.dropped += 1
+                self._dropped_since_full += 1
+                started = not stats.queue_full
+                stats.queue_full = True
+            else:
+                started = False
+                stats.queued += 1
+                stats.queued_bytes += size
+                stats.queued_peak = max(stats.queued_peak, stats.queued)
+                stats.queued_bytes_peak = max(stats.queued_bytes_peak, stats.queued_bytes)
+        if started:
+            log.warning(
+                "ingest: %d messages (%d bytes) wait to be parsed, the limit (ingest.max_queued_messages %d, "
+                "max_queued_bytes %d); QoS 0 messages are dropped and counted until it drains",
+                stats.queued,
+                stats.queued_bytes,
+                self.ingest.max_queued_messages,
+                self.ingest.max_queued_bytes,
+            )
+        return not (full and qos == 0)
+
+    def taken(self, messages: Sequence[Message]) -> None:
+        """In the event loop: ``messages`` left the queue for the parser; say so once when dropping ends."""
+        stats, dropped = self.stats, 0
+        with self._queue_lock:
+            stats.queued -= len(messages)
+            stats.queued_bytes -= sum(len(message.payload) for message in messages)
+            drained = (
+                stats.queue_full
+                and stats.queued <= self.ingest.max_queued_messages // 2
+                and stats.queued_bytes <= self.ingest.max_queued_bytes // 2
+            )
+            if drained:
+                stats.queue_full = False
+                dropped, self._dropped_since_full = self._dropped_since_full, 0
+        if drained:
+            log.warning("ingest: the queue has drained to half; %d QoS 0 messages were dropped meanwhile", dropped)
 
     def _take_arrivals(self) -> None:
         """In the event loop: move what paho's thread received into the inbox, in arrival order."""

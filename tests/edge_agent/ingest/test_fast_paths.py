@@ -161,7 +161,7 @@ def test_line_protocol_fast_check_accepts_only_what_the_careful_check_accepts() 
                 del chars[min(position, len(chars) - 1)]
         line = "".join(chars)
         simple = _SIMPLE_LINE.fullmatch(line)
-        if simple is None or int(simple.group(1)) < MIN_TIMESTAMP_NS:
+        if simple is None or int(simple["time"]) < MIN_TIMESTAMP_NS:
             continue
         fast_accepted += 1
         _check_line(line)  # must not raise
