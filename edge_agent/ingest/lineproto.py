@@ -41,6 +41,7 @@ _FLOAT = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
 _INT = re.compile(r"^[+-]?[0-9]{1,25}i$", re.ASCII)
 _UINT = re.compile(r"^[0-9]{1,25}u$", re.ASCII)
 _TIMESTAMP = re.compile(r"^-?[0-9]{1,19}$", re.ASCII)
+_ESCAPED_SEPARATOR = re.compile(r"\\([ ,=])")
 _BOOLEANS = frozenset({"t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"})
 
 # The fast path: one regular expression for the common shape of a point (no unescaped double quotes
@@ -48,7 +49,7 @@ _BOOLEANS = frozenset({"t", "T", "true", "True", "TRUE", "f", "F", "false", "Fal
 # anything it does not match goes through ``_check_line``, which accepts it or says what is wrong.
 # Names hold no control characters (nor escaped ones) and do not start with '#'; numbers are short
 # enough to fit (18 digits always fit an int64, 20 digits and a 2-digit exponent a finite double).
-_CHAR = r'(?:[^ ,=\\"\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])'  # a backslash escapes the next character
+_CHAR = r'(?:[^ ,=\\"\x00-\x1f\x7f]|\\[ ,=])'  # a backslash escapes a separator, nothing else
 _NAME = f"(?!#){_CHAR}+"
 _FIELD_VALUE = (
     r'(?:"(?:[^"\\]|\\.)*"'  # a string, escapes allowed
@@ -58,7 +59,7 @@ _FIELD_VALUE = (
 )
 _FIELD = f"{_NAME}={_FIELD_VALUE}"
 _SIMPLE_LINE = re.compile(
-    rf'(?P<measurement>(?!#)(?:[^ ,\\"\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])+)(?P<tags>(?:,{_NAME}={_NAME})*) '
+    rf'(?P<measurement>(?!#)(?:[^ ,\\"\x00-\x1f\x7f]|\\[ ,=])+)(?P<tags>(?:,{_NAME}={_NAME})*) '
     rf"{_FIELD}(?:,{_FIELD})* (?P<time>-?[0-9]{{1,19}})",
     re.ASCII | re.DOTALL,
 )
@@ -91,7 +92,8 @@ def _split(text: str, separator: str, *, quotes: bool, limit: int = -1) -> list[
 
 
 def _check_name(text: str, what: str) -> None:
-    problem = identifier_problem(text)
+    """The one identifier rule, on the name as read (its escaped separators unescaped)."""
+    problem = identifier_problem(_ESCAPED_SEPARATOR.sub(r"\1", text))
     if problem is not None:
         raise PayloadError(f"{what} {text[:60]!r} {problem}")
 
