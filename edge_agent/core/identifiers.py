@@ -1,9 +1,10 @@
 """The one rule for names that become InfluxDB identifiers: measurements, tag keys, tag values, field keys.
 
 Line protocol can escape a comma, an equals sign and a space in a name, but nothing else: a
-backslash is read differently by InfluxDB 1.x (kept as written, so ``a\\b`` is stored with two) and
-2.x (an escape), and one at the end of a name escapes the separator after it; a line break ends the point and starts a new one (a tag named ``flow\\nalerts …`` writes a
-point of its own choosing into another measurement), a carriage return or NUL is taken apart
+backslash is read differently by InfluxDB 1.x (kept as written, so ``a\\b`` is stored with two)
+and 2.x (an escape), and one at the end of a name escapes the separator after it; a line break
+ends the point and starts a new one (a tag named ``flow\\nalerts …`` writes a point of its own
+choosing into another measurement), a carriage return or NUL is taken apart
 differently by different readers, a name starting with ``#`` turns the point into a comment, and
 an empty name is a syntax error that makes InfluxDB refuse the whole batch around it. So every
 path that writes line protocol (the agent's encoder, the bridge's JSON fast and careful paths,
@@ -43,7 +44,7 @@ def is_identifier(text: str) -> bool:
     return len(text) <= MAX_IDENTIFIER_CHARS and _IDENTIFIER.fullmatch(text) is not None
 
 
-def identifier_problem(text: str) -> str | None:
+def identifier_problem(text: str) -> str | None:  # noqa: PLR0911 - one reason per rule
     """Why ``text`` cannot be an identifier (None when it can): the words for a dead letter's reason."""
     if is_identifier(text):
         return None

@@ -79,7 +79,7 @@ def flow(value: float | None = 1.5, tag: str = "flow", text: str | None = None) 
 Builder = Callable[[str], Case]
 
 
-def corpus() -> list[Builder]:  # noqa: PLR0915 - one flat list of cases reads best
+def corpus() -> list[Builder]:
     """Each builder takes the case's machine id and gives the case."""
     big_int = "9" * 5000
     cases: list[Builder] = [
@@ -209,13 +209,13 @@ def corpus() -> list[Builder]:  # noqa: PLR0915 - one flat list of cases reads b
             "telemetry",
             lp(m, "severity=alarm,event=x active=true", T, "alerts").encode(),
             "not one this bridge passes",
-        ),  # fmt: skip
+        ),
         lambda m: Case(
             "LP to anomaly_score",
             "telemetry",
             lp(m, "detector=x score=1", T, "anomaly_score").encode(),
             "not one this bridge passes",
-        ),  # fmt: skip
+        ),
         lambda m: Case("LP machine forged", "telemetry", lp("victim").encode(), "identity does not match"),
         lambda m: Case(
             "LP without identity", "telemetry", f"telemetry,tag=flow value=1.5 {T}".encode(), "'site' is missing"
@@ -238,7 +238,9 @@ def corpus() -> list[Builder]:  # noqa: PLR0915 - one flat list of cases reads b
         lambda m: Case("LP measurement '#'", "telemetry", f"#telemetry,machine={m} value=1 {T}".encode(), "empty"),
         lambda m: Case("LP '#' leading a tag", "telemetry", lp(m, "tag=#flow value=1.5").encode(), "starts with '#'"),
         lambda m: Case("LP empty tag value", "telemetry", lp(m, "tag= value=1.5").encode(), "not key=value"),
-        lambda m: Case("LP unicode digits", "telemetry", lp(m, "tag=flow value=١٢i").encode(), "not a number"),
+        lambda m: Case(
+            "LP unicode digits", "telemetry", lp(m, "tag=flow value=\u0661\u0662i").encode(), "not a number"
+        ),
         lambda m: Case("LP surrogate bytes", "telemetry", lp(m).encode() + b"\xed\xa0\x80", "not valid UTF-8"),
         lambda m: Case("LP over 4 MiB", "telemetry", (lp(m) + "\n#" + "x" * MAX_PAYLOAD_BYTES).encode(), "exceeds the"),
         lambda m: Case(

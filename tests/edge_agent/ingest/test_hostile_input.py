@@ -68,7 +68,7 @@ async def test_every_hostile_message_is_dead_lettered_or_written_exactly_and_the
         found = by_topic.pop(topic, [])
         if len(found) != 1:
             problems.append(f"{case.name}: {len(found)} dead letters, expected 1")
-        elif case.reason not in str(found[0]["reason"]):
+        elif str(case.reason) not in str(found[0]["reason"]):
             problems.append(f"{case.name}: reason {found[0]['reason']!r} lacks {case.reason!r}")
     problems += [f"unexpected dead letter on {topic}: {found[0]['reason']}" for topic, found in by_topic.items()]
 
