@@ -4,8 +4,8 @@ Real Mosquitto → IngestBridge → a real InfluxDB 1.x that is stopped while a 
 QoS 0 messages have no receive window, so before the bound the bridge kept every one in memory
 for as long as InfluxDB was down. Checked: the queue never holds more than
 ``ingest.max_queued_messages``, the surplus is dropped and counted, dropping is logged once when
-it starts and once when the queue has drained (with the number dropped), and once InfluxDB is back every message that was
-kept is written, exactly.
+it starts and once when the queue has drained (with the number dropped), and once InfluxDB is
+back every message that was kept is written, exactly.
 """
 
 from __future__ import annotations
