@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from edge_agent.core.config_base import MACHINE_ID_PATTERN, StrictModel
 from edge_agent.core.connection import ConnectionState
 from edge_agent.core.durations import Duration
+from edge_agent.core.identifiers import TOPIC_WORD_PATTERN
 from edge_agent.core.samples import Batch
 
 POLL_BUDGET = 0.9
@@ -26,8 +27,12 @@ class MachineConfigBase(StrictModel):
 
     id: str = Field(pattern=MACHINE_ID_PATTERN, description="Unique machine id, used in topics and tags.")
     description: str | None = None
-    area: str | None = Field(default=None, description="Overrides site.area for this machine.")
-    line: str | None = Field(default=None, description="Overrides site.line for this machine.")
+    area: str | None = Field(
+        default=None, pattern=TOPIC_WORD_PATTERN, description="Overrides site.area for this machine."
+    )
+    line: str | None = Field(
+        default=None, pattern=TOPIC_WORD_PATTERN, description="Overrides site.line for this machine."
+    )
     enabled: bool = True
     interval: Duration = Field(default=1.0, le=86400, description="Time between polls (at most a day).")
     timeout: Duration | None = Field(default=None, description="Time one poll may take; default 80 % of the interval.")

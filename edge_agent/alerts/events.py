@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.core.errors import PayloadError
+from edge_agent.core.identifiers import escape_identifier
 from edge_agent.core.payload_json import load_json
 
 __all__ = [
@@ -49,11 +50,6 @@ _MIN_NS = -9_223_372_036_854_775_806
 _MAX_NS = 9_223_372_036_854_775_806
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", re.ASCII)
-
-
-def _escape_tag(text: str) -> str:
-    """A tag key or value: backslash, comma, equals sign and space are escaped; newlines cannot be."""
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def _string_field(text: str) -> str:
@@ -133,7 +129,7 @@ def _check_schema(obj: object, what: str) -> Mapping[str, Any]:
 
 
 def _series(measurement: str, obj: Mapping[str, Any], keys: tuple[str, ...]) -> str:
-    tags = ",".join(f"{key}={_escape_tag(str(_text(obj, key, tag=True)))}" for key in keys)
+    tags = ",".join(f"{key}={escape_identifier(str(_text(obj, key, tag=True)), repr(key))}" for key in keys)
     return f"{measurement},{tags}"
 
 

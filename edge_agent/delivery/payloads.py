@@ -25,12 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.core.errors import PayloadError
+from edge_agent.core.identifiers import escape_identifier
 from edge_agent.core.origin import Origin
 from edge_agent.core.payload_json import load_json
 from edge_agent.core.samples import Batch, Quality, Sample, Value
 
 SCHEMA_VERSION = 1
 MEASUREMENT = "telemetry"
+# InfluxDB stores int64 nanoseconds and refuses the two extremes too (a point beyond is a syntax error
+# that makes it refuse the whole batch around it).
+INFLUX_MIN_NS = -9_223_372_036_854_775_806
+INFLUX_MAX_NS = 9_223_372_036_854_775_806
 
 
 def _finite(sample: Sample) -> Sample:
@@ -138,10 +143,6 @@ def _validate(message: Any) -> Telemetry:
     return Telemetry(origin, polled_at, tuple(samples))
 
 
-def _escape_key(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
 def _escape_string_field(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
@@ -149,9 +150,15 @@ def _escape_string_field(text: str) -> str:
 def sample_line(origin: Origin, sample: Sample) -> str:
     """The InfluxDB line-protocol point of one sample (nanosecond precision)."""
     tags = (
-        f"{MEASUREMENT},site={_escape_key(origin.site)},area={_escape_key(origin.area)},"
-        f"line={_escape_key(origin.line)},machine={_escape_key(origin.machine)},tag={_escape_key(sample.tag)}"
+        f"{MEASUREMENT},site={escape_identifier(origin.site, 'site')},area={escape_identifier(origin.area, 'area')},"
+        f"line={escape_identifier(origin.line, 'line')},machine={escape_identifier(origin.machine, 'machine')},"
+        f"tag={escape_identifier(sample.tag, 'tag')}"
     )
+    if not INFLUX_MIN_NS <= sample.timestamp_ns <= INFLUX_MAX_NS:
+        raise PayloadError(
+            f"tag {sample.tag!r}: timestamp {str(sample.timestamp_ns)[:40]} is outside the range InfluxDB can store "
+            "(int64 nanoseconds, years 1677 to 2262)"
+        )
     fields = [f"quality={_escape_string_field(str(sample.quality))}"]
     value = sample.value
     if isinstance(value, bool):

@@ -24,6 +24,15 @@ before it has acked, so the order of acks is that of arrival. A write that keeps
 every ack behind it; the receive window then fills and the broker keeps the rest. Every bridge
 needs its own ``ingest.client_id``: two clients with one id take the session from each other in
 turn (the bridge detects this and says so).
+
+Every task of the bridge is watched: a message that cannot be parsed is dead-lettered with its
+reason (``edge_agent.ingest.parsing``), but a task that dies (a bug) stops the bridge at once with
+``BridgeTaskDied``, which ``run_ingest`` logs at CRITICAL with the traceback before exiting with
+status 70, so the service manager restarts the bridge: a silent zombie that reads nothing more
+would be worse. Unacked messages are redelivered to the next run.
+
+Fault injection, for tests of that path only: with the environment variable
+``EDGE_AGENT_INGEST_FAULT=parse`` the parse task raises on the first message it reads.
 """
 
 from __future__ import annotations
@@ -31,9 +40,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
 
 from edge_agent.core.errors import ConfigError
 from edge_agent.core.problems import ProblemLog
@@ -43,18 +54,25 @@ from edge_agent.ingest.batch_writer import BatchWriter
 from edge_agent.ingest.config import IngestConfig
 from edge_agent.ingest.dead_letter_sender import DeadLetterSender
 from edge_agent.ingest.deadletter import dead_letter_prefix as _dead_letter_prefix
-from edge_agent.ingest.parsing import TOPIC_KINDS, ParsedPayload, parse_many
+from edge_agent.ingest.parsing import TOPIC_KINDS, ParsedPayload, ParseRules, parse_many
 from edge_agent.ingest.stats import IngestStats, Message, Parsed
 from edge_agent.ingest.subscriber import MAX_RECEIVE_MAXIMUM, Subscriber, subscriptions, telemetry_subscription
 
-__all__ = ["IngestBridge", "IngestSettings", "run_ingest"]
+__all__ = ["EXIT_TASK_DIED", "BridgeTaskDied", "IngestBridge", "IngestSettings", "run_ingest"]
 
 log = logging.getLogger(__name__)
 
 _FINAL_FLUSH_TIMEOUT = 2.0
+FAULT_ENV = "EDGE_AGENT_INGEST_FAULT"
+EXIT_TASK_DIED = 70  # EX_SOFTWARE: an internal error; systemd's Restart=on-failure restarts the bridge
+_T = TypeVar("_T")
 
 _Chunk = tuple[list[Message], list[ParsedPayload]]  # messages that arrived together, parsed
 _CHUNK = 128  # messages parsed together at most
+
+
+class BridgeTaskDied(RuntimeError):
+    """A task of the bridge raised: a bug. The bridge stops; its cause is the task's exception."""
 
 
 class IngestSettings(Protocol):
@@ -119,9 +137,13 @@ class IngestBridge:
         except ValueError as exc:
             raise ConfigError("configuration", [f"ingest: {exc}"]) from exc
         self.stats = IngestStats()
+        self.rules = ParseRules(mqtt_config.topic_prefix, frozenset(ingest.line_protocol_measurements))
         problems = ProblemLog(problem_log_interval)
-        self._inbox: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Message | None] = asyncio.Queue()  # bounded by the subscriber's accounting
         self._stopping = asyncio.Event()
+        self._failed = asyncio.Event()
+        self._failure: BridgeTaskDied | None = None
+        self._inject_fault = os.environ.get(FAULT_ENV) == "parse"
         self.subscriber = Subscriber(
             mqtt_config,
             ingest,
@@ -155,30 +177,50 @@ class IngestBridge:
         """Return once the broker confirmed the subscription (wrap in ``asyncio.timeout``)."""
         await self.subscriber.wait_ready()
 
+    def _spawn(self, coroutine: Coroutine[Any, Any, _T], name: str) -> asyncio.Task[_T]:
+        """A named task whose death (an exception, not a cancellation) stops the bridge."""
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(self._watch)
+        return task
+
+    def _watch(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is None or self._failure is not None:
+            return
+        error = task.exception()
+        self._failure = BridgeTaskDied(f"ingest task {task.get_name()!r} died: {type(error).__name__}: {error}")
+        self._failure.__cause__ = error
+        self._failed.set()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Bridge until ``stop`` is set or the task is cancelled."""
+        """Bridge until ``stop`` is set or the task is cancelled; ``BridgeTaskDied`` if one of its tasks dies."""
         self.subscriber.start()
         # The health check only reports (a dead database shows at start-up); it must not delay or
         # block the start, so it runs beside the consumer.
-        health = asyncio.create_task(self.batches.health_check(), name="ingest-health-check")
-        consumer = asyncio.create_task(self._consume(), name="ingest-consumer")
+        health = self._spawn(self.batches.health_check(), "ingest-health-check")
+        consumer = self._spawn(self._consume(), "ingest-consumer")
         stopper = asyncio.create_task(stop.wait(), name="ingest-stop")
+        failed = asyncio.create_task(self._failed.wait(), name="ingest-failed")
         try:
-            done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({consumer, stopper, failed}, return_when=asyncio.FIRST_COMPLETED)
             if consumer in done:
-                consumer.result()  # a bug in the consumer: surface it
-            else:
-                self._stopping.set()
-                self._inbox.put_nowait(None)  # wake the consumer for its final flush
-                try:
-                    async with asyncio.timeout(_FINAL_FLUSH_TIMEOUT + 1.0):
-                        await consumer
-                except TimeoutError:
-                    log.warning("ingest: final flush did not finish in time; unacked messages will be redelivered")
+                self._watch(consumer)  # in case its done-callback has not run yet
+            if self._failure is not None:
+                raise self._failure
+            if consumer in done:
+                raise BridgeTaskDied("ingest task 'ingest-consumer' ended on its own")
+            self._stopping.set()
+            self._inbox.put_nowait(None)  # wake the consumer for its final flush
+            try:
+                async with asyncio.timeout(_FINAL_FLUSH_TIMEOUT + 1.0):
+                    await consumer
+            except TimeoutError:
+                log.warning("ingest: final flush did not finish in time; unacked messages will be redelivered")
+            if self._failure is not None:  # a task died during the final flush
+                raise self._failure
         finally:
-            for task in (health, consumer, stopper):
+            for task in (health, consumer, stopper, failed):
                 task.cancel()
-            await asyncio.gather(health, consumer, stopper, return_exceptions=True)
+            await asyncio.gather(health, consumer, stopper, failed, return_exceptions=True)
             await self.subscriber.stop()
 
     def _reconnected(self) -> None:
@@ -198,7 +240,7 @@ class IngestBridge:
         has acked, so acks go out in arrival order.
         """
         chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(1)
-        parse = asyncio.create_task(self._parse_chunks(chunks), name="ingest-parse")
+        parse = self._spawn(self._parse_chunks(chunks), "ingest-parse")
         batch: list[Parsed] = []
         points = 0
         first_at = last_at = 0.0
@@ -252,8 +294,11 @@ class IngestBridge:
                 if len(messages) >= _CHUNK or self._inbox.empty():
                     break
                 item = self._inbox.get_nowait()
+            self.subscriber.taken(messages)
+            if self._inject_fault and messages:
+                raise RuntimeError(f"fault injected by {FAULT_ENV}=parse")
             if messages:
-                await chunks.put((messages, parse_many([(m.topic.rpartition("/")[2], m.payload) for m in messages])))
+                await chunks.put((messages, parse_many([(m.topic, m.payload) for m in messages], self.rules)))
             if item is None:
                 await chunks.put(None)
                 return
@@ -277,7 +322,7 @@ class IngestBridge:
             flushes.popleft()
         previous = flushes[-1] if flushes else None
         self._unacked_in_flight += len(batch)
-        flushes.append(asyncio.create_task(self._flush(batch, previous, final=final), name="ingest-write"))
+        flushes.append(self._spawn(self._flush(batch, previous, final=final), "ingest-write"))
         await asyncio.sleep(0)  # let the write start now, while the next batch is being parsed
 
     def _parsed(self, message: Message, result: ParsedPayload) -> Parsed:
@@ -322,11 +367,20 @@ async def run_ingest(config: IngestSettings, stop: asyncio.Event) -> None:
     bridge = IngestBridge(config.mqtt, config.ingest, writer, dead_letter_prefix=config.ingest.dead_letter_prefix)
     try:
         await bridge.run(stop)
+    except BridgeTaskDied as exc:
+        log.critical(
+            "ingest: %s. Stopping with exit status %d so the service manager restarts the bridge; messages not "
+            "yet acked are redelivered to the next run. This is a bug, please report it with this traceback",
+            exc,
+            EXIT_TASK_DIED,
+            exc_info=exc.__cause__ or exc,
+        )
+        raise SystemExit(EXIT_TASK_DIED) from exc
     finally:
         await writer.close()
         log.info(
             "ingest: stopped; received %d messages, wrote %d points, %d malformed (%d forwarded to %s/…, %d of "
-            "them refused by the broker), %d refused by InfluxDB",
+            "them refused by the broker), %d refused by InfluxDB, %d QoS 0 messages dropped while the queue was full",
             bridge.stats.received,
             bridge.stats.written_points,
             bridge.stats.malformed,
@@ -334,4 +388,5 @@ async def run_ingest(config: IngestSettings, stop: asyncio.Event) -> None:
             bridge.dead_letter_prefix,
             bridge.stats.dead_letter_failed,
             bridge.stats.rejected,
+            bridge.stats.dropped,
         )

@@ -18,6 +18,8 @@ class IngestStats:
     topic and ``dead_letter_failed`` were refused by it (lost, logged at ERROR). ``ignored`` counts
     empty messages on the alerts/scores topics (a retained message being cleared).
     ``received_by_kind`` counts messages per topic kind (telemetry, alerts, scores).
+    ``queued``/``queued_bytes`` are the messages received and not yet parsed (``…_peak`` their highest);
+    ``dropped`` the QoS 0 messages dropped because that queue was full (``queue_full``).
     ``influx_ok`` is None until the start-up ping or a write has answered.
     """
 
@@ -31,6 +33,12 @@ class IngestStats:
     dead_lettered: int = 0
     dead_letter_failed: int = 0
     ignored: int = 0
+    dropped: int = 0
+    queued: int = 0
+    queued_bytes: int = 0
+    queued_peak: int = 0
+    queued_bytes_peak: int = 0
+    queue_full: bool = False
     connected: bool = False
     influx_ok: bool | None = None
     malformed_by_kind: dict[str, int] = field(default_factory=dict)

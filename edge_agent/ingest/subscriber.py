@@ -13,12 +13,19 @@ in turn; the quick drops that follow are detected and named.
 
 Threads: paho runs its network loop in its own thread; callbacks only hand messages over to the
 event loop with ``call_soon_threadsafe``, and the loop is woken once per burst, not per message.
+
+Memory: messages received and not yet parsed are counted (``ingest.max_queued_messages`` and
+``ingest.max_queued_bytes``). QoS 1 messages are bounded by the receive window (the broker sends no
+more until some are acked) and always taken. QoS 0 messages have no such window: beyond the bound
+they are dropped and counted (``stats.dropped``), with one log line when dropping starts and one
+when the queue has drained to half, saying how many were dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -99,6 +106,11 @@ class Subscriber:
         self._connected_at = 0.0
         self._quick_drops = 0
         self._flapping = False
+        # What was received and not yet taken by the parser: counted in paho's thread, uncounted in the loop.
+        self._queue_lock = threading.Lock()
+        self._dropped_since_full = 0
+        self._admitted = self._admitted_bytes = 0  # written by paho's thread only
+        self._taken = self._taken_bytes = 0  # written by the event loop only
 
     @property
     def generation(self) -> int:
@@ -275,12 +287,68 @@ class Subscriber:
         self._call_in_loop(self._ready.set)
 
     def on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._arrivals.append(
-            Message(message.mid, message.qos, message.topic, bytes(message.payload), self._generation)
-        )
+        payload = bytes(message.payload)
+        if not self._admit(message.qos, len(payload)):
+            return
+        self._arrivals.append(Message(message.mid, message.qos, message.topic, payload, self._generation))
         if not self._wake_pending:
             self._wake_pending = True
             self._call_in_loop(self._take_arrivals)
+
+    def _admit(self, qos: int, size: int) -> bool:
+        """In paho's thread: count a message in, or drop it (QoS 0 only) when the queue is full.
+
+        Lock-free on the common path: only this thread adds to ``_admitted``, only the loop to
+        ``_taken``, so their difference is the queue (at worst a moment stale). The lock guards
+        the rare change of state and its log line.
+        """
+        queued = self._admitted - self._taken
+        queued_bytes = self._admitted_bytes - self._taken_bytes
+        if qos == 0 and (
+            queued >= self.ingest.max_queued_messages or queued_bytes + size > self.ingest.max_queued_bytes
+        ):
+            self._drop(queued, queued_bytes)
+            return False
+        self._admitted += 1
+        self._admitted_bytes += size
+        stats = self.stats
+        stats.queued, stats.queued_bytes = queued + 1, queued_bytes + size
+        if queued >= stats.queued_peak:
+            stats.queued_peak = queued + 1
+        stats.queued_bytes_peak = max(stats.queued_bytes_peak, queued_bytes + size)
+        return True
+
+    def _drop(self, queued: int, queued_bytes: int) -> None:
+        with self._queue_lock:
+            self.stats.dropped += 1
+            self._dropped_since_full += 1
+            if self.stats.queue_full:
+                return
+            self.stats.queue_full = True
+        log.warning(
+            "ingest: %d messages (%d bytes) wait to be parsed, the limit (ingest.max_queued_messages %d, "
+            "max_queued_bytes %d); QoS 0 messages are dropped and counted until it drains",
+            queued,
+            queued_bytes,
+            self.ingest.max_queued_messages,
+            self.ingest.max_queued_bytes,
+        )
+
+    def taken(self, messages: Sequence[Message]) -> None:
+        """In the event loop: ``messages`` left the queue for the parser; say so once when dropping ends."""
+        self._taken += len(messages)
+        self._taken_bytes += sum(len(message.payload) for message in messages)
+        stats = self.stats
+        stats.queued = queued = self._admitted - self._taken
+        stats.queued_bytes = queued_bytes = self._admitted_bytes - self._taken_bytes
+        if not stats.queue_full or (
+            queued > self.ingest.max_queued_messages // 2 or queued_bytes > self.ingest.max_queued_bytes // 2
+        ):
+            return
+        with self._queue_lock:
+            stats.queue_full = False
+            dropped, self._dropped_since_full = self._dropped_since_full, 0
+        log.warning("ingest: the queue has drained to half; %d QoS 0 messages were dropped meanwhile", dropped)
 
     def _take_arrivals(self) -> None:
         """In the event loop: move what paho's thread received into the inbox, in arrival order."""

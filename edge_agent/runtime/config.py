@@ -16,11 +16,12 @@ from pydantic import Field, model_validator
 from connectors import MachineConfig
 from edge_agent.alerts.config import AlertsConfig
 from edge_agent.core.config_base import MACHINE_ID_PATTERN, StrictModel
+from edge_agent.core.identifiers import TOPIC_WORD_PATTERN
 from edge_agent.delivery.config import InfluxConfig, MqttConfig, OutboxConfig, TlsConfig
 from edge_agent.ingest.config import IngestConfig
 from edge_agent.web.config import WebConfig
 
-TOPIC_WORD = r"^[^/+#\s]+$"
+TOPIC_WORD = TOPIC_WORD_PATTERN
 
 
 class SiteConfig(StrictModel):

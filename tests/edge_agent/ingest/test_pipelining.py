@@ -78,7 +78,9 @@ class AckRecorder:
 
 
 def message(mid: int, payload: bytes | None = None) -> Message:
-    body = payload if payload is not None else f"m,k=v f={mid} {T + mid}".encode()
+    body = (
+        payload if payload is not None else f"telemetry,site=s,area=a,line=l,machine=m,tag=k f={mid} {T + mid}".encode()
+    )
     return Message(mid, 1, "edge/s/a/l/m/telemetry", body, 0)
 
 
