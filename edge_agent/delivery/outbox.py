@@ -19,12 +19,11 @@ Bounds: the payload bytes held are capped by ``max_bytes`` and each entry's age 
 bound the oldest entries not in flight are dropped and counted (``edge_agent.delivery.outbox_bounds``),
 and a full or failing disk never makes ``append`` raise: polling goes on. A reserve file beside the
 outbox gives a full disk the room to drop the oldest entries rather than the new ones
-(``edge_agent.delivery.outbox_reserve``). A file that is not a
-readable SQLite database at start is moved aside and a fresh outbox started
-(``edge_agent.delivery.outbox_file``). After a backlog has drained, the file's free pages and the
-cached memory are given back (``edge_agent.delivery.outbox_space``). The page cache itself is capped:
-the outbox reads and writes at the two ends of one B-tree, so a few hundred pages hold everything
-hot (bench/delivery.py measures the drain with it).
+(``edge_agent.delivery.outbox_reserve``). A file that is not a readable SQLite database at start
+is moved aside and a fresh outbox started (``edge_agent.delivery.outbox_file``). After a backlog has
+drained, the file's free pages and the cached memory are given back (``edge_agent.delivery.outbox_space``).
+The page cache itself is capped: the outbox reads and writes at the two ends of one B-tree, so a few
+hundred pages hold everything hot (bench/delivery.py measures the drain with it).
 """
 
 from __future__ import annotations
