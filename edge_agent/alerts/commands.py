@@ -14,19 +14,28 @@ The command topic is one level below ``.../alerts``, so a subscriber to ``+/+/+/
 (the ingest bridge, a dashboard) never sees commands. Who may publish there is the broker's
 business: limit write access to it in the broker's ACL (deploy/mosquitto/acl.example).
 
-Everything here is pure (bytes in, request or ``CommandError`` out), so the checks are tested
-without a broker; ``edge_agent.runtime.agent`` wires it to the publisher's subscription.
+Anyone who can publish there can send anything: invalid UTF-8, JSON nested thousands of levels
+deep, thousands of junk commands a second. Every one of them gets a refusal that says what to
+send (a ``CommandError``, never another exception), and the log gets one line per kind of
+refusal per minute with the count of the others (``RefusalLog``), so a flood cannot bury it.
+
+The checks are pure (bytes in, request or ``CommandError`` out), so they are tested without a
+broker; ``edge_agent.runtime.agent`` wires them to the publisher's subscription.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.core.errors import CommandError
 from edge_agent.core.origin import Origin
+from edge_agent.core.problems import ProblemLog, problem_kind
+
+log = logging.getLogger(__name__)
 
 ACK_KIND = "alerts/ack"
 REPLY_KIND = "alerts/ack/reply"
@@ -51,10 +60,7 @@ def parse_ack(payload: bytes, origin: Origin) -> AckRequest:
     """Check one command payload sent to ``origin``'s ack topic; ``CommandError`` says what is wrong."""
     if len(payload) > MAX_PAYLOAD:
         raise CommandError(f"payload of {len(payload)} bytes is too large (at most {MAX_PAYLOAD}); {_EXAMPLE}")
-    try:
-        data: Any = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandError(f"payload is not JSON ({exc}); {_EXAMPLE}") from None
+    data = _load(payload)
     if not isinstance(data, dict):
         raise CommandError(f"payload is JSON but not an object; {_EXAMPLE}")
     request_id = data.get("request_id")
@@ -78,11 +84,22 @@ def parse_ack(payload: bytes, origin: Origin) -> AckRequest:
     return AckRequest(alert_id.strip(), by.strip(), rid)
 
 
+def _load(payload: bytes) -> Any:
+    """The JSON in a command; ``CommandError`` for anything else, however malformed or deeply nested."""
+    try:
+        return json.loads(payload)
+    except RecursionError:
+        raise CommandError(f"payload is nested too deeply to be a command; {_EXAMPLE}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
+        reason = str(exc)[:200]
+        raise CommandError(f"payload is not JSON ({reason}); {_EXAMPLE}") from None
+
+
 def request_id_of(payload: bytes) -> str | None:
     """The request_id of a payload, if it has a usable one, so even a refusal can be matched to its request."""
     try:
-        data = json.loads(payload) if len(payload) <= MAX_PAYLOAD else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = _load(payload) if len(payload) <= MAX_PAYLOAD else None
+    except CommandError:
         return None
     rid = data.get("request_id") if isinstance(data, dict) else None
     return str(rid)[:MAX_NAME] if isinstance(rid, str | int) else None
@@ -108,3 +125,22 @@ def reply(
         "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
     return json.dumps(body).encode()
+
+
+class RefusalLog:
+    """Logs refused commands: each kind of refusal once, then at most once a minute with a count.
+
+    Every command is still answered; only the log is throttled (``edge_agent.core.problems``).
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self._problems = ProblemLog(interval)
+
+    def refused(self, machine: str, problem: str, by: str | None = None) -> None:
+        """One refused command for ``machine``; ``by`` when the command named who sent it."""
+        skipped = self._problems.due(problem_kind(problem))
+        if skipped is None:
+            return
+        who = f" from {by!r}" if by is not None else ""
+        more = f" ({skipped} more refusal(s) like it since the last line)" if skipped else ""
+        log.warning("alerts: acknowledge command%s for %s refused: %s%s", who, machine, problem, more)

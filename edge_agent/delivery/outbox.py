@@ -17,12 +17,13 @@ of the whole box, at a cost measured in docs/delivery.md.
 
 Bounds: the payload bytes held are capped by ``max_bytes`` and each entry's age by ``max_age``; at a
 bound the oldest entries not in flight are dropped and counted (``edge_agent.delivery.outbox_bounds``),
-and a full or failing disk never makes ``append`` raise: polling goes on. A file that is not a
-readable SQLite database at start is moved aside and a fresh outbox started
-(``edge_agent.delivery.outbox_file``). After a backlog has drained, the file's free pages and the
-cached memory are given back (``edge_agent.delivery.outbox_space``). The page cache itself is capped:
-the outbox reads and writes at the two ends of one B-tree, so a few hundred pages hold everything
-hot (bench/delivery.py measures the drain with it).
+and a full or failing disk never makes ``append`` raise: polling goes on. A reserve file beside the
+outbox gives a full disk the room to drop the oldest entries rather than the new ones
+(``edge_agent.delivery.outbox_reserve``). A file that is not a readable SQLite database at start
+is moved aside and a fresh outbox started (``edge_agent.delivery.outbox_file``). After a backlog has
+drained, the file's free pages and the cached memory are given back (``edge_agent.delivery.outbox_space``).
+The page cache itself is capped: the outbox reads and writes at the two ends of one B-tree, so a few
+hundred pages hold everything hot (bench/delivery.py measures the drain with it).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from typing import Literal, TextIO, TypeVar
 from edge_agent.core.errors import ConfigError
 from edge_agent.delivery import outbox_file
 from edge_agent.delivery.outbox_bounds import Bounds, Dropped
-from edge_agent.delivery.outbox_file import Entry, OutboxStats, default_outbox_path, read_counters
+from edge_agent.delivery.outbox_file import Entry, OutboxStats, default_outbox_path, is_disk_full, read_counters
+from edge_agent.delivery.outbox_reserve import PAGE_BYTES, DiskReserve, WalSizing, checkpoint_truncate, wal_sizing
 from edge_agent.delivery.outbox_space import KEEP_FREE_PAGES, SpaceReclaimer, convert_to_incremental_vacuum
 
 __all__ = ["KEEP_FREE_PAGES", "Entry", "Outbox", "OutboxStats", "default_outbox_path", "read_counters"]
@@ -48,6 +50,9 @@ __all__ = ["KEEP_FREE_PAGES", "Entry", "Outbox", "OutboxStats", "default_outbox_
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Entries deleted per transaction on a full disk (each step's WAL must fit in the room there is).
+_FULL_DISK_DELETE_CHUNK = 32
 
 
 class Outbox:
@@ -87,7 +92,9 @@ class Outbox:
         self.bounds = Bounds(
             self.stats, max_bytes=max_bytes, max_age=max_age, clock_ns=clock_ns, refresh_oldest=self._refresh_oldest
         )
-        self._space = SpaceReclaimer(self.path)
+        self._sizing = WalSizing(0, 1000, 16 * 1024 * 1024)  # set from the file system at open
+        self._reserve = DiskReserve(self.path, 0)
+        self._space = SpaceReclaimer(self.path, self._reserve)
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -151,6 +158,8 @@ class Outbox:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_handle = outbox_file.lock(self.path)
+            self._sizing = wal_sizing(self.path.parent)
+            self._reserve.size = self._sizing.reserve_bytes
             db = self._connect()
             problem = outbox_file.quick_check(db)
         except (OSError, sqlite3.OperationalError) as exc:
@@ -177,9 +186,16 @@ class Outbox:
         self._db = db
         self._load_stats(db)
         convert_to_incremental_vacuum(db, self.path, self.stats.entries)
+        self._reserve.ensure()
 
     def _connect(self) -> sqlite3.Connection:
-        return outbox_file.connect(self.path, self.synchronous, self._max_page_count)
+        return outbox_file.connect(
+            self.path,
+            self.synchronous,
+            self._max_page_count,
+            wal_autocheckpoint_pages=self._sizing.autocheckpoint_pages,
+            journal_size_limit=self._sizing.journal_size_limit,
+        )
 
     def _load_stats(self, db: sqlite3.Connection) -> None:
         count, size, samples, oldest, first, last = db.execute(
@@ -228,17 +244,17 @@ class Outbox:
                         (topic, payload, samples, now, int(retain)),
                     ).lastrowid
                     db.executemany(outbox_file.ADD_COUNTER, [("appended_batches", 1), ("appended_samples", samples)])
-                    excess = self.stats.bytes + size - self.max_bytes
+                    excess = self.stats.bytes + size - self.bounds.limit
                     if excess > 0:
                         dropped = self.bounds.drop_oldest(db, excess, self.pinned_upto)
             except sqlite3.Error as exc:  # disk full, I/O error, a file damaged while running: never raise
-                if not outbox_file.is_disk_full(exc) or attempt == 1:
+                if not is_disk_full(exc) or attempt == 1:
                     self.bounds.lose_new(db, samples, exc)
                     return None
-                self.bounds.make_room(db, exc, self.pinned_upto)
+                self._relieve_full_disk(db, exc)
                 continue
             if dropped is not None:
-                self.bounds.record(dropped, "the outbox reached outbox.max_bytes")
+                self.bounds.record(dropped, self._bound_reached())
             self.stats.entries += 1
             self.stats.bytes += size
             self.stats.samples += samples
@@ -254,6 +270,19 @@ class Outbox:
                     self.first_seq = self.last_seq
             return int(seq) if seq is not None else None
         return None  # pragma: no cover - the loop always returns
+
+    def _bound_reached(self) -> str:
+        if self.bounds.disk_cap is not None and self.bounds.disk_cap < self.max_bytes:
+            return "the disk is full (what fitted on it is the outbox's bound until it has drained)"
+        return "the outbox reached outbox.max_bytes"
+
+    def _relieve_full_disk(self, db: sqlite3.Connection, exc: sqlite3.Error) -> None:
+        """Disk full: free the reserve, empty the WAL into the file, drop the oldest, empty the WAL again."""
+        self._reserve.release()
+        checkpoint_truncate(db)
+        if self.bounds.make_room(db, exc, self.pinned_upto, max(PAGE_BYTES, self._reserve.size // 4)):
+            checkpoint_truncate(db)
+        self._space.after_disk_full()
 
     def _drop_expired_sync(self) -> None:
         self.bounds.drop_expired(self._require_db(), self.pinned_upto)
@@ -277,6 +306,40 @@ class Outbox:
 
     def _remove_sync(self, seqs: Sequence[int]) -> None:
         db = self._require_db()
+        try:
+            removed, samples, freed = self._delete_sync(db, seqs)
+        except sqlite3.Error as exc:
+            if not is_disk_full(exc):
+                raise
+            removed, samples, freed = self._delete_on_full_disk(db, seqs)
+        self.stats.entries -= removed
+        self.stats.samples -= samples
+        self.stats.bytes -= freed
+        self.stats.removed += removed
+        if removed:
+            self._refresh_oldest()
+        self.bounds.maybe_end_episode()
+        self._space.after_removal(db, self.stats.bytes)
+
+    def _delete_on_full_disk(self, db: sqlite3.Connection, seqs: Sequence[int]) -> tuple[int, int, int]:
+        """Even a DELETE needs room: it writes every page it touches to the WAL first.
+
+        So the reserve is freed and the WAL emptied, and the entries are deleted a few at a time,
+        the WAL emptied into the file after each step (pages the file already has: it does not grow).
+        """
+        self._reserve.release()
+        self._space.after_disk_full()
+        removed = samples = freed = 0
+        for start in range(0, len(seqs), _FULL_DISK_DELETE_CHUNK):
+            checkpoint_truncate(db)
+            counts = self._delete_sync(db, seqs[start : start + _FULL_DISK_DELETE_CHUNK])
+            removed, samples, freed = removed + counts[0], samples + counts[1], freed + counts[2]
+        checkpoint_truncate(db)
+        return removed, samples, freed
+
+    @staticmethod
+    def _delete_sync(db: sqlite3.Connection, seqs: Sequence[int]) -> tuple[int, int, int]:
+        """Delete the entries in one transaction: (batches, samples, bytes) that were there."""
         removed = samples = freed = 0
         with outbox_file.transaction(db):
             for chunk_start in range(0, len(seqs), 500):
@@ -291,11 +354,4 @@ class Outbox:
                 removed += int(count)
                 samples += int(chunk_samples)
                 freed += int(chunk_bytes)
-        self.stats.entries -= removed
-        self.stats.samples -= samples
-        self.stats.bytes -= freed
-        self.stats.removed += removed
-        if removed:
-            self._refresh_oldest()
-        self.bounds.maybe_end_episode()
-        self._space.after_removal(db, self.stats.bytes)
+        return removed, samples, freed

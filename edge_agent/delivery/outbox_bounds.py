@@ -7,9 +7,13 @@ are kept in the file so they survive restarts. An entry already handed to the ne
 ``seq`` at or below ``pinned_upto``) is never dropped: it may still arrive, and a drop counter that
 over-counts would be useless. The overshoot is therefore at most the in-flight window.
 
-Disk full while appending: the oldest droppable entries are deleted to make room and the append
-is retried; if even that fails the new batch is the one dropped and counted. Everything here runs
-in the outbox's worker thread.
+Disk full while appending: the outbox first frees its reserve and empties the WAL
+(``edge_agent.delivery.outbox_reserve``), then a tenth of the droppable entries, oldest first, is
+deleted and the append retried. What fitted then becomes a second bound (``disk_cap``) until the
+episode ends, so that from there on each new batch pushes out the oldest instead of running into
+the full disk again. Only if even the delete fails is the new batch the one dropped; the log says
+so in those words (a state of its own, logged when it starts). Everything here runs in the
+outbox's worker thread.
 """
 
 from __future__ import annotations
@@ -64,7 +68,9 @@ class Bounds:
         self.max_age = max_age
         self._clock_ns = clock_ns
         self._refresh_oldest = refresh_oldest
-        self._dropping = False
+        self.disk_cap: int | None = None
+        """Payload bytes that fitted on the disk when it was full; a bound like ``max_bytes`` until the episode ends."""
+        self._dropping: str | None = None  # None, "oldest" or "newest": what the last ERROR said
         self._episode_batches = 0
         self._episode_samples = 0
         self._last_age_check = 0.0
@@ -73,17 +79,30 @@ class Bounds:
         """``append`` drops expired entries at most once a second."""
         return time.monotonic() - self._last_age_check >= _AGE_CHECK_EVERY_S
 
-    def make_room(self, db: sqlite3.Connection, exc: sqlite3.Error, pinned_upto: int) -> None:
-        """Disk full: drop a tenth of what waits (at least one batch), oldest first, to make room."""
-        target = max(1, int(self.stats.bytes * _DISK_FULL_DROP_FRACTION))
+    @property
+    def limit(self) -> int:
+        """The byte bound in force: ``max_bytes``, or less while a full disk set ``disk_cap``."""
+        return self.max_bytes if self.disk_cap is None else min(self.max_bytes, self.disk_cap)
+
+    def make_room(self, db: sqlite3.Connection, exc: sqlite3.Error, pinned_upto: int, room: int) -> bool:
+        """Disk full: drop a tenth of what waits, oldest first, at most ``room`` bytes; True if something went.
+
+        ``room`` is what the WAL can take on the full disk (a delete writes the pages it frees).
+        What is left becomes ``disk_cap``, so that the next appends drop the oldest in their own
+        transaction (reusing the freed pages) rather than hitting the full disk again.
+        """
+        target = max(1, min(room, int(self.stats.bytes * _DISK_FULL_DROP_FRACTION)))
         try:
             with transaction(db):
                 dropped = self.drop_oldest(db, target, pinned_upto)
         except sqlite3.Error as again:
             log.debug("outbox: could not make room: %s", again)
-            return
-        if dropped is not None:
-            self.record(dropped, f"the disk is full ({exc})")
+            return False
+        if dropped is None:
+            return False
+        self.disk_cap = self.stats.bytes - dropped.bytes
+        self.record(dropped, f"the disk is full ({exc})")
+        return True
 
     def lose_new(self, db: sqlite3.Connection, samples: int, exc: sqlite3.Error) -> None:
         """The new batch itself could not be stored: it is the one dropped, counted like the others.
@@ -141,32 +160,46 @@ class Bounds:
             self.stats.samples -= dropped.samples
             self.stats.bytes -= dropped.bytes
             self._refresh_oldest()
-        if self._dropping:
+        state = "oldest" if dropped.removed_from_file else "newest"
+        if self._dropping == state:
             return
-        self._dropping = True
+        self._dropping = state
         self.stats.drop_episodes += 1
-        log.error(
-            "outbox: DATA LOST: %s, so batches are being dropped, oldest first (bounds: %d bytes, %g s; "
-            "%d batch(es) waiting). Further drops in this episode are only counted. Fix: bring the "
-            "broker/database back, or give the outbox more room (outbox.max_bytes, outbox.max_age)",
-            why,
-            self.max_bytes,
-            self.max_age,
-            self.stats.entries,
-        )
-
-    def maybe_end_episode(self) -> None:
-        """Called after acknowledged removals: delivery works again and the outbox has room."""
-        if self._dropping and self.stats.bytes <= self.max_bytes * _EPISODE_END_FRACTION:
-            log.info(
-                "outbox: no longer dropping; this episode dropped %d batch(es) with %d sample(s) "
-                "(%d batches in total since the outbox was created)",
-                self._episode_batches,
-                self._episode_samples,
-                self.stats.dropped_batches,
+        if state == "oldest":
+            log.error(
+                "outbox: DATA LOST: %s, so batches are being dropped, oldest first (bounds: %d bytes, %g s; "
+                "%d batch(es) waiting). Further drops in this episode are only counted. Fix: bring the "
+                "broker/database back, free space on the outbox's disk, or give the outbox more room "
+                "(outbox.max_bytes, outbox.max_age)",
+                why,
+                self.limit,
+                self.max_age,
+                self.stats.entries,
             )
-            self._dropping = False
-            self._episode_batches = self._episode_samples = 0
+        else:
+            log.error(
+                "outbox: DATA LOST: %s, and there is no room even to drop older ones, so NEW batches are being "
+                "dropped (%d older batch(es) kept). Further such drops are only counted. Fix: free space on the "
+                "disk of outbox.path",
+                why,
+                self.stats.entries,
+            )
+
+    def maybe_end_episode(self) -> bool:
+        """Called after acknowledged removals: delivery works again and the outbox has room; True if it ended."""
+        if not self._dropping or self.stats.bytes > self.limit * _EPISODE_END_FRACTION:
+            return False
+        log.info(
+            "outbox: no longer dropping; this episode dropped %d batch(es) with %d sample(s) "
+            "(%d batches in total since the outbox was created)",
+            self._episode_batches,
+            self._episode_samples,
+            self.stats.dropped_batches,
+        )
+        self._dropping = None
+        self.disk_cap = None
+        self._episode_batches = self._episode_samples = 0
+        return True
 
     def drop_expired(self, db: sqlite3.Connection, pinned_upto: int) -> None:
         """Drop the unpinned entries older than ``max_age``."""

@@ -142,8 +142,19 @@ class OutboxStats:
     corrupt_files_moved: int = 0
 
 
-def connect(path: Path, synchronous: Literal["normal", "full"], max_page_count: int | None) -> sqlite3.Connection:
-    """Open (or create) the file with the outbox's settings and schema."""
+def connect(
+    path: Path,
+    synchronous: Literal["normal", "full"],
+    max_page_count: int | None,
+    *,
+    wal_autocheckpoint_pages: int = 1000,
+    journal_size_limit: int = 16 * 1024 * 1024,
+) -> sqlite3.Connection:
+    """Open (or create) the file with the outbox's settings and schema.
+
+    The WAL settings come from ``edge_agent.delivery.outbox_reserve``: on a small disk the WAL is
+    checkpointed more often, so that the reserve is always enough to empty it.
+    """
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     # Takes effect only in a file without tables yet (a new one); older files: _convert_to_incremental_vacuum.
     db.execute("PRAGMA auto_vacuum=INCREMENTAL")
@@ -151,7 +162,8 @@ def connect(path: Path, synchronous: Literal["normal", "full"], max_page_count: 
     db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
     db.execute(f"PRAGMA synchronous={synchronous.upper()}")
     # Keep the WAL from growing past what one long drain writes; it is truncated after checkpoints.
-    db.execute("PRAGMA journal_size_limit=16777216")
+    db.execute(f"PRAGMA journal_size_limit={int(journal_size_limit)}")
+    db.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint_pages)}")
     if max_page_count is not None:
         db.execute(f"PRAGMA max_page_count={int(max_page_count)}")
     db.executescript(_SCHEMA)

@@ -5,6 +5,8 @@ back. Files are created with ``auto_vacuum=INCREMENTAL`` (an older file is conve
 start that finds it empty), and once a backlog of at least ``TIDY_BACKLOG_BYTES`` has drained,
 the free pages go back to the file system a few MiB at a time, then the WAL is truncated,
 SQLite's page cache released (``shrink_memory``) and the heap's free pages (``malloc_trim``).
+After the disk was full the same is done for a backlog of any size, keeping no free pages, and the
+reserve file for the next full disk is allocated again (``edge_agent.delivery.outbox_reserve``).
 Everything here runs in the outbox's worker thread.
 """
 
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 from edge_agent.core import memory
+from edge_agent.delivery.outbox_reserve import PAGE_BYTES, DiskReserve, checkpoint_truncate
 
 __all__ = ["KEEP_FREE_PAGES", "SpaceReclaimer", "convert_to_incremental_vacuum"]
 
@@ -50,15 +53,22 @@ def convert_to_incremental_vacuum(db: sqlite3.Connection, path: Path, entries: i
 class SpaceReclaimer:
     """Remembers that a backlog grew the file, and tidies up in bounded steps once it has drained."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, reserve: DiskReserve) -> None:
         self.path = path
+        self._reserve = reserve
         self._due = False
+        self._keep_free = KEEP_FREE_PAGES
         self._last = 0.0
 
     def held(self, waiting_bytes: int) -> None:
         """After an append: a backlog this large will need tidying once delivered."""
         if waiting_bytes >= TIDY_BACKLOG_BYTES:
             self._due = True
+
+    def after_disk_full(self) -> None:
+        """The disk was full: once drained, give back every free page and allocate the reserve again."""
+        self._due = True
+        self._keep_free = 0
 
     def after_removal(self, db: sqlite3.Connection, waiting_bytes: int) -> None:
         """Once a large backlog has drained: give the file's free pages and the cached memory back.
@@ -74,21 +84,43 @@ class SpaceReclaimer:
             return
         self._last = now
         try:
-            free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
-            if free > KEEP_FREE_PAGES:
-                # sqlite3's execute() steps a statement without result columns once, and each step
-                # frees one page; executescript() runs it to its end (and commits nothing: autocommit).
-                db.executescript(f"PRAGMA incremental_vacuum({min(free - KEEP_FREE_PAGES, _VACUUM_PAGES_PER_STEP)});")
-                if free - KEEP_FREE_PAGES > _VACUUM_PAGES_PER_STEP:
-                    return  # more next time
+            if not self._vacuum_step(db):
+                return  # more next time
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             db.execute("PRAGMA shrink_memory")
         except sqlite3.Error as exc:  # busy or a full disk: the space is reused by new batches anyway
             log.debug("outbox: tidying up after a backlog failed, retried later: %s", exc)
             return
+        if not self._reserve.ensure():
+            return  # the disk has no room yet: try again after the next removals
         self._due = False
+        self._keep_free = KEEP_FREE_PAGES
         memory.release_free_memory()
         log.info("outbox: backlog drained; %s is back to %.1f MiB", self.path, self._file_mib())
+
+    def _vacuum_step(self, db: sqlite3.Connection) -> bool:
+        """Hand free pages back, at most ``_VACUUM_PAGES_PER_STEP``; True once down to the pages kept.
+
+        After a full disk the WAL must fit in the little room there is: pages are moved a few at a
+        time, and the WAL emptied into the (shrinking) file after each few.
+        """
+        keep = self._keep_free
+        small_steps = keep == 0
+        step = max(4, self._reserve.size // PAGE_BYTES // 4) if small_steps else _VACUUM_PAGES_PER_STEP
+        budget = _VACUUM_PAGES_PER_STEP
+        while True:
+            free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
+            if free <= keep:
+                return True
+            if budget <= 0:
+                return False
+            pages = min(free - keep, step, budget)
+            # sqlite3's execute() steps a statement without result columns once, and each step
+            # frees one page; executescript() runs it to its end (and commits nothing: autocommit).
+            db.executescript(f"PRAGMA incremental_vacuum({pages});")
+            budget -= pages
+            if small_steps:
+                checkpoint_truncate(db)
 
     def _file_mib(self) -> float:
         total = 0

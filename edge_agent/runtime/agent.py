@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors import MachineConfig
 from edge_agent.alerts.board import AlertBoard
-from edge_agent.alerts.commands import ACK_KIND, REPLY_KIND, parse_ack, reply, request_id_of
+from edge_agent.alerts.commands import ACK_KIND, REPLY_KIND, RefusalLog, parse_ack, reply, request_id_of
 from edge_agent.alerts.sink import AlertSink
 from edge_agent.core.errors import CommandError, ConnectorError
 from edge_agent.core.origin import Origin
@@ -70,6 +70,7 @@ class Agent:
             if machine.enabled
         ]
         self.ack_commands = 0  # acknowledge commands received over MQTT (done or refused)
+        self._ack_refusals = RefusalLog()  # a flood of junk commands gets a few log lines, not one each
         if self.publisher is not None and self.alerts is not None:
             for poller in self.pollers:
                 if self.alerts.config.for_machine(poller.machine.id).enabled:
@@ -136,11 +137,10 @@ class Agent:
         reply_topic = origin.topic(publisher.config.topic_prefix, REPLY_KIND)
         try:
             request = parse_ack(payload, origin)
-        except CommandError as exc:
-            log.warning("alerts: acknowledge command for %s refused: %s", origin.machine, exc)
-            publisher.send_reply(
-                reply_topic, reply(origin, ok=False, error=str(exc), request_id=request_id_of(payload))
-            )
+        except Exception as exc:  # noqa: BLE001 - CommandError, or a bug of the checks: this command's alone, logged
+            refusal = str(exc) if isinstance(exc, CommandError) else f"internal error: {type(exc).__name__}"
+            self._ack_refusals.refused(origin.machine, refusal)
+            publisher.send_reply(reply_topic, reply(origin, ok=False, error=refusal, request_id=request_id_of(payload)))
             return
         try:
             problem = await self.alerts.acknowledge_alert(origin.machine, request.alert_id, request.by)
@@ -151,7 +151,7 @@ class Agent:
             )
             return
         if problem is not None:
-            log.warning("alerts: acknowledge command from %r for %s refused: %s", request.by, origin.machine, problem)
+            self._ack_refusals.refused(origin.machine, problem, request.by)
             publisher.send_reply(reply_topic, reply(origin, ok=False, request=request, error=problem))
             return
         log.info("alerts: alert %s on %s acknowledged by %r over MQTT", request.alert_id, origin.machine, request.by)
