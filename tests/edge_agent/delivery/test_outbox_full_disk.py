@@ -55,20 +55,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def prefix() -> str:
-    return unique_name("full")
-
-
-@pytest.fixture
-def subscriber(fresh_mosquitto: Mosquitto, prefix: str) -> Iterator[Subscriber]:
-    sub = Subscriber(fresh_mosquitto, prefix)
-    try:
-        yield sub
-    finally:
-        sub.close()
-
-
-@pytest.fixture
 async def publisher(small_disk: Path, fresh_mosquitto: Mosquitto, prefix: str) -> AsyncIterator[MqttPublisher]:
     config = MqttConfig(host=fresh_mosquitto.host, port=fresh_mosquitto.port, topic_prefix=prefix, keepalive=5)
     outbox = OutboxConfig(path=str(small_disk / "outbox.sqlite"), max_in_flight=50)
